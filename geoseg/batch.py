@@ -1,0 +1,245 @@
+"""Runs over many scenes: finding inputs, skipping finished scenes by their
+manifest, going on past failures, and the run report."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from . import __version__
+from .errors import GeosegError, InputError
+from .model import ModelInfo, file_sha256, load_model, resolve_model_path
+from .outputs import write_json_atomic
+from .scheduling import Runner
+from .tiler import ClassifyOptions, SceneResult, classify_scene
+
+log = logging.getLogger(__name__)
+
+RASTER_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
+
+
+@dataclass(frozen=True)
+class SceneTask:
+    path: str
+    outdir: str
+
+
+def find_inputs(
+    inputs: list[str], outdir: str, recursive: bool = False, pattern: str | None = None
+) -> list[SceneTask]:
+    """Expand files, folders and list files (``.txt``, one path a line) into scenes.
+
+    Scenes found in a folder keep their sub-folder under ``outdir`` (with
+    ``recursive``), so equal names in different folders do not collide.
+    """
+    pats = (pattern,) if pattern else RASTER_PATTERNS
+    out: list[SceneTask] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = []
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+                for f in sorted(files):
+                    if any(fnmatch.fnmatch(f, p) for p in pats):
+                        found.append(os.path.join(root, f))
+            if not found:
+                log.warning("%s: no file matching %s in this folder", item, " or ".join(pats))
+            for f in found:
+                rel = os.path.relpath(os.path.dirname(f), item)
+                out.append(SceneTask(f, os.path.normpath(os.path.join(outdir, rel))))
+        elif item.lower().endswith((".txt", ".lst")) and os.path.isfile(item):
+            base = os.path.dirname(os.path.abspath(item))
+            with open(item, encoding="utf-8") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        p = line if os.path.isabs(line) else os.path.join(base, line)
+                        out.append(SceneTask(p, outdir))
+        else:
+            out.append(SceneTask(item, outdir))
+    # one output name per scene
+    seen: dict[tuple[str, str], str] = {}
+    for t in out:
+        stem = os.path.splitext(os.path.basename(t.path))[0]
+        key = (os.path.abspath(t.outdir), stem)
+        if key in seen and os.path.abspath(seen[key]) != os.path.abspath(t.path):
+            raise InputError(
+                f"{t.path}: its outputs would overwrite those of {seen[key]} (same name "
+                f"{stem!r}); use folder inputs with --recursive or separate runs"
+            )
+        seen[key] = t.path
+    uniq, done = [], set()
+    for t in out:
+        k = os.path.abspath(t.path)
+        if k not in done:
+            done.add(k)
+            uniq.append(t)
+    return uniq
+
+
+# --- manifests ----------------------------------------------------------------
+def manifest_path(outdir: str, path: str) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join(outdir, f"{stem}_manifest.json")
+
+
+def _source_id(path: str) -> dict:
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _manifest(task: SceneTask, model: ModelInfo, options: ClassifyOptions, res: SceneResult) -> dict:
+    return {
+        "geoseg_version": __version__,
+        "source": _source_id(task.path),
+        "model_sha256": model.sha256,
+        "options": options.to_dict(),
+        "outputs": {k: {"file": os.path.basename(v), "sha256": file_sha256(v)}
+                    for k, v in sorted(res.outputs.items())},
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def is_up_to_date(task: SceneTask, model: ModelInfo, options: ClassifyOptions) -> bool:
+    """True when the scene's manifest matches this source, model and options and
+    every output it lists is present with its recorded hash."""
+    mp = manifest_path(task.outdir, task.path)
+    try:
+        with open(mp, encoding="utf-8") as f:
+            m = json.load(f)
+        if m.get("source") != _source_id(task.path) or m.get("model_sha256") != model.sha256:
+            return False
+        if m.get("options") != json.loads(json.dumps(options.to_dict())):
+            return False
+        for o in m["outputs"].values():
+            p = os.path.join(task.outdir, o["file"])
+            if not os.path.exists(p) or file_sha256(p) != o["sha256"]:
+                return False
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`classify_many`."""
+
+    scenes: list[SceneResult] = field(default_factory=list)
+    seconds: float = 0.0
+    report: str | None = None
+
+    @property
+    def n_failed(self) -> int:
+        return sum(1 for s in self.scenes if s.status == "failed")
+
+    @property
+    def ok(self) -> bool:
+        return self.n_failed == 0
+
+    def to_dict(self) -> dict:
+        return {
+            "geoseg_version": __version__,
+            "seconds": self.seconds,
+            "n_scenes": len(self.scenes),
+            "n_done": sum(s.status == "done" for s in self.scenes),
+            "n_skipped": sum(s.status == "skipped" for s in self.scenes),
+            "n_failed": self.n_failed,
+            "scenes": [
+                {k: v for k, v in asdict(s).items() if k != "stats"} for s in self.scenes
+            ],
+        }
+
+
+def classify_many(
+    inputs: list[str] | str,
+    outdir: str | os.PathLike,
+    model: str | os.PathLike | ModelInfo | None = None,
+    options: ClassifyOptions | None = None,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    ort_threads: int | None = None,
+    recursive: bool = False,
+    pattern: str | None = None,
+    concurrent_scenes: int | None = None,
+    progress: bool | None = None,
+    runner: Runner | None = None,
+) -> RunResult:
+    """Classify files, folders and list files; never stops at a failed scene.
+
+    Finished scenes whose manifest matches are skipped (``options.overwrite``
+    redoes them).  Writes ``run.json`` into ``outdir``.  Raises only for
+    problems of the whole run (model, unwritable folder, clashing names).
+    """
+    options = options or ClassifyOptions()
+    outdir = str(outdir)
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    tasks = find_inputs([str(i) for i in inputs], outdir, recursive, pattern)
+    info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
+    t0 = time.perf_counter()
+    run = RunResult()
+    if runner is None:
+        with Runner(scheduler, workers, ort_threads) as r:
+            return _run(tasks, outdir, info, options, r, concurrent_scenes, progress, run, t0)
+    return _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0)
+
+
+def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0) -> RunResult:
+    from tqdm.auto import tqdm
+
+    def one(task: SceneTask) -> SceneResult:
+        ts = time.perf_counter()
+        try:
+            if not options.overwrite and is_up_to_date(task, info, options):
+                log.info("%s: up to date, skipped", task.path)
+                return SceneResult(task.path, os.path.basename(task.path), "skipped")
+            opts = options if progress is None else _with_progress(options, progress)
+            res = classify_scene(task.path, task.outdir, info, opts, runner)
+            write_json_atomic(manifest_path(task.outdir, task.path), _manifest(task, info, options, res))
+            log.info("%s: done in %.1f s (%.0f patches/s)", task.path, res.seconds, res.patches_per_s)
+            return res
+        except GeosegError as exc:
+            log.error("%s", exc)
+            return SceneResult(task.path, os.path.basename(task.path), "failed",
+                               seconds=time.perf_counter() - ts, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one scene must not stop the run
+            msg = f"{task.path}: unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+            log.error("%s", msg, exc_info=log.isEnabledFor(logging.DEBUG))
+            return SceneResult(task.path, os.path.basename(task.path), "failed",
+                               seconds=time.perf_counter() - ts, error=msg)
+
+    n_par = concurrent_scenes or (1 if runner.client is None else 2)
+    disable = (not progress) if progress is not None else None
+    results: dict[int, SceneResult] = {}
+    with tqdm(total=len(tasks), desc="scenes", unit="scene", disable=disable or len(tasks) < 2) as bar:
+        if n_par <= 1 or len(tasks) <= 1:
+            for i, t in enumerate(tasks):
+                results[i] = one(t)
+                bar.update(1)
+        else:
+            with ThreadPoolExecutor(n_par) as ex:
+                futs = {ex.submit(one, t): i for i, t in enumerate(tasks)}
+                for f in futs:
+                    results[futs[f]] = f.result()
+                    bar.update(1)
+    run.scenes = [results[i] for i in range(len(tasks))]
+    run.seconds = time.perf_counter() - t0
+    try:
+        os.makedirs(outdir, exist_ok=True)
+        run.report = os.path.join(outdir, "run.json")
+        write_json_atomic(run.report, run.to_dict())
+    except OSError as exc:
+        log.error("%s: cannot write run report (%s)", outdir, exc.strerror)
+        run.report = None
+    return run
+
+
+def _with_progress(options: ClassifyOptions, progress: bool) -> ClassifyOptions:
+    from dataclasses import replace
+
+    return replace(options, progress=progress)

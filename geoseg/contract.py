@@ -1,0 +1,200 @@
+"""The model contract: what an ONNX model promises about its inputs and outputs.
+
+The contract is stored as JSON under the ONNX metadata key
+:data:`CONTRACT_KEY`.  It is the one place the runtime learns class names and
+colours, patch size, band order, input layout and dtype, and how raw pixels of
+each source dtype are scaled into the model's input range.  This module is
+pure: it parses and validates dictionaries and never touches files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ModelError
+
+CONTRACT_KEY = "geoseg.contract"
+SCHEMA = "geoseg.contract/1"
+
+SCALING_METHODS = ("identity", "linear", "percentile")
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How raw pixel values of one source dtype become model input values.
+
+    ``identity``: values are used as they are (uint8 into a 0-255 model).
+    ``linear``: ``value * scale + offset``, then clipped to the input range
+    (e.g. uint16 reflectance 0-10000 with ``scale=0.0255``).
+    ``percentile``: per band, the ``low`` and ``high`` percentiles of the
+    scene's valid pixels are stretched to the input range.
+    """
+
+    method: str = "identity"
+    scale: float = 1.0
+    offset: float = 0.0
+    low: float = 2.0
+    high: float = 98.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "scaling") -> Scaling:
+        method = d.get("method")
+        if method not in SCALING_METHODS:
+            raise ModelError(
+                f"{where}: scaling method {method!r} is not one of {', '.join(SCALING_METHODS)}"
+            )
+        s = cls(
+            method=method,
+            scale=float(d.get("scale", 1.0)),
+            offset=float(d.get("offset", 0.0)),
+            low=float(d.get("low", 2.0)),
+            high=float(d.get("high", 98.0)),
+        )
+        if s.method == "percentile" and not (0 <= s.low < s.high <= 100):
+            raise ModelError(f"{where}: percentile scaling needs 0 <= low < high <= 100")
+        return s
+
+    @classmethod
+    def parse(cls, text: str) -> Scaling:
+        """Parse a command-line spec: ``identity``, ``linear:SCALE[,OFFSET]``,
+        ``percentile:LOW,HIGH``."""
+        name, _, args = text.partition(":")
+        vals = [float(v) for v in args.split(",") if v.strip()] if args else []
+        if name == "identity" and not vals:
+            return cls("identity")
+        if name == "linear" and 1 <= len(vals) <= 2:
+            return cls("linear", scale=vals[0], offset=vals[1] if len(vals) > 1 else 0.0)
+        if name == "percentile" and len(vals) in (0, 2):
+            lo, hi = vals if vals else (2.0, 98.0)
+            return cls.from_dict({"method": "percentile", "low": lo, "high": hi})
+        raise ValueError(
+            f"scaling {text!r} is not identity, linear:SCALE[,OFFSET] or percentile:LOW,HIGH"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.method == "identity":
+            return {"method": "identity"}
+        if self.method == "linear":
+            return {"method": "linear", "scale": self.scale, "offset": self.offset}
+        return {"method": "percentile", "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a model takes and returns; see the README's "Model contract"."""
+
+    class_names: tuple[str, ...]
+    class_colors: tuple[str, ...]
+    patch_size: int
+    bands: tuple[str, ...] = ("red", "green", "blue")
+    input_name: str = "input"
+    input_layout: str = "NHWC"
+    input_dtype: str = "float32"
+    input_range: tuple[float, float] = (0.0, 255.0)
+    scaling: dict[str, Scaling] = field(default_factory=lambda: {"uint8": Scaling()})
+    min_valid_fraction: float = 0.5
+    training_resolution_m: float | None = None
+    name: str = "unnamed"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    def rgb_colors(self) -> list[tuple[int, int, int]]:
+        return [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in self.class_colors]
+
+    # --- (de)serialisation -------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["scaling"] = {k: v.to_dict() for k, v in self.scaling.items()}
+        d["class_names"] = list(self.class_names)
+        d["class_colors"] = list(self.class_colors)
+        d["bands"] = list(self.bands)
+        d["input_range"] = list(self.input_range)
+        extra = d.pop("extra")
+        out = {"schema": SCHEMA, **d}
+        out.update(extra)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=None, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "model") -> ModelContract:
+        if not isinstance(d, dict):
+            raise ModelError(f"{where}: contract is not a JSON object")
+        if d.get("schema") != SCHEMA:
+            raise ModelError(
+                f"{where}: contract schema {d.get('schema')!r} is not {SCHEMA!r}; "
+                "re-export the model with `geoseg export`"
+            )
+        missing = [k for k in ("class_names", "class_colors", "patch_size") if k not in d]
+        if missing:
+            raise ModelError(f"{where}: contract lacks {', '.join(missing)}")
+        names = tuple(str(n) for n in d["class_names"])
+        colors = tuple(str(c) for c in d["class_colors"])
+        if not names or len(names) > 255:
+            raise ModelError(f"{where}: contract has {len(names)} classes, expected 1..255")
+        if len(colors) != len(names):
+            raise ModelError(
+                f"{where}: contract has {len(names)} class names but {len(colors)} colours"
+            )
+        bad = [c for c in colors if not _COLOUR.match(c)]
+        if bad:
+            raise ModelError(f"{where}: class colours {bad} are not '#RRGGBB'")
+        patch = int(d["patch_size"])
+        if patch < 1:
+            raise ModelError(f"{where}: patch_size {patch} must be positive")
+        layout = d.get("input_layout", "NHWC")
+        if layout not in ("NHWC", "NCHW"):
+            raise ModelError(f"{where}: input_layout {layout!r} is not NHWC or NCHW")
+        dtype = d.get("input_dtype", "float32")
+        if dtype not in ("float32", "uint8"):
+            raise ModelError(f"{where}: input_dtype {dtype!r} is not float32 or uint8")
+        scaling = {
+            str(k): Scaling.from_dict(v, f"{where}: scaling[{k}]")
+            for k, v in (d.get("scaling") or {"uint8": {"method": "identity"}}).items()
+        }
+        known = {f for f in cls.__dataclass_fields__} | {"schema"}
+        extra = {k: v for k, v in d.items() if k not in known}
+        res = d.get("training_resolution_m")
+        return cls(
+            class_names=names,
+            class_colors=colors,
+            patch_size=patch,
+            bands=tuple(str(b) for b in d.get("bands", ("red", "green", "blue"))),
+            input_name=str(d.get("input_name", "input")),
+            input_layout=layout,
+            input_dtype=dtype,
+            input_range=tuple(float(v) for v in d.get("input_range", (0.0, 255.0))),
+            scaling=scaling,
+            min_valid_fraction=float(d.get("min_valid_fraction", 0.5)),
+            training_resolution_m=None if res is None else float(res),
+            name=str(d.get("name", "unnamed")),
+            extra=extra,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "model") -> ModelContract:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{where}: contract is not valid JSON ({exc})") from None
+        return cls.from_dict(d, where)
+
+
+DEFAULT_COLORS = {
+    "cloudy": "#f0f0f0",
+    "desert": "#e3c16f",
+    "green_area": "#2e8b3a",
+    "water": "#1f5fbf",
+}

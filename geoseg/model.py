@@ -1,0 +1,169 @@
+"""Loading ONNX models, reading their contract, and one cached
+onnxruntime session per worker process.
+
+This and :mod:`geoseg.raster` are the modules that open files.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .contract import CONTRACT_KEY, ModelContract
+from .errors import ModelError
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A validated model: its path, content hash and contract."""
+
+    path: str
+    sha256: str
+    contract: ModelContract
+    input_shape: tuple
+    output_shape: tuple
+    size_bytes: int
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(chunk), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def resolve_model_path(model: str | os.PathLike | None) -> str:
+    """The model to use: the given path, or the default model shipped in the package."""
+    if model is None:
+        if not DEFAULT_MODEL.exists():
+            raise ModelError(
+                f"{DEFAULT_MODEL}: no default model is installed; pass -m MODEL.onnx"
+            )
+        return str(DEFAULT_MODEL)
+    return str(model)
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = max(1, int(threads))
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return so
+
+
+def load_model(path: str | os.PathLike) -> ModelInfo:
+    """Open an ONNX model, read and check its contract against its graph.
+
+    Raises
+    ------
+    ModelError
+        The file is missing, not ONNX, has no contract, or the graph's input or
+        output shape disagrees with the contract.
+    """
+    import onnxruntime as ort
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: model file not found; pass -m with an existing .onnx file")
+    try:
+        sess = ort.InferenceSession(
+            path, sess_options=_session_options(1), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{path}: not a loadable ONNX model ({first}); expected a .onnx file "
+            "written by `geoseg export`"
+        ) from None
+    meta = sess.get_modelmeta().custom_metadata_map
+    if CONTRACT_KEY not in meta:
+        raise ModelError(
+            f"{path}: ONNX model has no geoseg contract (metadata key {CONTRACT_KEY!r}); "
+            "export it with `geoseg export` or add the contract with "
+            "geoseg.model.write_contract()"
+        )
+    contract = ModelContract.from_json(meta[CONTRACT_KEY], where=path)
+    inputs, outputs = sess.get_inputs(), sess.get_outputs()
+    if len(inputs) != 1:
+        raise ModelError(f"{path}: model has {len(inputs)} inputs, expected 1")
+    inp, out = inputs[0], outputs[0]
+    if inp.name != contract.input_name:
+        raise ModelError(
+            f"{path}: contract names input {contract.input_name!r} but the graph's is {inp.name!r}"
+        )
+    p, nb = contract.patch_size, contract.n_bands
+    want = (p, p, nb) if contract.input_layout == "NHWC" else (nb, p, p)
+    got = tuple(inp.shape[1:])
+    if len(got) != 3 or any(isinstance(g, int) and g != w for g, w in zip(got, want)):
+        raise ModelError(
+            f"{path}: graph input shape {list(inp.shape)} disagrees with the contract "
+            f"({contract.input_layout}, patch {p}, {nb} bands: expected [N, "
+            f"{', '.join(map(str, want))}]); fix the contract or re-export the model"
+        )
+    ncls = out.shape[-1] if out.shape else None
+    if isinstance(ncls, int) and ncls != contract.n_classes:
+        raise ModelError(
+            f"{path}: graph output has {ncls} classes but the contract names "
+            f"{contract.n_classes} ({', '.join(contract.class_names)})"
+        )
+    return ModelInfo(
+        path=path,
+        sha256=file_sha256(path),
+        contract=contract,
+        input_shape=tuple(inp.shape),
+        output_shape=tuple(out.shape),
+        size_bytes=os.path.getsize(path),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def get_session(path: str, sha256: str, threads: int):
+    """One onnxruntime session per (model, threads) and per process.
+
+    Dask tasks call this with the model path; the session is created on first
+    use in each worker and reused by every later task (``sha256`` keys the cache
+    so a replaced file is reloaded).
+    """
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        path, sess_options=_session_options(threads), providers=["CPUExecutionProvider"]
+    )
+
+
+def run_batches(
+    session, input_name: str, patches: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Run the model over ``patches`` (already in the model's layout and dtype)
+    in batches; returns (n, n_class) float32."""
+    outs = []
+    for i in range(0, len(patches), batch_size):
+        outs.append(session.run(None, {input_name: patches[i : i + batch_size]})[0])
+    return np.concatenate(outs, axis=0).astype(np.float32, copy=False)
+
+
+def write_contract(model_path: str | os.PathLike, contract: ModelContract, out_path=None) -> None:
+    """Store ``contract`` in the ONNX metadata of a model (needs the ``onnx`` package)."""
+    import onnx
+
+    m = onnx.load(str(model_path))
+    props = {p.key: p.value for p in m.metadata_props}
+    props[CONTRACT_KEY] = contract.to_json()
+    del m.metadata_props[:]
+    for k, v in props.items():
+        m.metadata_props.add(key=k, value=v)
+    tmp = str(out_path or model_path) + ".tmp"
+    onnx.save(m, tmp)
+    os.replace(tmp, str(out_path or model_path))

@@ -1,0 +1,246 @@
+"""Writing a scene's products other than the rasters: polygons (GeoPackage),
+statistics (JSON), the quicklook (PNG) and the QGIS style sidecars.
+
+Every file is written under a temporary name in the output folder; the
+caller (:mod:`geoseg.tiler`) renames them all once the scene is complete, so
+a final name never holds a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+import numpy as np
+from affine import Affine
+
+from .contract import ModelContract
+from .errors import OutputError, OutputExistsError
+from .geometry import geometry_area_m2
+
+PRODUCTS = ("classes", "probs", "polygons", "stats", "quicklook")
+_EXT = {"classes": ".tif", "probs": ".tif", "polygons": ".gpkg", "stats": ".json", "quicklook": ".png"}
+
+
+@dataclass
+class OutputPlan:
+    """Final and temporary paths of one scene's products."""
+
+    outdir: str
+    name: str
+    final: dict[str, str]
+    tmp: dict[str, str]
+
+    @classmethod
+    def make(cls, outdir: str, name: str, products: tuple[str, ...]) -> OutputPlan:
+        token = uuid.uuid4().hex[:8]
+        final, tmp = {}, {}
+        for p in products:
+            final[p] = os.path.join(outdir, f"{name}_{p}{_EXT[p]}")
+            tmp[p] = os.path.join(outdir, f".{name}_{p}.{token}.tmp{_EXT[p]}")
+        # QGIS style sidecar of the class raster travels with it
+        if "classes" in products:
+            final["classes_qml"] = os.path.join(outdir, f"{name}_classes.qml")
+            tmp["classes_qml"] = os.path.join(outdir, f".{name}_classes.{token}.tmp.qml")
+            final["classes_aux"] = final["classes"] + ".aux.xml"
+            tmp["classes_aux"] = tmp["classes"] + ".aux.xml.tmp"
+        return cls(outdir, name, final, tmp)
+
+    def check(self, overwrite: bool) -> None:
+        """Refuse existing outputs without ``overwrite``; check the folder is writable."""
+        try:
+            os.makedirs(self.outdir, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{self.outdir}: cannot create output folder ({exc.strerror})") from None
+        if not overwrite:
+            exist = [p for k, p in self.final.items() if k in PRODUCTS and os.path.exists(p)]
+            if exist:
+                raise OutputExistsError(
+                    f"{exist[0]}: output exists; pass --overwrite to replace it "
+                    "or choose another -o folder"
+                )
+        probe = os.path.join(self.outdir, f".geoseg-write-test-{uuid.uuid4().hex[:8]}")
+        try:
+            with open(probe, "w") as f:
+                f.write("x")
+            os.remove(probe)
+        except OSError as exc:
+            raise OutputError(
+                f"{self.outdir}: output folder is not writable ({exc.strerror}); "
+                "choose another -o folder or fix its permissions"
+            ) from None
+
+    def commit(self) -> None:
+        """Rename every temporary file to its final name (each rename is atomic)."""
+        for k, t in self.tmp.items():
+            if os.path.exists(t):
+                os.replace(t, self.final[k])
+
+    def cleanup(self) -> None:
+        for t in self.tmp.values():
+            for q in (t, t + ".part.tif"):
+                if os.path.exists(q):
+                    try:
+                        os.remove(q)
+                    except OSError:
+                        pass
+
+
+def write_json_atomic(path: str, obj) -> None:
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+# --- polygons ---------------------------------------------------------------
+def polygonize(
+    classes: np.ndarray,
+    transform: Affine,
+    crs_wkt: str,
+    contract: ModelContract,
+    min_area_m2: float = 0.0,
+    simplify: float = 0.0,
+):
+    """Dissolved polygons per class from a class grid (255 = nodata).
+
+    Returns a GeoDataFrame with ``class_index``, ``class_name``, ``area_km2``
+    (ground area on the ellipsoid), ``n_parts`` and a MultiPolygon per class.
+    ``min_area_m2`` drops parts smaller than that (before dissolving);
+    ``simplify`` (CRS units) simplifies the whole coverage at once so classes
+    stay edge-matched (no gaps or overlaps).
+    """
+    import geopandas as gpd
+    import shapely
+    from rasterio import features
+
+    polys, vals = [], []
+    for geom, val in features.shapes(classes, mask=classes != 255, transform=transform, connectivity=4):
+        polys.append(shapely.geometry.shape(geom))
+        vals.append(int(val))
+    polys = np.array(polys, dtype=object)
+    vals = np.array(vals, dtype=np.int64)
+    if len(polys) and min_area_m2 > 0:
+        keep = geometry_area_m2(polys, crs_wkt) >= min_area_m2
+        polys, vals = polys[keep], vals[keep]
+    if len(polys) and simplify > 0:
+        polys = np.asarray(shapely.coverage_simplify(polys, simplify), dtype=object)
+    rows = []
+    for k in sorted(set(vals.tolist())):
+        parts = polys[vals == k]
+        g = shapely.coverage_union_all(parts)
+        if g.geom_type == "Polygon":
+            g = shapely.geometry.MultiPolygon([g])
+        rows.append((k, contract.class_names[k], g, len(parts)))
+    gdf = gpd.GeoDataFrame(
+        {
+            "class_index": [r[0] for r in rows],
+            "class_name": [r[1] for r in rows],
+            "n_parts": [r[3] for r in rows],
+        },
+        geometry=[r[2] for r in rows],
+        crs=crs_wkt,
+    )
+    gdf["area_km2"] = geometry_area_m2(list(gdf.geometry), crs_wkt) / 1e6 if len(gdf) else []
+    gdf["color"] = [contract.class_colors[k] for k in gdf["class_index"]]
+    return gdf[["class_index", "class_name", "color", "area_km2", "n_parts", "geometry"]]
+
+
+def write_polygons(gdf, path: str) -> None:
+    gdf.to_file(path, driver="GPKG", engine="pyogrio", layer="classes")
+
+
+# --- QGIS sidecars ----------------------------------------------------------
+def write_qml(path: str, contract: ModelContract) -> None:
+    """A QGIS paletted-renderer style; QGIS loads ``NAME_classes.qml`` with the raster."""
+    entries = "\n".join(
+        f'        <paletteEntry value="{i}" label="{escape(n)}" color="{c}" alpha="255"/>'
+        for i, (n, c) in enumerate(zip(contract.class_names, contract.class_colors))
+    )
+    text = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.28" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
+      <colorPalette>
+{entries}
+      </colorPalette>
+    </rasterrenderer>
+  </pipe>
+</qgis>
+"""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def write_aux_xml(path: str, contract: ModelContract) -> None:
+    """GDAL PAM sidecar with the category names of band 1 (read by GDAL and QGIS)."""
+    cats = [escape(n) for n in contract.class_names]
+    cats += [""] * (255 - len(cats)) + ["nodata"]
+    body = "\n".join(f"      <Category>{c}</Category>" for c in cats)
+    text = f"""<PAMDataset>
+  <PAMRasterBand band="1">
+    <Description>class</Description>
+    <CategoryNames>
+{body}
+    </CategoryNames>
+  </PAMRasterBand>
+</PAMDataset>
+"""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# --- quicklook --------------------------------------------------------------
+def write_quicklook(
+    path: str,
+    background: np.ndarray,
+    bg_valid: np.ndarray,
+    classes: np.ndarray,
+    contract: ModelContract,
+    title: str,
+    alpha: float = 0.5,
+) -> None:
+    """The scene (RGB uint8, band-first) with the class map blended over it and a legend."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = background.shape[1:]
+    rgb = np.moveaxis(background, 0, -1).astype(np.float32)
+    # nearest-neighbour resample of the class grid onto the background
+    ri = np.minimum((np.arange(h) * classes.shape[0] / h).astype(int), classes.shape[0] - 1)
+    ci = np.minimum((np.arange(w) * classes.shape[1] / w).astype(int), classes.shape[1] - 1)
+    cls = classes[np.ix_(ri, ci)]
+    lut = np.zeros((256, 3), np.float32)
+    lut[: contract.n_classes] = np.array(contract.rgb_colors(), np.float32)
+    has = cls != 255
+    over = lut[cls]
+    rgb = np.where(has[..., None], (1 - alpha) * rgb + alpha * over, rgb)
+    rgb[~bg_valid & ~has] = 40
+    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    font = ImageFont.load_default(size=14)
+    pad, sw, lh = 10, 16, 20
+    legend_w = 40 + max(int(font.getlength(n)) for n in contract.class_names + ("nodata",))
+    canvas = Image.new("RGB", (w + legend_w + 2 * pad, max(h, lh * (contract.n_classes + 3) + 2 * pad)), "white")
+    canvas.paste(img, (0, 0))
+    d = ImageDraw.Draw(canvas)
+    x0 = w + pad
+    d.text((x0, pad), title[:28], fill="black", font=font)
+    for i, (n, c) in enumerate(zip(contract.class_names, contract.class_colors)):
+        y = pad + lh * (i + 1)
+        d.rectangle([x0, y, x0 + sw, y + sw], fill=c, outline="black")
+        d.text((x0 + sw + 6, y), n, fill="black", font=font)
+    y = pad + lh * (contract.n_classes + 1)
+    d.rectangle([x0, y, x0 + sw, y + sw], fill=(40, 40, 40), outline="black")
+    d.text((x0 + sw + 6, y), "nodata", fill="black", font=font)
+    canvas.save(path, format="PNG")

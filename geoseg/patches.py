@@ -1,0 +1,170 @@
+"""Pure array functions: cut patches from a window, fill gaps, scale pixels,
+and fold patch probabilities onto the cell grid.
+
+Arrays are (band, row, col) as read by rasterio; patch batches are
+(n, row, col, band) (NHWC) until the model's layout is applied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .contract import Scaling
+
+
+def extract_patches(arr: np.ndarray, patch: int, stride: int) -> np.ndarray:
+    """Cut a (band, h, w) window into patches at every ``stride`` pixels.
+
+    Returns an array (n_rows, n_cols, patch, patch, band); the window must be
+    ``(n - 1) * stride + patch`` pixels on each side.
+    """
+    v = sliding_window_view(arr, (patch, patch), axis=(1, 2))[:, ::stride, ::stride]
+    # v: (band, n_rows, n_cols, patch, patch)
+    return np.ascontiguousarray(np.moveaxis(v, 0, -1))
+
+
+def patch_valid_fraction(
+    valid: np.ndarray, inside: np.ndarray, patch: int, stride: int
+) -> np.ndarray:
+    """Fraction of a patch's in-scene pixels that hold data, per patch.
+
+    ``valid`` and ``inside`` are (h, w) booleans over the read window:
+    ``inside`` is False where the window runs past the scene (padding), which
+    counts neither for nor against a patch.
+    """
+    vs = _box_sum(valid, patch, stride)
+    ins = _box_sum(inside, patch, stride)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ins > 0, vs / np.maximum(ins, 1), 0.0)
+
+
+def _box_sum(mask: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """Sum of ``mask`` over ``size`` x ``size`` squares every ``stride`` pixels."""
+    c = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
+    c[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1)
+    nr = (mask.shape[0] - size) // stride + 1
+    nc = (mask.shape[1] - size) // stride + 1
+    r = np.arange(nr) * stride
+    k = np.arange(nc) * stride
+    return (
+        c[np.ix_(r + size, k + size)]
+        - c[np.ix_(r, k + size)]
+        - c[np.ix_(r + size, k)]
+        + c[np.ix_(r, k)]
+    )
+
+
+def cell_valid_counts(valid: np.ndarray, stride: int) -> np.ndarray:
+    """Valid pixels per ``stride`` x ``stride`` cell of an (h, w) mask whose
+    sides are multiples of ``stride``."""
+    h, w = valid.shape
+    return valid.reshape(h // stride, stride, w // stride, stride).sum(axis=(1, 3))
+
+
+def fill_invalid(patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Replace invalid pixels (nodata, padding) of each patch by the mean of its
+    valid pixels, per band, so the model sees only the data's own colours.
+
+    ``patches`` is (n, p, p, band) float32, ``valid`` (n, p, p) bool.  Patches
+    with no valid pixel are returned as zeros.
+    """
+    if valid.all():
+        return patches
+    m = valid[..., None].astype(patches.dtype)
+    count = m.sum(axis=(1, 2))  # (n, 1)
+    mean = (patches * m).sum(axis=(1, 2)) / np.maximum(count, 1)  # (n, band)
+    return np.where(valid[..., None], patches, mean[:, None, None, :]).astype(patches.dtype)
+
+
+def scale_pixels(
+    arr: np.ndarray,
+    scaling: Scaling,
+    out_range: tuple[float, float],
+    stats: np.ndarray | None = None,
+) -> np.ndarray:
+    """Scale raw pixels (band, ...) into the model's input range (float32).
+
+    ``stats`` is a (band, 2) array of (low, high) values for percentile
+    scaling, computed once per scene (see :func:`percentile_stats`).
+    """
+    lo_out, hi_out = out_range
+    x = arr.astype(np.float32, copy=False)
+    if scaling.method == "identity":
+        return x
+    if scaling.method == "linear":
+        y = x * np.float32(scaling.scale) + np.float32(scaling.offset)
+    else:
+        if stats is None:
+            raise ValueError("percentile scaling needs per-band statistics")
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        lo = stats[:, 0].astype(np.float32).reshape(shape)
+        hi = stats[:, 1].astype(np.float32).reshape(shape)
+        span = np.maximum(hi - lo, np.float32(1e-6))
+        y = (x - lo) / span * np.float32(hi_out - lo_out) + np.float32(lo_out)
+    return np.clip(y, lo_out, hi_out)
+
+
+def percentile_stats(sample: np.ndarray, valid: np.ndarray, low: float, high: float) -> np.ndarray:
+    """(band, 2) low/high percentiles of the valid pixels of a (band, h, w) sample."""
+    out = np.zeros((sample.shape[0], 2), dtype=np.float64)
+    for b in range(sample.shape[0]):
+        v = sample[b][valid]
+        if v.size:
+            out[b] = np.percentile(v, [low, high])
+    return out
+
+
+def fold_to_cells(
+    probs: np.ndarray, classified: np.ndarray, overlap: int, block_rows: tuple[int, int],
+    block_cols: tuple[int, int], cell_off: tuple[int, int], shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average patch probabilities onto the cells of one block.
+
+    Parameters
+    ----------
+    probs
+        (n_prow, n_pcol, n_class) probabilities of the covering patches.
+    classified
+        (n_prow, n_pcol) bool, False for patches that were not classified.
+    overlap
+        ``patch // stride``: patch ``q`` covers cells ``q .. q + overlap - 1``.
+    block_rows, block_cols
+        First patch row / col index of ``probs`` in the scene's patch grid.
+    cell_off
+        First cell (row, col) of the block.
+    shape
+        Block shape in cells.
+
+    Returns
+    -------
+    mean
+        (n_class, rows, cols) float32 mean probabilities (0 where no patch).
+    count
+        (rows, cols) number of classified patches per cell.
+
+    The sum runs over patch offsets in a fixed order, so a cell's value does
+    not depend on how the scene was cut into blocks.
+    """
+    rows, cols = shape
+    ncls = probs.shape[-1]
+    acc = np.zeros((rows, cols, ncls), dtype=np.float64)
+    cnt = np.zeros((rows, cols), dtype=np.int32)
+    pr0, pc0 = block_rows[0], block_cols[0]
+    r_cell, c_cell = cell_off
+    for dy in range(overlap):
+        for dx in range(overlap):
+            # cell (r, c) <- patch (r - dy, c - dx)
+            pr = np.arange(rows) + r_cell - dy - pr0
+            pc = np.arange(cols) + c_cell - dx - pc0
+            okr = (pr >= 0) & (pr < probs.shape[0])
+            okc = (pc >= 0) & (pc < probs.shape[1])
+            if not okr.any() or not okc.any():
+                continue
+            sub_p = probs[np.ix_(pr[okr], pc[okc])]
+            sub_k = classified[np.ix_(pr[okr], pc[okc])]
+            ix = np.ix_(np.flatnonzero(okr), np.flatnonzero(okc))
+            acc[ix] += np.where(sub_k[..., None], sub_p, 0.0)
+            cnt[ix] += sub_k
+    mean = acc / np.maximum(cnt, 1)[..., None]
+    return np.moveaxis(mean, -1, 0).astype(np.float32), cnt

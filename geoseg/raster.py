@@ -1,0 +1,404 @@
+"""Raster I/O: opening and validating scenes, reading windows with their
+validity masks, and the single writer of the class and probability rasters.
+
+With :mod:`geoseg.model` and :mod:`geoseg.outputs`, the only modules that
+touch files.  Open datasets never leave a function: tasks receive a
+:class:`SceneInfo` (plain, picklable data) and open the file themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from .contract import ModelContract, Scaling
+from .errors import InputError, OutputError
+from .patches import percentile_stats
+from .windows import is_north_up
+
+log = logging.getLogger(__name__)
+
+_RGB = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What a task needs to know about a scene; picklable (no open handles)."""
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs_wkt: str
+    transform: Affine
+    bidx: tuple[int, ...]
+    nodata: float | None  # the value used for masking, if masking by value
+    user_nodata: bool  # True when --nodata overrides the file's masks
+    mask_kind: str  # "nodata", "alpha", "per-dataset", "none"
+    tile: int | None  # internal tile side, if square tiles
+    res: tuple[float, float] = (1.0, 1.0)
+    is_geographic: bool = False
+    band_choice: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        base = os.path.basename(self.path)
+        stem, ext = os.path.splitext(base)
+        return stem if ext.lower() in (".tif", ".tiff", ".gtiff", ".vrt", ".img", ".jp2") else base
+
+
+def _first_line(exc: BaseException) -> str:
+    s = str(exc).strip()
+    return s.splitlines()[0][:200] if s else type(exc).__name__
+
+
+def open_scene(
+    path: str | os.PathLike,
+    contract: ModelContract,
+    bidx: tuple[int, ...] | None = None,
+    nodata: float | None = None,
+) -> SceneInfo:
+    """Open a scene, check it against the model contract and describe it.
+
+    Raises
+    ------
+    InputError
+        One line naming the file, what was found, what was expected and the fix.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+    except RasterioError as exc:
+        raise InputError(
+            f"{path}: not a readable raster ({_first_line(exc)}); expected a GeoTIFF"
+        ) from None
+    with src:
+        return _describe(src, path, contract, bidx, nodata)
+
+
+def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
+    need = contract.n_bands
+    bands_txt = ", ".join(contract.bands)
+    if src.crs is None:
+        raise InputError(
+            f"{path}: raster has no CRS; expected a georeferenced scene "
+            "(assign one, e.g. `rio edit-info --crs EPSG:XXXX`)"
+        )
+    t = src.transform
+    if t == Affine.identity() and not src.gcps[0]:
+        raise InputError(f"{path}: raster has no geotransform; expected a georeferenced scene")
+    if not is_north_up(t):
+        raise InputError(
+            f"{path}: transform is rotated, sheared or flipped ({tuple(round(v, 6) for v in t[:6])}); "
+            "expected a north-up grid: warp it first (`gdalwarp` or `rio warp`)"
+        )
+    p = contract.patch_size
+    if src.width < p or src.height < p:
+        raise InputError(
+            f"{path}: raster is {src.width}x{src.height} px, smaller than one "
+            f"{p}x{p} patch; expected at least {p}x{p}"
+        )
+    ci = list(src.colorinterp)
+    alpha = [i + 1 for i, c in enumerate(ci) if c == ColorInterp.alpha]
+    data_bands = [i + 1 for i in range(src.count) if (i + 1) not in alpha]
+    choice = ""
+    if bidx:
+        bad = [b for b in bidx if b < 1 or b > src.count]
+        if bad:
+            raise InputError(
+                f"{path}: --bidx {','.join(map(str, bidx))} names band(s) {bad} but the "
+                f"raster has {src.count}"
+            )
+        if len(bidx) != need:
+            raise InputError(
+                f"{path}: --bidx gives {len(bidx)} bands, the model expects {need} ({bands_txt})"
+            )
+        chosen = tuple(bidx)
+        choice = "--bidx"
+    else:
+        if len(data_bands) < need:
+            raise InputError(
+                f"{path}: raster has {len(data_bands)} data band(s), the model expects "
+                f"{need} ({bands_txt}); use a {need}-band scene or choose bands with --bidx"
+            )
+        by_name = {_RGB.get(ci[b - 1]): b for b in data_bands}
+        if all(n in by_name for n in contract.bands):
+            chosen = tuple(by_name[n] for n in contract.bands)
+            choice = "colour interpretation"
+        else:
+            chosen = tuple(data_bands[:need])
+            choice = "first bands"
+            if len(data_bands) > need:
+                log.warning(
+                    "%s: %d bands without colour interpretation; using bands %s as %s "
+                    "(choose others with --bidx)", path, len(data_bands),
+                    ",".join(map(str, chosen)), bands_txt,
+                )
+    dtypes = {src.dtypes[b - 1] for b in chosen}
+    if len(dtypes) != 1:
+        raise InputError(f"{path}: chosen bands have mixed dtypes {sorted(dtypes)}")
+    dtype = dtypes.pop()
+    flags = [src.mask_flag_enums[b - 1] for b in chosen]
+    if nodata is not None:
+        mask_kind = "user"
+    elif any(MaskFlags.alpha in f for f in flags):
+        mask_kind = "alpha"
+    elif any(MaskFlags.per_dataset in f for f in flags):
+        mask_kind = "per-dataset"
+    elif any(MaskFlags.nodata in f for f in flags):
+        mask_kind = "nodata"
+    else:
+        mask_kind = "none"
+    tile = None
+    bh, bw = src.block_shapes[chosen[0] - 1]
+    if bh == bw and bh < src.height:
+        tile = bh
+    return SceneInfo(
+        path=path,
+        width=src.width,
+        height=src.height,
+        count=src.count,
+        dtype=dtype,
+        crs_wkt=src.crs.to_wkt(),
+        transform=t,
+        bidx=chosen,
+        nodata=nodata if nodata is not None else src.nodata,
+        user_nodata=nodata is not None,
+        mask_kind=mask_kind,
+        tile=tile,
+        res=src.res,
+        is_geographic=bool(src.crs.is_geographic),
+        band_choice=choice,
+    )
+
+
+def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | None) -> Scaling:
+    """The scaling that applies to this scene's dtype, or a clear error."""
+    if override is not None:
+        return override
+    s = contract.scaling.get(scene.dtype)
+    if s is None and scene.dtype.startswith("float"):
+        s = contract.scaling.get("float")
+    if s is None:
+        declared = ", ".join(sorted(contract.scaling)) or "none"
+        raise InputError(
+            f"{scene.path}: scene is {scene.dtype} but the model declares scaling only for "
+            f"{declared}; pass --scaling percentile:2,98 or --scaling linear:SCALE"
+        )
+    return s
+
+
+def read_window(scene: SceneInfo, window: Window, src=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read the chosen bands of ``window``, which may run past the scene's edges.
+
+    Returns
+    -------
+    data
+        (band, h, w) array in the source dtype, zeros outside the scene.
+    valid
+        (h, w) bool: the pixel holds data (not nodata, not masked, finite).
+    inside
+        (h, w) bool: the pixel lies inside the scene (False for padding).
+    """
+    h, w = int(window.height), int(window.width)
+    r0, c0 = int(window.row_off), int(window.col_off)
+    rr0, cc0 = max(0, r0), max(0, c0)
+    rr1, cc1 = min(scene.height, r0 + h), min(scene.width, c0 + w)
+    nb = len(scene.bidx)
+    data = np.zeros((nb, h, w), dtype=scene.dtype)
+    valid = np.zeros((h, w), dtype=bool)
+    inside = np.zeros((h, w), dtype=bool)
+    if rr1 <= rr0 or cc1 <= cc0:
+        return data, valid, inside
+    inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+    sl = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
+    own = src is None
+    if own:
+        src = rasterio.open(scene.path)
+    try:
+        arr = src.read(scene.bidx, window=inner)
+        if scene.user_nodata:
+            nd = scene.nodata
+            if nd is not None and np.isnan(nd):
+                v = ~np.all(np.isnan(arr), axis=0)
+            else:
+                v = np.any(arr != nd, axis=0)
+        elif scene.mask_kind == "none":
+            v = np.ones(arr.shape[1:], dtype=bool)
+        else:
+            v = np.any(src.read_masks(scene.bidx, window=inner) > 0, axis=0)
+    except RasterioError as exc:
+        raise InputError(
+            f"{scene.path}: cannot read window {inner} ({_first_line(exc)}); the file may be "
+            "truncated or corrupt"
+        ) from None
+    finally:
+        if own:
+            src.close()
+    if arr.dtype.kind == "f":
+        v &= np.all(np.isfinite(arr), axis=0)
+        arr = np.where(np.isfinite(arr), arr, 0)
+    data[(slice(None),) + sl] = arr
+    valid[sl] = v
+    inside[sl] = True
+    return data, valid, inside
+
+
+def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int = 1024) -> np.ndarray:
+    """Per-band percentiles of valid pixels from a decimated read of the whole
+    scene (uses overviews when present); bounded memory whatever the scene size."""
+    f = max(1, int(np.ceil(max(scene.width, scene.height) / max_side)))
+    shape = (max(1, scene.height // f), max(1, scene.width // f))
+    with rasterio.open(scene.path) as src:
+        arr = src.read(scene.bidx, out_shape=(len(scene.bidx),) + shape, resampling=Resampling.nearest)
+        if scene.user_nodata:
+            valid = np.any(arr != scene.nodata, axis=0)
+        elif scene.mask_kind == "none":
+            valid = np.ones(shape, bool)
+        else:
+            valid = np.any(src.read_masks(scene.bidx, out_shape=(len(scene.bidx),) + shape) > 0, axis=0)
+    if arr.dtype.kind == "f":
+        valid &= np.all(np.isfinite(arr), axis=0)
+    if not valid.any():
+        raise InputError(f"{scene.path}: scene holds no valid pixel (all nodata); nothing to classify")
+    return percentile_stats(arr, valid, low, high)
+
+
+def check_readable(scene: SceneInfo) -> None:
+    """Read the last row of the scene: a truncated TIFF fails here, before any work."""
+    try:
+        with rasterio.open(scene.path) as src:
+            src.read(scene.bidx, window=Window(0, scene.height - 1, scene.width, 1))
+            src.read(scene.bidx, window=Window(0, 0, scene.width, 1))
+    except RasterioError as exc:
+        raise InputError(
+            f"{scene.path}: cannot read pixel data ({_first_line(exc)}); the file is truncated "
+            "or corrupt: re-download or re-export it"
+        ) from None
+
+
+class GridWriter:
+    """The single writer of one scene's class and probability rasters.
+
+    Blocks are written by window into temporary GeoTIFFs as they arrive;
+    :meth:`finish` turns them into tiled, compressed COGs under temporary
+    names; the caller renames them when every output of the scene is ready.
+    """
+
+    def __init__(
+        self, class_tmp: str, probs_tmp: str | None, shape: tuple[int, int], transform: Affine,
+        crs_wkt: str, contract: ModelContract,
+    ) -> None:
+        self.class_tmp, self.probs_tmp = class_tmp, probs_tmp
+        self.contract = contract
+        h, w = shape
+        bs = 256 if min(h, w) > 256 else 16 * max(1, min(16, -(-min(h, w) // 16)))
+        common = dict(
+            driver="GTiff", width=w, height=h, crs=crs_wkt, transform=transform, tiled=True,
+            blockxsize=bs, blockysize=bs, compress="deflate", BIGTIFF="IF_SAFER",
+        )
+        try:
+            self._cls = rasterio.open(
+                class_tmp + ".part.tif", "w", count=1, dtype="uint8", nodata=255, **common
+            )
+            self._prb = None
+            if probs_tmp:
+                self._prb = rasterio.open(
+                    probs_tmp + ".part.tif", "w", count=contract.n_classes, dtype="float32",
+                    nodata=float("nan"), predictor=3, **common
+                )
+        except (RasterioError, OSError) as exc:
+            raise OutputError(f"{class_tmp}: cannot create output ({_first_line(exc)})") from None
+        # initialise everything as nodata: blocks fill what they cover
+        self._cls.write_colormap(1, self._colormap())
+
+    def _colormap(self) -> dict[int, tuple[int, int, int, int]]:
+        cmap = {i: (*rgb, 255) for i, rgb in enumerate(self.contract.rgb_colors())}
+        cmap[255] = (0, 0, 0, 0)
+        return cmap
+
+    def write(self, window: Window, classes: np.ndarray, probs: np.ndarray | None) -> None:
+        self._cls.write(classes[None], window=window)
+        if self._prb is not None and probs is not None:
+            self._prb.write(probs, window=window)
+
+    def finish(self, tags: dict[str, str]) -> None:
+        """Close the partial files and write COG copies at the temporary names."""
+        from rasterio.shutil import copy as rio_copy
+
+        names = self.contract.class_names
+        self._cls.set_band_description(1, "class")
+        self._cls.update_tags(**tags, CLASS_NAMES=",".join(names))
+        self._cls.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(names)})
+        self._cls.close()
+        rio_copy(self.class_tmp + ".part.tif", self.class_tmp, driver="COG", compress="DEFLATE",
+                 overview_resampling="MODE", blocksize=256, BIGTIFF="IF_SAFER")
+        os.remove(self.class_tmp + ".part.tif")
+        if self._prb is not None:
+            for i, n in enumerate(names):
+                self._prb.set_band_description(i + 1, n)
+            self._prb.update_tags(**tags, CLASS_NAMES=",".join(names))
+            self._prb.close()
+            rio_copy(self.probs_tmp + ".part.tif", self.probs_tmp, driver="COG",
+                     compress="DEFLATE", predictor=3, overview_resampling="AVERAGE",
+                     blocksize=256, BIGTIFF="IF_SAFER")
+            os.remove(self.probs_tmp + ".part.tif")
+
+    def abort(self) -> None:
+        for ds in (self._cls, self._prb):
+            try:
+                if ds is not None and not ds.closed:
+                    ds.close()
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
+        for p in (self.class_tmp, self.probs_tmp):
+            for q in (p, (p or "") + ".part.tif"):
+                if q and os.path.exists(q):
+                    os.remove(q)
+
+
+def read_classes(path: str) -> tuple[np.ndarray, Affine, str]:
+    """Read a finished class raster (cell grid, small) for polygonizing."""
+    with rasterio.open(path) as src:
+        return src.read(1), src.transform, src.crs.to_wkt()
+
+
+def quicklook_background(scene: SceneInfo, max_side: int, stats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A decimated RGB uint8 view of the scene for the quicklook, and its valid mask."""
+    f = max(1.0, max(scene.width, scene.height) / max_side)
+    shape = (max(1, int(scene.height / f)), max(1, int(scene.width / f)))
+    with rasterio.open(scene.path) as src:
+        arr = src.read(scene.bidx[:3], out_shape=(min(3, len(scene.bidx)),) + shape, resampling=Resampling.bilinear)
+        if scene.mask_kind in ("none", "user"):
+            valid = np.ones(shape, bool)
+        else:
+            valid = np.any(src.read_masks(scene.bidx[:3], out_shape=(min(3, len(scene.bidx)),) + shape) > 0, axis=0)
+    arr = arr.astype(np.float32)
+    if arr.dtype.kind == "f":
+        valid &= np.all(np.isfinite(arr), axis=0)
+        arr = np.nan_to_num(arr)
+    out = np.zeros(arr.shape, np.uint8)
+    for b in range(arr.shape[0]):
+        v = arr[b][valid]
+        lo, hi = (np.percentile(v, [2, 98]) if v.size else (0.0, 1.0))
+        out[b] = np.clip((arr[b] - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    if out.shape[0] == 1:
+        out = np.repeat(out, 3, axis=0)
+    return out, valid

@@ -1,0 +1,86 @@
+"""Builders for tests: a hand-made ONNX colour model with a known answer and
+tiny GeoTIFFs painted patch by patch."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from geoseg.contract import ModelContract, Scaling
+
+CLASS_NAMES = ("cloudy", "desert", "green_area", "water")
+CLASS_RGB = np.array([[240, 240, 240], [220, 190, 110], [40, 140, 60], [30, 90, 190]], np.float32)
+COLORS = ("#f0f0f0", "#e3c16f", "#2e8b3a", "#1f5fbf")
+
+
+def make_contract(patch: int = 8, **kw) -> ModelContract:
+    d = dict(
+        class_names=CLASS_NAMES, class_colors=COLORS, patch_size=patch,
+        scaling={"uint8": Scaling("identity"), "uint16": Scaling("linear", scale=255 / 10000)},
+        name="test-colour-model", training_resolution_m=None,
+    )
+    d.update(kw)
+    return ModelContract(**d)
+
+
+def make_model(path, patch: int = 8, contract: ModelContract | None | bool = None, layout="NHWC",
+               input_patch: int | None = None, temperature: float = 200.0) -> str:
+    """ONNX model: mean colour of the patch -> softmax over negative squared
+    distances to the class colours.  ``contract=False`` writes no contract."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    ip = input_patch or patch
+    shape = ["N", ip, ip, 3] if layout == "NHWC" else ["N", 3, ip, ip]
+    axes = [1, 2] if layout == "NHWC" else [2, 3]
+    w = (2 * CLASS_RGB.T / temperature).astype(np.float32)  # (3, K)
+    b = (-(CLASS_RGB ** 2).sum(1) / temperature).astype(np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], axes=axes, keepdims=0),
+        helper.make_node("MatMul", ["m", "W"], ["mw"]),
+        helper.make_node("Add", ["mw", "B"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+    ]
+    g = helper.make_graph(
+        nodes, "colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", len(CLASS_NAMES)])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    if contract is not False:
+        c = contract or make_contract(patch, input_layout=layout)
+        m.metadata_props.add(key="geoseg.contract", value=c.to_json())
+    onnx.save(m, str(path))
+    return str(path)
+
+
+def paint(classes: np.ndarray, patch: int, dtype="uint8", noise: float = 6.0, seed: int = 0,
+          scale: float = 1.0) -> np.ndarray:
+    """(3, H, W) image where patch (i, j) has the colour of class ``classes[i, j]``."""
+    rng = np.random.default_rng(seed)
+    rgb = CLASS_RGB[classes]  # (r, c, 3)
+    img = np.repeat(np.repeat(rgb, patch, axis=0), patch, axis=1)
+    img = img + rng.normal(0, noise, img.shape)
+    img = np.clip(img, 0, 255) * scale
+    return np.moveaxis(img, -1, 0).astype(dtype)
+
+
+def write_scene(path, img: np.ndarray, crs="EPSG:32633", transform=None, nodata=None,
+                tiled=False, block=16, colorinterp=True, **extra) -> str:
+    transform = transform or Affine(10.0, 0, 500000.0, 0, -10.0, 6000000.0)
+    prof = dict(driver="GTiff", width=img.shape[2], height=img.shape[1], count=img.shape[0],
+                dtype=img.dtype, crs=crs, transform=transform, nodata=nodata)
+    if tiled:
+        prof.update(tiled=True, blockxsize=block, blockysize=block, compress="deflate")
+    prof.update(extra)
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(img)
+        if colorinterp and img.shape[0] >= 3:
+            from rasterio.enums import ColorInterp as CI
+
+            ci = [CI.red, CI.green, CI.blue] + [CI.undefined] * (img.shape[0] - 3)
+            dst.colorinterp = ci
+    return str(path)
