@@ -44,7 +44,7 @@ def pixel_area_m2(transform: Affine, crs_wkt: str, rows: np.ndarray, cols: np.nd
     crs = _crs(crs_wkt)
     rows = np.asarray(rows, dtype=np.float64)
     cols = np.asarray(cols, dtype=np.float64)
-    xs, ys = transform * (cols, rows)
+    xs, ys = transform @ (cols, rows)
     if crs.is_geographic:
         geod = geod_for(crs_wkt)
         # area of a band between two latitudes, per degree of longitude, is

@@ -147,10 +147,21 @@ def run_batches(
     session, input_name: str, patches: np.ndarray, batch_size: int
 ) -> np.ndarray:
     """Run the model over ``patches`` (already in the model's layout and dtype)
-    in batches; returns (n, n_class) float32."""
+    in batches; returns (n, n_class) float32.
+
+    Every call gets exactly ``batch_size`` patches (the last batch is padded
+    with zeros): onnxruntime picks kernels by batch size, and a patch's result
+    must not depend on how many patches happened to share its block.
+    """
     outs = []
-    for i in range(0, len(patches), batch_size):
-        outs.append(session.run(None, {input_name: patches[i : i + batch_size]})[0])
+    n = len(patches)
+    for i in range(0, n, batch_size):
+        b = patches[i : i + batch_size]
+        k = len(b)
+        if k < batch_size:
+            pad = np.zeros((batch_size - k,) + b.shape[1:], dtype=b.dtype)
+            b = np.concatenate([b, pad], axis=0)
+        outs.append(session.run(None, {input_name: b})[0][:k])
     return np.concatenate(outs, axis=0).astype(np.float32, copy=False)
 
 

@@ -80,7 +80,7 @@ class PatchGrid:
 
     def cell_transform(self, transform: Affine) -> Affine:
         """Transform of the cell grid: the source transform scaled by the stride."""
-        return transform * Affine.scale(self.stride, self.stride)
+        return transform @ Affine.scale(self.stride, self.stride)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""``geoseg export`` (train extra)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+from geoseg.cli import _fail, _setup_logging, quiet_opt, verbose_opt
+from geoseg.errors import GeosegError
+
+
+def register(main: click.Group) -> None:
+    main.add_command(export_cmd)
+
+
+@click.command("export", short_help="Convert a Keras model to ONNX with a parity check and its contract.")
+@click.argument("keras_model", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="MODEL.onnx")
+@click.option("--opset", type=click.IntRange(13, 18), default=17, show_default=True)
+@click.option("--quantize", type=click.Choice(["int8"]), default=None, help="Also write MODEL.int8.onnx (static QDQ int8), if accurate enough.")
+@click.option("--name", default=None, help="Model name stored in the contract.")
+@click.option("--training-resolution", type=click.FloatRange(0, min_open=True), default=None, help="Ground pixel size (m) of the training images.")
+@click.option("--provenance", default=None, help="Training data description stored in the contract.")
+@verbose_opt
+@quiet_opt
+def export_cmd(keras_model, out, opset, quantize, name, training_resolution, provenance, verbose, quiet):
+    """Export KERAS_MODEL (RUN_DIR/model.keras) to ONNX.  Parity with Keras is
+    checked on the run's test images; the export fails if it is not met."""
+    _setup_logging(verbose + 1, quiet)
+    logging.getLogger("export").handlers = logging.getLogger("geoseg").handlers
+    logging.getLogger("export").setLevel(logging.getLogger("geoseg").level)
+    from .convert import export_model
+
+    try:
+        res = export_model(keras_model, out, opset, quantize, name, training_resolution, provenance)
+    except (GeosegError, ValueError, OSError) as exc:
+        _fail(exc)
+    p = res.parity
+    click.echo(f"parity: {p.n} images ({p.source}): max |p_keras - p_onnx| = {p.max_abs_diff:.2e}, "
+               f"argmax agreement {100 * p.argmax_agreement:.2f}%")
+    click.echo(f"wrote {res.path} ({res.size_bytes / 1e6:.2f} MB)")
+    if res.quantized:
+        click.echo("int8: " + json.dumps({k: v for k, v in res.quantized.items() if k != "path"}))

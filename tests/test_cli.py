@@ -1,0 +1,185 @@
+"""The CLI through click's runner, and every bad input of the classify issue."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+
+from geoseg.cli import main
+from helpers import make_contract, make_model, paint, write_scene
+
+
+def run(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return r
+
+
+def err_lines(r):
+    return [ln for ln in (r.stderr or r.output).splitlines() if "error" in ln.lower()]
+
+
+def test_help_and_import_never_load_tensorflow():
+    code = ("import sys, geoseg, geoseg.cli, geoseg.tiler, geoseg.batch; "
+            "from click.testing import CliRunner; CliRunner().invoke(geoseg.cli.main, ['--help']); "
+            "CliRunner().invoke(geoseg.cli.main, ['classify', '--help']); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_classify_cli_end_to_end(tmp_path, model8, scene_u8, truth):
+    r = run("classify", scene_u8, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 0, r.output
+    assert "1 done" in r.output
+    with rasterio.open(tmp_path / "out" / "scene_u8_classes.tif") as s:
+        assert (s.read(1) == truth).all()
+    for suffix in ("_probs.tif", "_polygons.gpkg", "_stats.json", "_quicklook.png", "_manifest.json"):
+        assert (tmp_path / "out" / f"scene_u8{suffix}").exists()
+    report = json.load(open(tmp_path / "out" / "run.json"))
+    assert report["n_done"] == 1
+    # a rerun skips the finished scene; --overwrite redoes it
+    r = run("classify", scene_u8, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 0 and "1 skipped" in r.output
+    r = run("classify", scene_u8, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous", "--overwrite")
+    assert r.exit_code == 0 and "1 done" in r.output
+
+
+def test_options_no_polygons_bidx_stride(tmp_path, model8, truth):
+    img = np.concatenate([np.zeros((1,) + paint(truth, 8).shape[1:], np.uint8), paint(truth, 8)])
+    p = write_scene(tmp_path / "four.tif", img, colorinterp=False)
+    r = run("classify", p, "-o", tmp_path / "o", "-m", model8, "-b", "2,3,4", "--no-polygons",
+            "--stride", "4", "--scheduler", "synchronous", "-q")
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "o" / "four_polygons.gpkg").exists()
+    with rasterio.open(tmp_path / "o" / "four_classes.tif") as s:
+        assert s.shape == (truth.shape[0] * 2, truth.shape[1] * 2)
+
+
+def test_info(model8):
+    r = run("info", model8)
+    assert r.exit_code == 0
+    assert "green_area" in r.output and "patch size: 8 px" in r.output
+    d = json.loads(run("info", model8, "--json").output)
+    assert d["contract"]["class_names"][3] == "water"
+
+
+# --- bad inputs ---------------------------------------------------------------
+def _bad_scenes(tmp_path, truth):
+    """name -> (path, substring expected in the one-line error)."""
+    d = tmp_path / "bad"
+    d.mkdir()
+    good = paint(truth, 8)
+    out = {}
+    (d / "text.tif").write_text("this is not a raster\n")
+    out["text"] = (d / "text.tif", "not a readable raster")
+    (d / "empty.tif").write_bytes(b"")
+    out["empty"] = (d / "empty.tif", "empty file")
+    full = write_scene(d / "full.tif", np.random.default_rng(0).integers(0, 255, (3, 300, 300), dtype=np.uint8))
+    data = open(full, "rb").read()
+    (d / "truncated.tif").write_bytes(data[: len(data) // 2])
+    os.remove(full)
+    out["truncated"] = (d / "truncated.tif", "truncated or corrupt")
+    p = d / "nocrs.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=48, height=48, count=3, dtype="uint8",
+                       transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+        dst.write(good[:, :48, :48])
+    out["nocrs"] = (p, "no CRS")
+    out["rotated"] = (write_scene(d / "rotated.tif", good, transform=Affine(10, 2, 0, 2, -10, 0)), "rotated, sheared")
+    out["twoband"] = (write_scene(d / "twoband.tif", good[:2], colorinterp=False), "model expects 3")
+    out["tiny"] = (write_scene(d / "tiny.tif", good[:, :5, :40]), "smaller than one")
+    allnd = np.zeros_like(good)
+    out["allnodata"] = (write_scene(d / "allnodata.tif", allnd, nodata=0), "")  # classified as all-nodata
+    return out
+
+
+@pytest.mark.parametrize("case", ["text", "empty", "truncated", "nocrs", "rotated", "twoband", "tiny"])
+def test_bad_scene_one_line_error(tmp_path, model8, truth, case):
+    path, msg = _bad_scenes(tmp_path, truth)[case]
+    r = run("classify", path, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 1
+    lines = err_lines(r)
+    assert lines and str(path) in lines[0] and msg in lines[0], r.output
+    assert "Traceback" not in r.output
+    leftovers = [f for f in os.listdir(tmp_path / "out") if f != "run.json"] if (tmp_path / "out").exists() else []
+    assert leftovers == []
+
+
+def test_all_nodata_scene_gives_nodata_raster(tmp_path, model8, truth):
+    path, _ = _bad_scenes(tmp_path, truth)["allnodata"]
+    r = run("classify", path, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "out" / "allnodata_classes.tif") as s:
+        assert (s.read(1) == 255).all()
+
+
+def test_mixed_run_goes_on_and_fails_overall(tmp_path, model8, truth, scene_u8):
+    bad = _bad_scenes(tmp_path, truth)
+    r = run("classify", bad["text"][0], scene_u8, bad["nocrs"][0], "-o", tmp_path / "out", "-m", model8,
+            "--scheduler", "synchronous")
+    assert r.exit_code == 1
+    rep = json.load(open(tmp_path / "out" / "run.json"))
+    assert [s["status"] for s in rep["scenes"]] == ["failed", "done", "failed"]
+    assert "not a readable raster" in rep["scenes"][0]["error"]
+    assert (tmp_path / "out" / "scene_u8_classes.tif").exists()
+
+
+def test_bad_models(tmp_path, scene_u8):
+    notonnx = tmp_path / "model.onnx"
+    notonnx.write_text("hello")
+    nocontract = make_model(tmp_path / "nocontract.onnx", 8, contract=False)
+    mismatch = make_model(tmp_path / "mismatch.onnx", 8, contract=make_contract(16))
+    for m, msg in ((notonnx, "not a loadable ONNX model"), (nocontract, "no geoseg contract"),
+                   (mismatch, "disagrees with the contract"), (tmp_path / "missing.onnx", "not found")):
+        r = run("classify", scene_u8, "-o", tmp_path / "out", "-m", m)
+        assert r.exit_code == 1
+        assert msg in err_lines(r)[0] and str(m) in err_lines(r)[0]
+        r = run("info", m)
+        assert r.exit_code == 1 and msg in r.output
+
+
+def test_unwritable_outdir(tmp_path, model8, scene_u8):
+    if os.geteuid() == 0:
+        # root writes anywhere: use a path below a file instead
+        blocker = tmp_path / "afile"
+        blocker.write_text("x")
+        out = blocker / "sub"
+    else:
+        out = tmp_path / "ro"
+        out.mkdir()
+        out.chmod(0o500)
+    r = run("classify", scene_u8, "-o", out, "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 1
+    assert "cannot create output folder" in (r.stderr or r.output) or "not writable" in (r.stderr or r.output)
+
+
+def test_existing_output_without_overwrite(tmp_path, model8, scene_u8):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "scene_u8_classes.tif").write_bytes(b"precious")
+    r = run("classify", scene_u8, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 1
+    assert "output exists; pass --overwrite" in err_lines(r)[0]
+    assert (tmp_path / "out" / "scene_u8_classes.tif").read_bytes() == b"precious"
+
+
+def test_path_with_spaces_and_non_ascii(tmp_path, model8, truth):
+    d = tmp_path / "scènes d'été"
+    d.mkdir()
+    p = write_scene(d / "île de Ré.tif", paint(truth, 8))
+    r = run("classify", d, "-o", tmp_path / "sortie à Noël", "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 0, r.output
+    with rasterio.open(tmp_path / "sortie à Noël" / "île de Ré_classes.tif") as s:
+        assert (s.read(1) == truth).all()
+    assert p
+
+
+def test_bad_usage_exit_2(tmp_path, model8, scene_u8):
+    r = CliRunner().invoke(main, ["classify", str(scene_u8), "-o", str(tmp_path), "-b", "x,y"])
+    assert r.exit_code == 2
+    r = CliRunner().invoke(main, ["classify", str(scene_u8), "-o", str(tmp_path), "--scheduler", "gpu"])
+    assert r.exit_code == 2

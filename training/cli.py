@@ -1,0 +1,126 @@
+"""``geoseg train``, ``geoseg evaluate``, ``geoseg pretrain`` (train extra).
+
+TensorFlow is imported inside the command bodies only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+from geoseg.cli import _fail, _setup_logging, quiet_opt, verbose_opt
+from geoseg.errors import GeosegError
+
+
+log = logging.getLogger("geoseg")
+
+
+def _weights(value: str | None):
+    if value in (None, "none", "None"):
+        return None
+    return value
+
+
+def register(main: click.Group) -> None:
+    main.add_command(train_cmd)
+    main.add_command(evaluate_cmd)
+    main.add_command(pretrain_cmd)
+    main.add_command(prepare_cmd)
+
+
+@click.command("prepare", short_help="Clean, de-duplicate and split a folder of class folders.")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--input-size", type=click.IntRange(16), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@verbose_opt
+@quiet_opt
+def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
+    """Write RUN_DIR/manifest.csv, rejected.csv and data_report.md for DATA_DIR."""
+    _setup_logging(verbose + 1, quiet)
+    from .data import prepare
+
+    try:
+        records, _, classes = prepare(data_dir, run_dir, input_size, seed)
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    click.echo(f"{len(records)} images in {len(classes)} classes; see {run_dir}/data_report.md")
+
+
+@click.command("train", short_help="Train a classifier on a folder of class folders.")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--arch", type=click.Choice(["mobilenetv2", "efficientnetb0", "resnet50", "scratch"]), default="mobilenetv2", show_default=True)
+@click.option("--weights", default="none", show_default=True, help="imagenet | none | PATH to backbone weights (.weights.h5 from `geoseg pretrain`, or a Keras .h5).")
+@click.option("--input-size", type=click.IntRange(32), default=64, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=6, show_default=True, help="Epochs with the backbone frozen (scratch: epochs + fine-tune epochs).")
+@click.option("--fine-tune-epochs", type=click.IntRange(0), default=10, show_default=True)
+@click.option("--fine-tune-fraction", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="Top fraction of backbone layers unfrozen for fine-tuning.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--split-from", type=click.Path(exists=True, dir_okay=False), default=None, help="Reuse the split of this manifest.csv (compare models on one split).")
+@click.option("--no-augment", is_flag=True)
+@verbose_opt
+@quiet_opt
+def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
+              batch_size, seed, split_from, no_augment, verbose, quiet):
+    """Prepare DATA_DIR (class folders), train, and write the model and its
+    evaluation report into RUN_DIR."""
+    _setup_logging(verbose + 1, quiet)
+    logging.getLogger("training").handlers = logging.getLogger("geoseg").handlers
+    logging.getLogger("training").setLevel(logging.getLogger("geoseg").level)
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(data_dir, run_dir, arch, _weights(weights), input_size, epochs, fine_tune_epochs,
+                      fine_tune_fraction, batch_size, seed=seed, split_from=split_from, augment=not no_augment)
+    try:
+        rep = train(cfg)
+    except (ValueError, FileNotFoundError, GeosegError) as exc:
+        _fail(exc)
+    click.echo(f"test accuracy {rep['accuracy']:.4f}; report: {run_dir}/report.md")
+
+
+@click.command("evaluate", short_help="Evaluate a trained run on its test split or another folder.")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None, help="Folder of class folders to evaluate on instead of the test split.")
+@verbose_opt
+@quiet_opt
+def evaluate_cmd(run_dir, data_dir, verbose, quiet):
+    """Write report.json / report.md and plots for RUN_DIR's model."""
+    _setup_logging(verbose, quiet)
+    from .evaluate import evaluate_run
+
+    try:
+        rep = evaluate_run(run_dir, data_dir)
+    except (ValueError, FileNotFoundError, GeosegError) as exc:
+        _fail(exc)
+    click.echo(json.dumps({"accuracy": rep["accuracy"], "macro": rep["macro"],
+                           "recall": {c: v["recall"] for c, v in rep["per_class"].items()}}, indent=2))
+
+
+@click.command("pretrain", short_help="Pre-train a backbone on EuroSAT (or any class folders).")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", "out", required=True, help="Backbone weights file, NAME.weights.h5.")
+@click.option("--exclude", "exclude", multiple=True, type=click.Path(exists=True, dir_okay=False), help="manifest.csv whose val/test images must be left out (repeatable).")
+@click.option("--arch", type=click.Choice(["mobilenetv2", "efficientnetb0", "resnet50"]), default="mobilenetv2", show_default=True)
+@click.option("--input-size", type=click.IntRange(32), default=64, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most this many images per class.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@verbose_opt
+@quiet_opt
+def pretrain_cmd(data_dir, out, exclude, arch, input_size, epochs, limit_per_class, seed, verbose, quiet):
+    """Pre-train ARCH on DATA_DIR and save the backbone weights for --weights."""
+    _setup_logging(verbose + 1, quiet)
+    logging.getLogger("training").handlers = logging.getLogger("geoseg").handlers
+    logging.getLogger("training").setLevel(logging.getLogger("geoseg").level)
+    from .train import pretrain
+
+    try:
+        doc = pretrain(data_dir, out, list(exclude), arch, input_size, epochs, seed=seed,
+                       limit_per_class=limit_per_class)
+    except (ValueError, FileNotFoundError, GeosegError) as exc:
+        _fail(exc)
+    click.echo(f"backbone saved to {out} (validation accuracy {doc['val_accuracy']:.4f})")

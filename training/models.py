@@ -1,0 +1,111 @@
+"""Keras models: a from-scratch CNN baseline and transfer models on a
+pre-trained backbone.  Every model takes raw RGB pixels (0-255, as float32
+or uint8) and does its own preprocessing, so the runtime never re-implements
+scaling.  Augmentation is done in the input pipeline, not in the model, so
+the exported graph holds only inference ops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import keras
+from keras import layers
+
+log = logging.getLogger(__name__)
+
+ARCHS = ("mobilenetv2", "efficientnetb0", "resnet50", "scratch")
+MOBILENET_ALPHA = 0.5
+
+
+@keras.saving.register_keras_serializable(package="geoseg")
+class CaffePreprocess(layers.Layer):
+    """ResNet50's ImageNet preprocessing (RGB->BGR, mean subtraction) as a
+    serialisable layer (a Lambda layer would not reload from .keras)."""
+
+    def call(self, x):
+        x = keras.ops.cast(x, "float32")
+        x = keras.ops.flip(x, axis=-1)
+        return x - keras.ops.convert_to_tensor([103.939, 116.779, 123.68], dtype="float32")
+
+
+def preprocessing(arch: str) -> layers.Layer:
+    if arch == "mobilenetv2":
+        return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
+    if arch == "efficientnetb0":
+        return layers.Identity(name="preprocess")  # EfficientNet rescales inside
+    if arch == "resnet50":
+        return CaffePreprocess(name="preprocess")
+    return layers.Rescaling(1 / 255.0, name="preprocess")
+
+
+def build_backbone(arch: str, size: int, weights: str | None) -> keras.Model:
+    """The backbone without its top.  ``weights``: ``"imagenet"`` (Keras
+    downloads or finds the file in ``$KERAS_HOME/models``), ``None``, or the
+    path of a ``.weights.h5``/``.h5`` file (a backbone pre-trained by
+    ``geoseg pretrain``, or an ImageNet file)."""
+    kw = dict(include_top=False, input_shape=(size, size, 3), pooling="avg")
+    keras_weights = weights if weights in ("imagenet", None) else None
+    if arch == "mobilenetv2":
+        m = keras.applications.MobileNetV2(weights=keras_weights, alpha=MOBILENET_ALPHA, **kw)
+    elif arch == "efficientnetb0":
+        m = keras.applications.EfficientNetB0(weights=keras_weights, **kw)
+    elif arch == "resnet50":
+        m = keras.applications.ResNet50(weights=keras_weights, **kw)
+    else:
+        raise ValueError(f"no backbone for arch {arch!r}")
+    if weights not in ("imagenet", None):
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"{weights}: backbone weights file not found")
+        try:
+            m.load_weights(weights)
+        except ValueError:
+            m.load_weights(weights, skip_mismatch=True)
+        log.info("backbone weights loaded from %s", weights)
+    m._name = "backbone"
+    return m
+
+
+def build_scratch(n_classes: int, size: int, seed: int = 0) -> keras.Model:
+    """The seeds' from-scratch CNN, made sound: BatchNorm, global pooling, dropout."""
+    inp = keras.Input((size, size, 3), name="input")
+    x = preprocessing("scratch")(inp)
+    for i, f in enumerate((32, 64, 128, 128)):
+        x = layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.3, seed=seed)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name="scratch")
+
+
+def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, seed: int = 0,
+                   dropout: float = 0.2, bn_inference: bool = True) -> tuple[keras.Model, keras.Model]:
+    """Backbone + new head.  The backbone is called with ``training=False`` so its
+    BatchNorm layers stay in inference mode, also when fine-tuned
+    (``bn_inference=False`` only for pre-training a backbone from scratch,
+    where BatchNorm must learn its statistics)."""
+    backbone = build_backbone(arch, size, weights)
+    inp = keras.Input((size, size, 3), name="input")
+    x = preprocessing(arch)(inp)
+    x = backbone(x, training=False) if bn_inference else backbone(x)
+    x = layers.Dropout(dropout, seed=seed)(x)
+    out = layers.Dense(n_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out, name=f"{arch}_transfer"), backbone
+
+
+def set_fine_tune(backbone: keras.Model, fraction: float) -> int:
+    """Unfreeze the top ``fraction`` of the backbone's layers, BatchNorm excepted;
+    returns how many layers are trainable."""
+    backbone.trainable = True
+    n = len(backbone.layers)
+    start = int(n * (1 - fraction))
+    count = 0
+    for i, layer in enumerate(backbone.layers):
+        train = i >= start and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = train
+        count += int(train)
+    return count

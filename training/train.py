@@ -1,0 +1,223 @@
+"""Training: EuroSAT pre-training of a backbone, the scratch baseline, and the
+two-phase transfer recipe (frozen backbone, then fine-tuning of its top layers
+at a low learning rate with BatchNorm in inference mode)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    run_dir: str
+    arch: str = "mobilenetv2"
+    weights: str | None = None  # "imagenet", None or a path
+    input_size: int = 64
+    epochs: int = 6  # frozen-head phase (scratch: all epochs)
+    fine_tune_epochs: int = 10
+    fine_tune_fraction: float = 0.3
+    batch_size: int = 64
+    lr: float = 1e-3
+    fine_tune_lr: float = 1e-4
+    patience: int = 3
+    seed: int = 0
+    split_from: str | None = None
+    augment: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def augment_fn(tf, seed: int):
+    """Flips, 90-degree rotations and colour jitter (other sensors, other days)."""
+
+    def aug(x, y):
+        x = tf.cast(x, tf.float32) / 255.0
+        x = tf.image.random_flip_left_right(x)
+        x = tf.image.random_flip_up_down(x)
+        x = tf.image.rot90(x, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
+        x = tf.image.random_brightness(x, 0.08)
+        x = tf.image.random_contrast(x, 0.85, 1.15)
+        x = tf.image.random_saturation(x, 0.85, 1.15)
+        x = tf.image.random_hue(x, 0.02)
+        x = tf.clip_by_value(x, 0.0, 1.0) * 255.0
+        return x, y
+
+    return aug
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, augment: bool = True):
+    tf = _tf()
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if train:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        if augment:
+            ds = ds.map(augment_fn(tf, seed), num_parallel_calls=2)
+        else:
+            ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
+    else:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
+    return ds.batch(batch).prefetch(2)
+
+
+def class_weights(y: np.ndarray, n: int) -> dict[int, float]:
+    counts = np.bincount(y, minlength=n).astype(float)
+    w = counts.sum() / (n * np.maximum(counts, 1))
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def _callbacks(run_dir: str, phase: str, patience: int):
+    import keras
+
+    return [
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor="val_loss",
+                                        save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, patience - 1), min_lr=1e-6),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, f"history_{phase}.csv")),
+    ]
+
+
+def _verbose() -> int:
+    return 1 if sys.stdout.isatty() else 2
+
+
+def versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    out = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+           "numpy": np.__version__, "platform": platform.platform(), "cpus": os.cpu_count()}
+    try:
+        import sklearn
+
+        out["scikit-learn"] = sklearn.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Prepare the data (or reuse ``split_from``), train, evaluate on the test
+    split, and write everything into ``cfg.run_dir``.  Returns the report."""
+    import keras
+
+    from . import data as D
+    from .evaluate import evaluate_arrays
+    from .models import build_scratch, build_transfer, set_fine_tune
+
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    t0 = time.perf_counter()
+    records, x, classes = D.prepare(cfg.data_dir, cfg.run_dir, cfg.input_size, cfg.seed, cfg.split_from)
+    y = np.array([classes.index(r.label) for r in records], np.int64)
+    split = np.array([r.split for r in records])
+    tr, va, te = (split == "train"), (split == "val"), (split == "test")
+    t_prep = time.perf_counter() - t0
+    log.info("split: train %d, val %d, test %d", tr.sum(), va.sum(), te.sum())
+    ds_tr = make_dataset(x[tr], y[tr], cfg.batch_size, True, cfg.seed, cfg.augment)
+    ds_va = make_dataset(x[va], y[va], cfg.batch_size, False, cfg.seed)
+    cw = class_weights(y[tr], len(classes))
+    histories = []
+    t1 = time.perf_counter()
+    if cfg.arch == "scratch":
+        model = build_scratch(len(classes), cfg.input_size, cfg.seed)
+        model.compile(keras.optimizers.Adam(cfg.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs + cfg.fine_tune_epochs,
+                      class_weight=cw, callbacks=_callbacks(cfg.run_dir, "scratch", cfg.patience + 1),
+                      verbose=_verbose())
+        histories.append(("scratch", h.history))
+    else:
+        pretrained = cfg.weights is not None
+        model, backbone = build_transfer(cfg.arch, len(classes), cfg.input_size, cfg.weights, cfg.seed,
+                                         bn_inference=pretrained)
+        # a random backbone has nothing to keep frozen: train it whole
+        backbone.trainable = not pretrained
+        model.compile(keras.optimizers.Adam(cfg.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, class_weight=cw,
+                      callbacks=_callbacks(cfg.run_dir, "head", cfg.patience), verbose=_verbose())
+        histories.append(("head", h.history))
+        if cfg.fine_tune_epochs > 0 and pretrained:
+            n = set_fine_tune(backbone, cfg.fine_tune_fraction)
+            log.info("fine-tuning %d backbone layers at lr %g", n, cfg.fine_tune_lr)
+            model.compile(keras.optimizers.Adam(cfg.fine_tune_lr), "sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+            h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.fine_tune_epochs, class_weight=cw,
+                          callbacks=_callbacks(cfg.run_dir, "finetune", cfg.patience), verbose=_verbose())
+            histories.append(("finetune", h.history))
+    t_train = time.perf_counter() - t1
+    # the checkpoint holds the best epoch; EarlyStopping restored it in memory too
+    model.save(os.path.join(cfg.run_dir, "model.keras"))
+    with open(os.path.join(cfg.run_dir, "history.json"), "w") as f:
+        json.dump([{"phase": p, **{k: [float(v) for v in vs] for k, vs in hist.items()}} for p, hist in histories], f)
+    cfg_doc = {**asdict(cfg), "classes": classes, "versions": versions(),
+               "timings_s": {"prepare": t_prep, "train": t_train}}
+    with open(os.path.join(cfg.run_dir, "config.json"), "w") as f:
+        json.dump(cfg_doc, f, indent=2)
+    rep = evaluate_arrays(model, x[te], y[te], [records[i] for i in np.flatnonzero(te)], classes,
+                          cfg.run_dir, histories=histories, extra={"config": cfg_doc})
+    log.info("test accuracy %.4f; training took %.0f s", rep["accuracy"], t_train)
+    return rep
+
+
+def pretrain(eurosat_dir: str, out: str, exclude_manifests: list[str], arch: str = "mobilenetv2",
+             size: int = 64, epochs: int = 5, batch_size: int = 64, seed: int = 0, lr: float = 1e-3,
+             limit_per_class: int | None = None, weights: str | None = None) -> dict:
+    """Pre-train a backbone on EuroSAT RGB (10 classes) and save its weights to
+    ``out`` (``.weights.h5``).  Every image whose exact or near hash appears in
+    the validation or test split of any manifest in ``exclude_manifests`` is
+    left out, so the transfer source never saw the 4-class evaluation images."""
+    import keras
+
+    from . import data as D
+    from .models import build_transfer
+
+    keras.utils.set_random_seed(seed)
+    exclude: set[str] = set()
+    for m in exclude_manifests:
+        for r in D.read_manifest(m):
+            if r.split in ("val", "test"):
+                exclude.update((r.sha, r.near))
+    t0 = time.perf_counter()
+    x, y, classes, n_ex = D.load_folder(eurosat_dir, size, exclude_hashes=exclude,
+                                        limit_per_class=limit_per_class, seed=seed)
+    log.info("EuroSAT: %d images, %d excluded (in a validation/test split)", len(x), n_ex)
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(x))
+    nv = max(1, len(x) // 10)
+    va, tr = idx[:nv], idx[nv:]
+    model, backbone = build_transfer(arch, len(classes), size, weights, seed, dropout=0.1,
+                                     bn_inference=weights is not None)
+    backbone.trainable = True
+    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    ds_tr = make_dataset(x[tr], y[tr], batch_size, True, seed)
+    ds_va = make_dataset(x[va], y[va], batch_size, False, seed)
+    h = model.fit(ds_tr, validation_data=ds_va, epochs=epochs, verbose=_verbose(), callbacks=[
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=1)])
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if not out.endswith(".weights.h5"):
+        raise ValueError(f"{out}: backbone weights must be saved as NAME.weights.h5")
+    backbone.save_weights(out)
+    doc = {"eurosat_dir": eurosat_dir, "arch": arch, "input_size": size, "n_images": int(len(x)),
+           "n_excluded": int(n_ex), "classes": classes, "epochs_run": len(h.history["loss"]),
+           "val_accuracy": float(max(h.history["val_accuracy"])), "seconds": time.perf_counter() - t0,
+           "exclude_manifests": exclude_manifests, "seed": seed, "versions": versions()}
+    with open(out[: -len(".weights.h5")] + ".json", "w") as f:
+        json.dump(doc, f, indent=2)
+    return doc
