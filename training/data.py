@@ -141,8 +141,38 @@ def scan(data_dir: str, size: int) -> tuple[list[Record], list[dict], np.ndarray
     return records, rejected, x
 
 
-def group_duplicates(records: list[Record]) -> int:
-    """Union images with the same exact or near-exact hash into groups (in place);
+def thumbnails(x: np.ndarray, side: int = 16) -> np.ndarray:
+    """(n, side*side*3) float32 thumbnails of (n, h, w, 3) uint8 images (box average)."""
+    n, h, w, _ = x.shape
+    f = h // side
+    t = x[:, : f * side, : f * side].reshape(n, side, f, side, f, 3).astype(np.float32).mean((2, 4))
+    return t.reshape(n, -1)
+
+
+def near_duplicate_pairs(x: np.ndarray, min_corr: float = 0.97, max_mad: float = 4.0,
+                         chunk: int = 1024) -> list[tuple[int, int]]:
+    """Pairs of images that are the same picture up to re-compression or
+    resizing: thumbnails whose structure correlates (> ``min_corr``) and whose
+    values agree (mean absolute difference < ``max_mad`` grey levels).  Flat
+    images (sea, cloud) have no structure to correlate and are not paired."""
+    t = thumbnails(x)
+    z = t - t.mean(1, keepdims=True)
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    flat = norm[:, 0] < 1e-3 * t.shape[1]
+    z = z / np.maximum(norm, 1e-6)
+    pairs = []
+    for i0 in range(0, len(z), chunk):
+        c = z[i0 : i0 + chunk] @ z.T
+        ii, jj = np.nonzero(c > min_corr)
+        for i, j in zip(ii + i0, jj):
+            if i < j and not flat[i] and not flat[j] and np.abs(t[i] - t[j]).mean() < max_mad:
+                pairs.append((int(i), int(j)))
+    return pairs
+
+
+def group_duplicates(records: list[Record], x: np.ndarray | None = None) -> int:
+    """Union images with the same exact or near hash, or that are near-duplicate
+    pairs (:func:`near_duplicate_pairs` over ``x``), into groups (in place);
     returns the number of groups holding more than one image."""
     parent = list(range(len(records)))
 
@@ -160,6 +190,9 @@ def group_duplicates(records: list[Record]) -> int:
                 parent[find(i)] = find(first[k])
             else:
                 first[k] = i
+    if x is not None and len(x):
+        for i, j in near_duplicate_pairs(x):
+            parent[find(i)] = find(j)
     roots: dict[int, int] = {}
     for i, r in enumerate(records):
         r.group = roots.setdefault(find(i), len(roots))
@@ -219,7 +252,7 @@ def prepare(data_dir: str, run_dir: str, size: int = 64, seed: int = 0,
     os.makedirs(run_dir, exist_ok=True)
     classes = class_folders(data_dir)
     records, rejected, x = scan(data_dir, size)
-    n_dup_groups = group_duplicates(records)
+    n_dup_groups = group_duplicates(records, x)
     if split_from:
         old = {r.file: r.split for r in read_manifest(split_from)}
         missing = [r.file for r in records if r.file not in old]

@@ -204,6 +204,12 @@ def pretrain(eurosat_dir: str, out: str, exclude_manifests: list[str], arch: str
     model, backbone = build_transfer(arch, len(classes), size, weights, seed, dropout=0.1,
                                      bn_inference=weights is not None)
     backbone.trainable = True
+    # Keras' MobileNetV2 uses BatchNorm momentum 0.999: from scratch its moving
+    # statistics would lag the weights for thousands of steps (validation
+    # collapses to one class); 0.9 tracks them within an epoch
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     ds_tr = make_dataset(x[tr], y[tr], batch_size, True, seed)
     ds_va = make_dataset(x[va], y[va], batch_size, False, seed)
