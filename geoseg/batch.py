@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 from . import __version__
@@ -198,7 +198,11 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
             if not options.overwrite and is_up_to_date(task, info, options):
                 log.info("%s: up to date, skipped", task.path)
                 return SceneResult(task.path, os.path.basename(task.path), "skipped")
-            opts = options if progress is None else _with_progress(options, progress)
+            opts = options if progress is None else replace(options, progress=progress)
+            if not opts.overwrite and _made_by_geoseg(task):
+                # outputs of an earlier run (stale, or interrupted before its
+                # manifest): redo them; anything else under those names is refused
+                opts = replace(opts, overwrite=True)
             res = classify_scene(task.path, task.outdir, info, opts, runner)
             write_json_atomic(manifest_path(task.outdir, task.path), _manifest(task, info, options, res))
             log.info("%s: done in %.1f s (%.0f patches/s)", task.path, res.seconds, res.patches_per_s)
@@ -239,7 +243,19 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
     return run
 
 
-def _with_progress(options: ClassifyOptions, progress: bool) -> ClassifyOptions:
-    from dataclasses import replace
+def _made_by_geoseg(task: SceneTask) -> bool:
+    """True when the scene's existing outputs were written by geoseg: it has a
+    manifest, or its class raster carries geoseg's tags."""
+    if os.path.exists(manifest_path(task.outdir, task.path)):
+        return True
+    stem = os.path.splitext(os.path.basename(task.path))[0]
+    cls = os.path.join(task.outdir, f"{stem}_classes.tif")
+    if not os.path.exists(cls):
+        return False
+    try:
+        import rasterio
 
-    return replace(options, progress=progress)
+        with rasterio.open(cls) as src:
+            return "GEOSEG_MODEL_SHA256" in src.tags()
+    except Exception:  # noqa: BLE001 - unreadable: not ours to replace
+        return False

@@ -36,7 +36,7 @@ class OutputPlan:
 
     @classmethod
     def make(cls, outdir: str, name: str, products: tuple[str, ...]) -> OutputPlan:
-        token = uuid.uuid4().hex[:8]
+        token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         final, tmp = {}, {}
         for p in products:
             final[p] = os.path.join(outdir, f"{name}_{p}{_EXT[p]}")
@@ -73,6 +73,28 @@ class OutputPlan:
                 "choose another -o folder or fix its permissions"
             ) from None
 
+    def remove_stale(self) -> list[str]:
+        """Delete temporary files of this scene left by runs that died (their
+        process is gone), e.g. after ``kill -9``; returns what was removed."""
+        removed = []
+        prefix = f".{self.name}_"
+        try:
+            names = os.listdir(self.outdir)
+        except OSError:
+            return removed
+        for f in names:
+            if not (f.startswith(prefix) and ".tmp" in f):
+                continue
+            pid = f[len(prefix):].split(".", 2)[1].split("-")[0] if f.count(".") >= 2 else ""
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            try:
+                os.remove(os.path.join(self.outdir, f))
+                removed.append(f)
+            except OSError:
+                pass
+        return removed
+
     def commit(self) -> None:
         """Rename every temporary file to its final name (each rename is atomic)."""
         for k, t in self.tmp.items():
@@ -87,6 +109,18 @@ class OutputPlan:
                         os.remove(q)
                     except OSError:
                         pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -158,8 +192,19 @@ def polygonize(
     return gdf[["class_index", "class_name", "color", "area_km2", "n_parts", "geometry"]]
 
 
-def write_polygons(gdf, path: str) -> None:
-    gdf.to_file(path, driver="GPKG", engine="pyogrio", layer="classes")
+def write_polygons(gdf, path: str, timestamp: str | None = None) -> None:
+    """Write the GeoPackage.  ``timestamp`` (ISO 8601) is stored as its
+    last-change date instead of the current time, so the same inputs give a
+    byte-identical file."""
+    import pyogrio
+
+    if timestamp:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
+    try:
+        gdf.to_file(path, driver="GPKG", engine="pyogrio", layer="classes")
+    finally:
+        if timestamp:
+            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
 
 
 # --- QGIS sidecars ----------------------------------------------------------

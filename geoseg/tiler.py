@@ -55,9 +55,12 @@ class ClassifyOptions:
     progress: bool | None = None  # None: a bar only on a terminal
 
     def to_dict(self) -> dict:
+        """The options that shape the results (not overwrite, progress or the
+        block size, which change nothing in the outputs)."""
         d = asdict(self)
         d["scaling"] = self.scaling.to_dict() if self.scaling else None
-        d.pop("progress")
+        for k in ("progress", "overwrite", "block_px", "block_cells"):
+            d.pop(k)
         return d
 
 
@@ -284,6 +287,8 @@ def classify_scene(
     products = ["classes"] + (["probs"] if options.probs else []) + (["polygons"] if options.polygons else []) + ["stats"] + (["quicklook"] if options.quicklook else [])
     plan = OutputPlan.make(outdir, scene.name, tuple(products))
     plan.check(options.overwrite)
+    for f in plan.remove_stale():
+        log.info("%s: removed %s left by an interrupted run", scene.path, f)
     min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
     bc = options.block_cells or choose_block_cells(grid, options.block_px, scene.tile, min_blocks=2 * runner.slots)
     blocks = plan_blocks(grid, bc)
@@ -324,7 +329,7 @@ def classify_scene(
         if options.polygons:
             tp = time.perf_counter()
             gdf = polygonize(classes, ctr, crs_wkt, c, options.min_area, options.simplify)
-            write_polygons(gdf, plan.tmp["polygons"])
+            write_polygons(gdf, plan.tmp["polygons"], _source_time(path))
             t["polygons"] = time.perf_counter() - tp
         if options.quicklook:
             tq = time.perf_counter()
@@ -346,6 +351,12 @@ def classify_scene(
         stats=doc, seconds=secs, n_patches=n_total,
         patches_per_s=n_total / t["tiles_wall"] if t["tiles_wall"] > 0 else 0.0,
     )
+
+
+def _source_time(path: str) -> str:
+    """The source's modification time, ISO 8601 (a reproducible timestamp)."""
+    ts = datetime.fromtimestamp(int(os.stat(path).st_mtime), timezone.utc)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _warn_resolution(scene: SceneInfo, c: ModelContract) -> None:

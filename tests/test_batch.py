@@ -1,0 +1,172 @@
+"""Folders, reruns, interruptions, lost workers, and identical outputs (batch issue)."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rasterio
+
+from geoseg.batch import classify_many, find_inputs
+from geoseg.errors import InputError
+from geoseg.scheduling import Runner
+from geoseg.tiler import ClassifyOptions
+from helpers import paint, write_scene
+
+STABLE = ("_classes.tif", "_probs.tif", "_polygons.gpkg", "_quicklook.png", "_classes.qml", "_classes.tif.aux.xml")
+
+
+def digests(folder) -> dict:
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            if f.endswith(STABLE):
+                p = os.path.join(root, f)
+                out[os.path.relpath(p, folder)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def scenes(tmp_path):
+    d = tmp_path / "scenes"
+    (d / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    for i in range(3):
+        write_scene(d / f"s{i}.tif", paint(rng.integers(0, 4, (12, 10)), 8, seed=i), tiled=True, block=16)
+    write_scene(d / "sub" / "s0.tif", paint(rng.integers(0, 4, (5, 5)), 8))
+    (d / "notes.txt").write_text("")  # not matched in folders
+    return d
+
+
+def test_find_inputs_folders_lists_and_recursion(scenes, tmp_path):
+    found = find_inputs([str(scenes)], "out")
+    assert [os.path.basename(t.path) for t in found] == ["s0.tif", "s1.tif", "s2.tif"]
+    rec = find_inputs([str(scenes)], "out", recursive=True)
+    assert len(rec) == 4
+    assert {t.outdir for t in rec} == {"out", os.path.join("out", "sub")}
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# scenes\n{scenes / 's1.tif'}\nscenes/s2.tif\n")
+    assert [os.path.basename(t.path) for t in find_inputs([str(lst)], "out")] == ["s1.tif", "s2.tif"]
+    assert len(find_inputs([str(scenes)], "out", pattern="s1*")) == 1
+    with pytest.raises(InputError, match="would overwrite"):
+        find_inputs([str(scenes / "s0.tif"), str(scenes / "sub" / "s0.tif")], "out")
+
+
+def test_rerun_skips_and_redoes_changed(scenes, tmp_path, model8):
+    out = tmp_path / "out"
+    with Runner("synchronous") as r:
+        run1 = classify_many([str(scenes)], out, model8, runner=r)
+        assert [s.status for s in run1.scenes] == ["done"] * 3
+        run2 = classify_many([str(scenes)], out, model8, runner=r)
+        assert [s.status for s in run2.scenes] == ["skipped"] * 3
+        # a changed source, a damaged output and other options are redone
+        os.utime(scenes / "s0.tif", ns=(time.time_ns(), time.time_ns() + 10**9))
+        with open(out / "s1_classes.tif", "r+b") as f:
+            f.seek(500)
+            f.write(b"\xde\xad\xbe\xef")
+        run3 = classify_many([str(scenes)], out, model8, runner=r)
+        assert [s.status for s in run3.scenes] == ["done", "done", "skipped"]
+        run4 = classify_many([str(scenes)], out, model8, ClassifyOptions(stride=4), runner=r)
+        assert [s.status for s in run4.scenes] == ["done"] * 3
+    m = json.load(open(out / "s2_manifest.json"))
+    assert m["model_sha256"] and m["options"]["stride"] == 4 and m["outputs"]["classes"]["sha256"]
+
+
+def test_byte_identical_across_workers_and_blocks(scenes, tmp_path, model8):
+    ref = None
+    for sched, workers, block in (("synchronous", 1, None), ("processes", 1, 2), ("processes", 2, 5),
+                                  ("processes", 4, 3), ("threads", 2, 1)):
+        out = tmp_path / f"{sched}{workers}-{block}"
+        with Runner(sched, workers) as r:
+            run = classify_many([str(scenes)], out, model8, ClassifyOptions(block_cells=block, stride=4), runner=r)
+        assert run.ok
+        d = digests(out)
+        assert len(d) == 3 * len(STABLE)
+        if ref is None:
+            ref = d
+        assert d == ref, (sched, workers, block)
+
+
+class KillingRunner(Runner):
+    """Kills one worker process after a few blocks have come back."""
+
+    killed = False
+
+    def stream(self, fn, jobs, in_flight=None):
+        for i, res in enumerate(super().stream(fn, jobs, in_flight)):
+            if i == 3 and not self.killed:
+                pids = self.client.run(os.getpid)
+                victim = sorted(pids.values())[0]
+                os.kill(victim, signal.SIGKILL)
+                KillingRunner.killed = True
+            yield res
+
+
+def test_worker_lost_mid_run(tmp_path, model8):
+    rng = np.random.default_rng(11)
+    p = write_scene(tmp_path / "big.tif", rng.integers(0, 255, (3, 160, 200), dtype=np.uint8))
+    opts = ClassifyOptions(block_cells=2, stride=4)
+    with Runner("synchronous") as r:
+        classify_many([p], tmp_path / "ref", model8, opts, runner=r)
+    with KillingRunner("processes", 2) as r:
+        run = classify_many([p], tmp_path / "killed", model8, opts, runner=r)
+    assert KillingRunner.killed
+    assert run.ok, run.scenes[0].error
+    assert digests(tmp_path / "killed") == digests(tmp_path / "ref")
+
+
+def test_sigkill_then_rerun_completes_identically(tmp_path, model8):
+    d = tmp_path / "many"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        write_scene(d / f"scene{i}.tif", paint(rng.integers(0, 4, (40, 40)), 8, seed=i))
+    cmd = [sys.executable, "-m", "geoseg.cli", "classify", str(d), "-o", str(tmp_path / "out"), "-m", model8,
+           "--scheduler", "synchronous", "--stride", "4", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (tmp_path / "out").exists() and any(f.endswith("_manifest.json") for f in os.listdir(tmp_path / "out")):
+            break
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    names = os.listdir(tmp_path / "out")
+    finished = [f for f in names if f.endswith("_manifest.json")]
+    assert 1 <= len(finished) < 8, names
+    # every final-named file is complete
+    for f in names:
+        p = tmp_path / "out" / f
+        if f.startswith("."):
+            continue
+        if f.endswith(".tif"):
+            with rasterio.open(p) as s:
+                s.read()
+        elif f.endswith(".json"):
+            json.load(open(p))
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rep = json.load(open(tmp_path / "out" / "run.json"))
+    assert rep["n_failed"] == 0 and rep["n_skipped"] == len(finished) and rep["n_done"] == 8 - len(finished)
+    assert not [f for f in os.listdir(tmp_path / "out") if ".tmp" in f]
+    # an undisturbed run gives the same bytes
+    subprocess.run(cmd[:6] + [str(tmp_path / "clean")] + cmd[7:], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    assert digests(tmp_path / "out") == digests(tmp_path / "clean")
+
+
+def test_python_api_result_objects(scenes, tmp_path, model8):
+    import geoseg
+
+    res = geoseg.classify_scene(scenes / "s0.tif", tmp_path / "o", model8,
+                                geoseg.ClassifyOptions(), runner=Runner("synchronous"))
+    assert res.status == "done" and res.n_patches == 120 and os.path.exists(res.outputs["polygons"])
+    run = geoseg.classify_many([str(scenes / "s1.tif"), str(tmp_path / "missing.tif")], tmp_path / "o",
+                               model8, scheduler="synchronous")
+    assert [s.status for s in run.scenes] == ["done", "failed"] and not run.ok
+    assert "file not found" in run.scenes[1].error
