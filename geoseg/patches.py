@@ -24,6 +24,20 @@ def extract_patches(arr: np.ndarray, patch: int, stride: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(v, 0, -1))
 
 
+def patch_views(data: np.ndarray, valid: np.ndarray, patch: int, stride: int):
+    """Zero-copy views of every patch of a window: pixels (band, n_rows, n_cols,
+    patch, patch) and validity (n_rows, n_cols, patch, patch)."""
+    pix = sliding_window_view(data, (patch, patch), axis=(1, 2))[:, ::stride, ::stride]
+    val = sliding_window_view(valid, (patch, patch))[::stride, ::stride]
+    return pix, val
+
+
+def gather_patches(pix: np.ndarray, val: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+    """Copy the patches at (rows, cols) out of :func:`patch_views`: (n, p, p, band)
+    pixels in the source dtype and (n, p, p) validity."""
+    return np.moveaxis(pix[:, rows, cols], 0, -1), val[rows, cols]
+
+
 def patch_valid_fraction(
     valid: np.ndarray, inside: np.ndarray, patch: int, stride: int
 ) -> np.ndarray:
@@ -82,8 +96,10 @@ def scale_pixels(
     scaling: Scaling,
     out_range: tuple[float, float],
     stats: np.ndarray | None = None,
+    band_axis: int = 0,
 ) -> np.ndarray:
-    """Scale raw pixels (band, ...) into the model's input range (float32).
+    """Scale raw pixels into the model's input range (float32); bands on axis 0
+    (``band_axis=0``) or last (``band_axis=-1``).
 
     ``stats`` is a (band, 2) array of (low, high) values for percentile
     scaling, computed once per scene (see :func:`percentile_stats`).
@@ -97,7 +113,7 @@ def scale_pixels(
     else:
         if stats is None:
             raise ValueError("percentile scaling needs per-band statistics")
-        shape = (-1,) + (1,) * (x.ndim - 1)
+        shape = (-1,) + (1,) * (x.ndim - 1) if band_axis == 0 else (-1,)
         lo = stats[:, 0].astype(np.float32).reshape(shape)
         hi = stats[:, 1].astype(np.float32).reshape(shape)
         span = np.maximum(hi - lo, np.float32(1e-6))

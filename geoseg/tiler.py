@@ -26,7 +26,10 @@ from .errors import GeosegError, InputError
 from .geometry import pixel_area_m2
 from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batches
 from .outputs import OutputPlan, polygonize, write_aux_xml, write_json_atomic, write_polygons, write_qml, write_quicklook
-from .patches import cell_valid_counts, extract_patches, fill_invalid, fold_to_cells, patch_valid_fraction, scale_pixels
+from .patches import (
+    cell_valid_counts, fill_invalid, fold_to_cells, gather_patches, patch_valid_fraction, patch_views,
+    scale_pixels,
+)
 from .raster import GridWriter, SceneInfo, check_readable, open_scene, quicklook_background, read_classes, read_window, scaling_for, scene_percentiles
 from .scheduling import Runner
 from .windows import Block, PatchGrid, choose_block_cells, plan_blocks
@@ -109,20 +112,25 @@ def classify_block(job: BlockJob) -> BlockResult:
     probs = np.zeros((npr, npc, c.n_classes), dtype=np.float32)
     t_infer = 0.0
     if todo.any():
-        x = scale_pixels(data, job.scaling, c.input_range, job.stats)
-        patches = extract_patches(x, P, S)[todo]  # (n, P, P, band)
-        pvalid = extract_patches(valid[None], P, S)[todo][..., 0]
-        patches = fill_invalid(patches, pvalid)
-        if c.input_layout == "NCHW":
-            patches = np.ascontiguousarray(np.moveaxis(patches, -1, 1))
-        if c.input_dtype == "uint8":
-            patches = np.round(patches).astype(np.uint8)
-        else:
-            patches = patches.astype(np.float32, copy=False)
+        # patches are gathered batch by batch from zero-copy views of the
+        # window, so a task holds the window plus one batch, not every patch
+        pix, pval = patch_views(data, valid, P, S)
+        rows, cols = np.nonzero(todo)
         sess = get_session(job.model_path, job.model_sha, job.ort_threads)
-        ti = time.perf_counter()
-        probs[todo] = run_batches(sess, c.input_name, patches, job.batch_size)
-        t_infer = time.perf_counter() - ti
+        out = np.empty((len(rows), c.n_classes), np.float32)
+        bs = job.batch_size
+        for i in range(0, len(rows), bs):
+            raw, v = gather_patches(pix, pval, rows[i : i + bs], cols[i : i + bs])
+            x = scale_pixels(raw, job.scaling, c.input_range, job.stats, band_axis=-1)
+            x = fill_invalid(x, v)
+            if c.input_layout == "NCHW":
+                x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+            if c.input_dtype == "uint8":
+                x = np.round(x).astype(np.uint8)
+            ti = time.perf_counter()
+            out[i : i + bs] = run_batches(sess, c.input_name, x, bs)
+            t_infer += time.perf_counter() - ti
+        probs[rows, cols] = out
     mean, count = fold_to_cells(
         probs, todo, g.overlap, (b.prow0, b.prow1), (b.pcol0, b.pcol1),
         (b.row_off, b.col_off), (b.height, b.width),

@@ -1,0 +1,273 @@
+"""All benchmarks in one run, so the ratios hold on a noisy machine.
+
+    python bench/run_all.py [--quick] [--model MODEL.onnx]
+
+Writes docs/benchmarks.md (and bench/out/results.json).  Large scenes are
+made in bench/out/ (not committed).  Each end-to-end measurement runs in a
+fresh process, so peak RSS is that run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+from scenes import make_large, source_tile  # noqa: E402
+
+PY = sys.executable
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def ort_ceiling(model: str, batches=(32, 64, 128, 256), threads: int = 2, seconds: float = 6.0) -> dict:
+    """onnxruntime alone on ready-made batches of real patches (no I/O)."""
+    import onnxruntime as ort
+
+    from geoseg.model import load_model
+
+    info = load_model(model)
+    p = info.contract.patch_size
+    tile, _ = source_tile()
+    patches = np.stack([np.moveaxis(tile[:, r : r + p, c : c + p], 0, -1)
+                        for r in range(0, tile.shape[1] - p, p) for c in range(0, tile.shape[2] - p, p)]).astype(np.float32)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    res = {}
+    for b in batches:
+        reps = int(np.ceil(b / len(patches)))
+        x = np.concatenate([patches] * reps)[:b]
+        sess.run(None, {name: x})
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            sess.run(None, {name: x})
+            n += b
+        res[b] = n / (time.perf_counter() - t0)
+    best = max(res, key=res.get)
+    return {"per_batch": res, "best_batch": best, "patches_per_s": res[best], "threads": threads}
+
+
+RUN_CLASSIFY = r"""
+import json, resource, sys, time
+from geoseg.batch import classify_many
+from geoseg.scheduling import Runner
+from geoseg.tiler import ClassifyOptions
+args = json.loads(sys.argv[1])
+opts = ClassifyOptions(overwrite=True, stride=args.get("stride"), polygons=args.get("polygons", True),
+                       block_px=args.get("block_px", 2048))
+t0 = time.perf_counter()
+with Runner(args["scheduler"], args.get("workers"), args.get("ort_threads")) as r:
+    t1 = time.perf_counter()
+    run = classify_many([args["scene"]], args["out"], args["model"], opts, runner=r, progress=False)
+t2 = time.perf_counter()
+s = run.scenes[0]
+assert s.status == "done", s.error
+self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print("RESULT " + json.dumps({"wall": t2 - t0, "cluster_start": t1 - t0, "scene_s": s.seconds,
+      "patches": s.n_patches, "patches_per_s_tiles": s.patches_per_s, "timings": s.stats["timings_s"],
+      "maxrss_mb": self_kb / 1024, "children_maxrss_mb": kids_kb / 1024}))
+"""
+
+
+def geoseg_run(scene: str, model: str, out: str, **kw) -> dict:
+    args = {"scene": scene, "model": model, "out": out, "scheduler": "threads", **kw}
+    p = subprocess.run([PY, "-c", RUN_CLASSIFY, json.dumps(args)], capture_output=True, text=True, cwd=ROOT)
+    if p.returncode:
+        raise RuntimeError(p.stderr[-3000:])
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    r = json.loads(line[7:])
+    with __import__("rasterio").open(scene) as s:
+        r["mpx"] = s.width * s.height / 1e6
+    r["patches_per_s"] = r["patches"] / r["wall"]
+    r["mpx_per_s"] = r["mpx"] / r["wall"]
+    return r
+
+
+NAIVE = r"""
+import json, sys, time
+import numpy as np, onnxruntime as ort, rasterio
+from rasterio.windows import Window
+scene, model, p = sys.argv[1], sys.argv[2], int(sys.argv[3])
+so = ort.SessionOptions(); so.intra_op_num_threads = 2
+sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+name = sess.get_inputs()[0].name
+t0 = time.perf_counter()
+with rasterio.open(scene) as src:
+    h, w = src.height // p, src.width // p
+    out = np.zeros((h, w), np.uint8)
+    prof = src.profile
+    for r in range(0, h, 16):          # a row of 16-patch-high strips
+        rows = min(16, h - r)
+        a = src.read(window=Window(0, r * p, w * p, rows * p))
+        x = a.reshape(3, rows, p, w, p).transpose(1, 3, 2, 4, 0).reshape(-1, p, p, 3).astype(np.float32)
+        probs = np.concatenate([sess.run(None, {name: x[i:i + 64]})[0] for i in range(0, len(x), 64)])
+        out[r:r + rows] = probs.argmax(1).reshape(rows, w)
+prof.update(count=1, width=w, height=h, transform=prof["transform"] * prof["transform"].scale(p), dtype="uint8",
+            nodata=None, compress="deflate", tiled=False, photometric="MINISBLACK")
+prof.pop("blockxsize", None); prof.pop("blockysize", None)
+with rasterio.open(sys.argv[4], "w", **prof) as dst:
+    dst.write(out[None])
+print("RESULT " + json.dumps({"wall": time.perf_counter() - t0, "patches": h * w}))
+"""
+
+
+def naive_run(scene, model, patch, out) -> dict:
+    p = subprocess.run([PY, "-c", NAIVE, scene, model, str(patch), out], capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(p.stderr[-3000:])
+    r = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    r["patches_per_s"] = r["patches"] / r["wall"]
+    return r
+
+
+SEEDS = r"""
+import json, os, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import cv2, numpy as np, keras
+sys.path.insert(0, sys.argv[4])
+from training.models import CaffePreprocess  # noqa
+scene, model_path, p = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = keras.models.load_model(model_path)
+t0 = time.perf_counter()
+img = cv2.cvtColor(cv2.imread(scene, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)   # the whole image in memory
+h, w = img.shape[0] // p, img.shape[1] // p
+patches = [img[r*p:(r+1)*p, c*p:(c+1)*p] for r in range(h) for c in range(w)]
+t_load = time.perf_counter() - t0
+n = int(sys.argv[5])                                     # patch by patch, as the seed notebooks did
+t1 = time.perf_counter()
+for x in patches[:n]:
+    model.predict(x[None].astype("float32"), verbose=0)
+per_patch = n / (time.perf_counter() - t1)
+t2 = time.perf_counter()
+model.predict(np.stack(patches).astype("float32"), batch_size=64, verbose=0)
+batched = len(patches) / (time.perf_counter() - t2)
+print("RESULT " + json.dumps({"patches": len(patches), "timed_single": n, "per_patch_patches_per_s": per_patch,
+      "batched_patches_per_s": batched, "load_s": t_load}))
+"""
+
+
+def seeds_run(scene, keras_model, patch, n_single) -> dict:
+    p = subprocess.run([PY, "-c", SEEDS, scene, keras_model, str(patch), ROOT, str(n_single)],
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(p.stderr[-3000:])
+    return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+
+
+def versions() -> dict:
+    import dask
+    import onnxruntime
+    import rasterio
+
+    return {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+            "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__, "dask": dask.__version__,
+            "numpy": np.__version__}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small scenes, for a smoke run")
+    ap.add_argument("--model", default=os.path.join(ROOT, "geoseg", "models", "default.onnx"))
+    ap.add_argument("--keras", default=None, help="the Keras model of the default ONNX model (seeds' way)")
+    ap.add_argument("--int8", default=None)
+    ap.add_argument("--effnet", default=None, help="an EfficientNetB0 ONNX model (speed only)")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip")
+    a = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    skip = set(a.skip.split(",")) if a.skip else set()
+    big, huge, mid, small = (2048, 4096, 1024, 512) if a.quick else (16384, 32768, 8192, 1024)
+    from geoseg.model import load_model
+
+    patch = load_model(a.model).contract.patch_size
+    R: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": {
+        "cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        "versions": versions(), "model": a.model, "patch": patch, "sizes": [big, huge, mid, small]}
+    log("making scenes ...")
+    t = time.perf_counter()
+    s_big = make_large(os.path.join(OUT, f"scene_{big}.tif"), big)
+    s_mid = make_large(os.path.join(OUT, f"scene_{mid}.tif"), mid)
+    s_small = make_large(os.path.join(OUT, f"scene_{small}.tif"), small)
+    R["scene_source"] = source_tile()[1]
+    log(f"  {time.perf_counter() - t:.0f} s")
+
+    log("1. ceiling ...")
+    R["ceiling"] = ort_ceiling(a.model)
+    log("  ", R["ceiling"])
+    log("2. geoseg end-to-end ...")
+    R["e2e"] = geoseg_run(s_big, a.model, os.path.join(OUT, "e2e"))
+    R["e2e"]["ratio_to_ceiling"] = R["e2e"]["patches_per_s"] / R["ceiling"]["patches_per_s"]
+    log("  ", {k: R["e2e"][k] for k in ("wall", "patches_per_s", "mpx_per_s", "ratio_to_ceiling", "maxrss_mb")})
+    if "naive" not in skip:
+        log("4. careful naive script ...")
+        R["naive"] = naive_run(s_big, a.model, patch, os.path.join(OUT, "naive.tif"))
+        log("  ", R["naive"])
+    if "seeds" not in skip and a.keras:
+        log("3. the seeds' way ...")
+        R["seeds"] = seeds_run(s_small, a.keras, patch, 64 if not a.quick else 16)
+        R["seeds"]["geoseg_over_per_patch"] = R["e2e"]["patches_per_s"] / R["seeds"]["per_patch_patches_per_s"]
+        R["seeds"]["geoseg_over_batched"] = R["e2e"]["patches_per_s"] / R["seeds"]["batched_patches_per_s"]
+        log("  ", R["seeds"])
+    if "memory" not in skip:
+        log("5. memory ...")
+        s_huge = make_large(os.path.join(OUT, f"scene_{huge}.tif"), huge)
+        R["memory_huge"] = geoseg_run(s_huge, a.model, os.path.join(OUT, "huge"))
+        R["memory"] = {"small_mb": R["e2e"]["maxrss_mb"], "large_mb": R["memory_huge"]["maxrss_mb"],
+                       "ratio": R["memory_huge"]["maxrss_mb"] / R["e2e"]["maxrss_mb"]}
+        log("  ", R["memory"])
+    if "scaling" not in skip:
+        log("6. scaling ...")
+        sc = {}
+        for name, kw in (("threads, 2 workers x 1 ort thread", dict(scheduler="threads", workers=2)),
+                         ("threads, 1 worker x 2 ort threads", dict(scheduler="threads", workers=1)),
+                         ("threads, 1 worker x 1 ort thread", dict(scheduler="threads", workers=1, ort_threads=1)),
+                         ("processes, 2 workers", dict(scheduler="processes", workers=2)),
+                         ("processes, 1 worker", dict(scheduler="processes", workers=1)),
+                         ("synchronous", dict(scheduler="synchronous")),
+                         ("threads, stride = patch/2 (4x the patches)", dict(scheduler="threads", workers=2, stride=patch // 2))):
+            r = geoseg_run(s_mid, a.model, os.path.join(OUT, "scaling"), **kw)
+            sc[name] = {k: r[k] for k in ("wall", "patches", "patches_per_s", "mpx_per_s", "cluster_start", "maxrss_mb", "children_maxrss_mb")}
+            log("  ", name, sc[name])
+        R["scaling"] = sc
+    if "variants" not in skip:
+        log("7. model variants ...")
+        var = {"float (default)": {"ceiling": R["ceiling"]["patches_per_s"], "size_mb": os.path.getsize(a.model) / 1e6}}
+        for name, m in (("int8", a.int8), ("EfficientNetB0 (untrained, speed only)", a.effnet)):
+            if m and os.path.exists(m):
+                c = ort_ceiling(m)
+                r = geoseg_run(s_mid, m, os.path.join(OUT, "variants"))
+                var[name] = {"ceiling": c["patches_per_s"], "e2e_patches_per_s": r["patches_per_s"],
+                             "size_mb": os.path.getsize(m) / 1e6}
+                log("  ", name, var[name])
+        r = geoseg_run(s_mid, a.model, os.path.join(OUT, "variants"))
+        var["float (default)"]["e2e_patches_per_s"] = r["patches_per_s"]
+        R["variants"] = var
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(R, f, indent=2)
+    from report import write_markdown
+
+    write_markdown(R, os.path.join(ROOT, "docs", "benchmarks.md" if not a.quick else "benchmarks-quick.md"))
+    log("wrote docs/benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
