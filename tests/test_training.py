@@ -112,13 +112,13 @@ def test_train_scratch_with_split_from(dataset, tmp_path):
     assert a == b
 
 
-def test_imagenet_weights_from_local_keras_home(tmp_path, monkeypatch):
+def test_imagenet_weights_from_local_keras_home(tmp_path):
     """The real `--weights imagenet` path: Keras finds the file in $KERAS_HOME/models."""
     import h5py
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    from training.models import MOBILENET_ALPHA, build_backbone
+    from training.models import MOBILENET_ALPHA
 
     ref = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=MOBILENET_ALPHA,
                                          input_shape=(64, 64, 3), pooling="avg")
