@@ -203,7 +203,6 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
-        proto.graph.output[0].name  # noqa: B018 - the graph has an output
         for k, v in {"geoseg.contract": contract.to_json()}.items():
             proto.metadata_props.add(key=k, value=v)
         proto.producer_name = "geoseg export"

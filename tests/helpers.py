@@ -84,3 +84,32 @@ def write_scene(path, img: np.ndarray, crs="EPSG:32633", transform=None, nodata=
             ci = [CI.red, CI.green, CI.blue] + [CI.undefined] * (img.shape[0] - 3)
             dst.colorinterp = ci
     return str(path)
+
+
+IMAGE_COLOURS = {"desert": (210, 180, 110), "water": (30, 70, 160), "green_area": (40, 120, 50)}
+
+
+def make_image_dataset(root):
+    """3 classes x 14 images, mixed sizes, one CMYK JPEG (Adobe inverted), one corrupt
+    file, one text file, a file whose extension lies, a duplicate pair and a
+    near-duplicate (re-encoded) pair."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(0)
+    for c, rgb in IMAGE_COLOURS.items():
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(14):
+            size = 64 if c != "desert" else 96
+            a = np.clip(np.array(rgb) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / c / f"{c}_{i}.jpg", quality=95)
+    a = np.asarray(Image.open(root / "desert" / "desert_0.jpg"))
+    Image.fromarray(a).convert("CMYK").save(root / "desert" / "cmyk.jpg", quality=95)
+    (root / "water" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    (root / "water" / "notes.txt").write_text("not an image")
+    (root / "green_area" / "png_named.jpg").write_bytes((root / "green_area" / "green_area_0.jpg").read_bytes()[:10] + b"x")
+    (root / "water" / "water_0 (1).jpg").write_bytes((root / "water" / "water_0.jpg").read_bytes())
+    Image.open(root / "water" / "water_1.jpg").save(root / "water" / "water_1_again.jpg", quality=80)
+    return root

@@ -14,32 +14,11 @@ tf = pytest.importorskip("tensorflow", reason="the train extra is not installed"
 pytestmark = pytest.mark.train
 
 from training import data as D  # noqa: E402
-
-COLOURS = {"desert": (210, 180, 110), "water": (30, 70, 160), "green_area": (40, 120, 50)}
-
+from helpers import make_image_dataset  # noqa: E402
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """3 classes x 14 images, mixed sizes, one CMYK JPEG (Adobe inverted), one corrupt
-    file, one text file, a duplicate pair and a near-duplicate (re-encoded) pair."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for c, rgb in COLOURS.items():
-        (root / c).mkdir()
-        for i in range(14):
-            size = 64 if c != "desert" else 96
-            a = np.clip(np.array(rgb) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(a).save(root / c / f"{c}_{i}.jpg", quality=95)
-    # CMYK JPEG of a desert image: Pillow writes Adobe (inverted) CMYK
-    a = np.asarray(Image.open(root / "desert" / "desert_0.jpg"))
-    Image.fromarray(a).convert("CMYK").save(root / "desert" / "cmyk.jpg", quality=95)
-    (root / "water" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
-    (root / "water" / "notes.txt").write_text("not an image")
-    (root / "green_area" / "png_named.jpg").write_bytes(open(root / "green_area" / "green_area_0.jpg", "rb").read()[:10] + b"x")
-    # exact duplicate (another name) and a near duplicate (re-encoded)
-    (root / "water" / "water_0 (1).jpg").write_bytes((root / "water" / "water_0.jpg").read_bytes())
-    Image.open(root / "water" / "water_1.jpg").save(root / "water" / "water_1_again.jpg", quality=80)
-    return root
+    return make_image_dataset(tmp_path_factory.mktemp("data"))
 
 
 def test_cmyk_decodes_to_right_colours(dataset):

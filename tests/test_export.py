@@ -1,0 +1,103 @@
+"""Keras -> ONNX export: parity, contract round trip, refusal of a broken graph,
+int8 quantization (skipped without the train extra)."""
+
+import os
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
+pytestmark = pytest.mark.train
+
+from helpers import make_image_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny trained run: the scratch CNN, 32 px, a few epochs on distinct colours."""
+    from training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("export")
+    data = make_image_dataset(root / "data")
+    cfg = TrainConfig(str(data), str(root / "run"), arch="scratch", input_size=32, epochs=3,
+                      fine_tune_epochs=0, batch_size=8, augment=False)
+    train(cfg)
+    return root / "run"
+
+
+def test_export_parity_and_contract_round_trip(tiny_run, tmp_path):
+    from export.convert import export_model
+    from geoseg.model import load_model
+
+    out = tmp_path / "m.onnx"
+    res = export_model(str(tiny_run / "model.keras"), str(out), resolution=10.0, name="tiny")
+    assert res.parity.ok and res.parity.n > 0 and res.parity.source.startswith("test split")
+    assert res.parity.max_abs_diff <= 1e-4 and res.parity.argmax_agreement == 1.0
+    info = load_model(out)  # the runtime accepts it
+    c = info.contract
+    assert c.class_names == ("desert", "green_area", "water")
+    assert c.patch_size == 32 and c.bands == ("red", "green", "blue") and c.input_layout == "NHWC"
+    assert c.training_resolution_m == 10.0 and c.name == "tiny"
+    assert c.scaling["uint8"].method == "identity" and c.scaling["uint16"].method == "percentile"
+    assert c.extra["metrics"]["test_accuracy"] is not None and "per_class" in c.extra["metrics"]
+    assert c.extra["export"]["tf2onnx"] and c.extra["parity"]["max_abs_diff"] <= 1e-4
+    assert info.input_shape[0] in (None, "N", "unk__0") or not isinstance(info.input_shape[0], int)
+    # the runtime classifies with it
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    p = s.run(None, {"input": np.full((5, 32, 32, 3), 120, np.float32)})[0]
+    assert p.shape == (5, 3)
+
+
+def test_export_cli_and_info(tiny_run, tmp_path):
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+
+    r = CliRunner().invoke(main, ["export", str(tiny_run / "model.keras"), "-o", str(tmp_path / "c.onnx")])
+    assert r.exit_code == 0, r.output
+    assert "parity:" in r.output and "argmax agreement 100.00%" in r.output
+    r = CliRunner().invoke(main, ["info", str(tmp_path / "c.onnx")])
+    assert r.exit_code == 0 and "green_area" in r.output and "metrics:" in r.output
+
+
+def test_broken_graph_is_refused(tiny_run, tmp_path, monkeypatch):
+    """A conversion that silently changes the model must fail the export."""
+    import keras
+    import tf2onnx
+
+    from export.convert import ExportError, export_model
+
+    real = tf2onnx.convert.from_keras
+
+    def broken(model, **kw):
+        other = keras.models.clone_model(model)  # same graph, fresh random weights
+        other.set_weights([w + np.float32(0.5) for w in model.get_weights()])
+        return real(other, **kw)
+
+    monkeypatch.setattr(tf2onnx.convert, "from_keras", broken)
+    out = tmp_path / "broken.onnx"
+    with pytest.raises(ExportError, match="parity failed"):
+        export_model(str(tiny_run / "model.keras"), str(out))
+    assert not out.exists() and not [f for f in os.listdir(tmp_path) if "tmp" in f]
+
+
+def test_int8_quantization_report_and_refusal(tiny_run, tmp_path, monkeypatch):
+    import export.convert as C
+    from geoseg.model import load_model
+
+    res = C.export_model(str(tiny_run / "model.keras"), str(tmp_path / "q.onnx"), quantize="int8")
+    q = res.quantized
+    assert q["written"] and os.path.exists(tmp_path / "q.int8.onnx")
+    for k in ("size_bytes", "float_size_bytes", "accuracy_float", "accuracy_int8", "patches_per_s_float",
+              "patches_per_s_int8", "calibration_images"):
+        assert k in q
+    assert q["accuracy_float"] - q["accuracy_int8"] <= 0.005
+    info = load_model(tmp_path / "q.int8.onnx")
+    assert info.contract.extra["quantization"]["accuracy_int8"] == q["accuracy_int8"]
+    # a stricter limit than the model meets: refused, nothing written
+    monkeypatch.setattr(C, "MAX_INT8_DROP", -1.0)
+    with pytest.raises(C.ExportError, match="0.5 point"):
+        C.export_model(str(tiny_run / "model.keras"), str(tmp_path / "r.onnx"), quantize="int8")
+    assert not (tmp_path / "r.int8.onnx").exists()
