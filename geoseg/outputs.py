@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -20,6 +21,8 @@ from affine import Affine
 from .contract import ModelContract
 from .errors import OutputError, OutputExistsError
 from .geometry import geometry_area_m2
+
+_GPKG_LOCK = threading.Lock()
 
 PRODUCTS = ("classes", "probs", "polygons", "stats", "quicklook")
 _EXT = {"classes": ".tif", "probs": ".tif", "polygons": ".gpkg", "stats": ".json", "quicklook": ".png"}
@@ -198,13 +201,15 @@ def write_polygons(gdf, path: str, timestamp: str | None = None) -> None:
     byte-identical file."""
     import pyogrio
 
-    if timestamp:
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
-    try:
-        gdf.to_file(path, driver="GPKG", engine="pyogrio", layer="classes")
-    finally:
+    # the GDAL option is process-wide: one GeoPackage written at a time
+    with _GPKG_LOCK:
         if timestamp:
-            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
+            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
+        try:
+            gdf.to_file(path, driver="GPKG", engine="pyogrio", layer="classes")
+        finally:
+            if timestamp:
+                pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
 
 
 # --- QGIS sidecars ----------------------------------------------------------

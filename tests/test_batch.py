@@ -170,3 +170,20 @@ def test_python_api_result_objects(scenes, tmp_path, model8):
                                model8, scheduler="synchronous")
     assert [s.status for s in run.scenes] == ["done", "failed"] and not run.ok
     assert "file not found" in run.scenes[1].error
+
+
+def test_existing_cluster_by_address(scenes, tmp_path, model8):
+    """--scheduler tcp://HOST:PORT uses a running dask.distributed cluster (here on loopback)."""
+    from click.testing import CliRunner
+    from distributed import LocalCluster
+
+    from geoseg.cli import main
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        r = CliRunner().invoke(main, ["classify", str(scenes), "-o", str(tmp_path / "tcp"), "-m", model8,
+                                      "--scheduler", cluster.scheduler_address, "-q"])
+    assert r.exit_code == 0, r.output
+    with Runner("synchronous") as sync:
+        classify_many([str(scenes)], tmp_path / "sync", model8, runner=sync)
+    assert digests(tmp_path / "tcp") == digests(tmp_path / "sync")
