@@ -156,9 +156,13 @@ def near_duplicate_pairs(x: np.ndarray, min_corr: float = 0.97, max_mad: float =
     values agree (mean absolute difference < ``max_mad`` grey levels).  Flat
     images (sea, cloud) have no structure to correlate and are not paired."""
     t = thumbnails(x)
-    z = t - t.mean(1, keepdims=True)
+    # structure within each band: remove every band's own mean (the colour),
+    # or all images of one colour would correlate
+    n = len(t)
+    tb = t.reshape(n, -1, 3)
+    z = (tb - tb.mean(1, keepdims=True)).reshape(n, -1)
     norm = np.linalg.norm(z, axis=1, keepdims=True)
-    flat = norm[:, 0] < 1e-3 * t.shape[1]
+    flat = norm[:, 0] / np.sqrt(z.shape[1]) < 1.0  # under 1 grey level of spatial variation
     z = z / np.maximum(norm, 1e-6)
     pairs = []
     for i0 in range(0, len(z), chunk):
@@ -260,6 +264,15 @@ def prepare(data_dir: str, run_dir: str, size: int = 64, seed: int = 0,
             raise ValueError(f"{split_from}: {len(missing)} image(s) are not in this manifest, e.g. {missing[0]}")
         for r in records:
             r.split = old[r.file]
+        spans = defaultdict(set)
+        for r in records:
+            spans[r.group].add(r.split)
+        bad = [g for g, sp in spans.items() if len(sp) > 1]
+        if bad:
+            example = [r.file for r in records if r.group == bad[0]]
+            raise ValueError(
+                f"{split_from}: {len(bad)} duplicate group(s) span several splits (e.g. {example}); "
+                "the split leaks: make a new one with `geoseg prepare`")
     else:
         split_groups(records, seed=seed)
     write_manifest(os.path.join(run_dir, "manifest.csv"), records)
