@@ -5,7 +5,7 @@ DEMO_VENV ?= .venv-demo
 LOCK   := requirements/lock.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: help venv test test-fast demo bench lint clean
+.PHONY: help venv test test-fast demo bench lint clean default-model
 
 help:
 	@echo "make test   - create $(VENV) (runtime + train + dev extras, locked) and run the tests"
@@ -44,3 +44,7 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) demo-output .pytest_cache
+
+# Rebuild the shipped default model from ../shared (about 30 min on 2 cores).
+default-model: $(VENV)/.installed
+	grep -v '^#' docs/default_model_commands.txt | sed 's/^geoseg /$(VENV)\/bin\/geoseg /; s/^python /$(VENV)\/bin\/python /' | bash -ex

@@ -23,9 +23,10 @@ def register(main: click.Group) -> None:
 @click.option("--name", default=None, help="Model name stored in the contract.")
 @click.option("--training-resolution", type=click.FloatRange(0, min_open=True), default=None, help="Ground pixel size (m) of the training images.")
 @click.option("--provenance", default=None, help="Training data description stored in the contract.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Also write the export's figures (parity, int8) as JSON here.")
 @verbose_opt
 @quiet_opt
-def export_cmd(keras_model, out, opset, quantize, name, training_resolution, provenance, verbose, quiet):
+def export_cmd(keras_model, out, opset, quantize, name, training_resolution, provenance, report_path, verbose, quiet):
     """Export KERAS_MODEL (RUN_DIR/model.keras) to ONNX.  Parity with Keras is
     checked on the run's test images; the export fails if it is not met."""
     _setup_logging(verbose + 1, quiet)
@@ -43,3 +44,8 @@ def export_cmd(keras_model, out, opset, quantize, name, training_resolution, pro
     click.echo(f"wrote {res.path} ({res.size_bytes / 1e6:.2f} MB)")
     if res.quantized:
         click.echo("int8: " + json.dumps({k: v for k, v in res.quantized.items() if k != "path"}))
+    if report_path:
+        from dataclasses import asdict
+
+        with open(report_path, "w") as f:
+            json.dump({"parity": asdict(p), "size_bytes": res.size_bytes, "int8": res.quantized}, f, indent=2)
