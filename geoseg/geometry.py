@@ -32,6 +32,11 @@ def _to_geographic(wkt: str) -> Transformer:
     return Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
 
 
+@functools.lru_cache(maxsize=16)
+def _proj(wkt: str) -> Proj:
+    return Proj(_crs(wkt))
+
+
 def pixel_area_m2(transform: Affine, crs_wkt: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Ground area (m², on the ellipsoid) of one source pixel at fractional
     pixel positions ``rows``, ``cols`` (same-shape arrays).
@@ -64,7 +69,7 @@ def pixel_area_m2(transform: Affine, crs_wkt: str, rows: np.ndarray, cols: np.nd
     planar = abs(transform.a * transform.e - transform.b * transform.d) * unit * unit
     try:
         lon, lat = _to_geographic(crs_wkt).transform(xs, ys)
-        f = Proj(crs).get_factors(lon, lat, errcheck=False)
+        f = _proj(crs_wkt).get_factors(lon, lat, errcheck=False)
         scale = np.asarray(f.areal_scale, dtype=np.float64)
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
     except Exception:  # noqa: BLE001 - fall back to the planar area
