@@ -196,7 +196,8 @@ class _Tally:
         self.area += np.bincount(k, weights=(px_area * r.valid_px)[ok], minlength=len(self.cells))
 
 
-def _stats_doc(scene, grid, model: ModelInfo, options, tally: _Tally, timings, n_patches, n_classified, plan) -> dict:
+def _stats_doc(scene, grid, model: ModelInfo, options, tally: _Tally, timings, n_patches, n_computed,
+               n_classified, plan) -> dict:
     c = model.contract
     total_cells = int(tally.cells.sum())
     total_area = float(tally.area.sum())
@@ -223,7 +224,7 @@ def _stats_doc(scene, grid, model: ModelInfo, options, tally: _Tally, timings, n
         "classified_cells": total_cells,
         "nodata_cells": int(tally.nodata_cells),
         "classified_area_km2": total_area / 1e6,
-        "patches": {"total": n_patches, "classified": n_classified},
+        "patches": {"total": n_patches, "computed": n_computed, "classified": n_classified},
         "model": {
             "path": model.path, "sha256": model.sha256, "name": c.name,
             "class_names": list(c.class_names), "patch_size": c.patch_size,
@@ -305,7 +306,8 @@ def classify_scene(
                  options.batch_size, min_valid)
         for b in blocks
     )
-    n_total = sum(b.n_patches for b in blocks)
+    n_total = sum(b.n_patches for b in blocks)  # computed (overlap recomputes block edges)
+    n_unique = grid.n_patches[0] * grid.n_patches[1]
     writer = GridWriter(plan.tmp["classes"], plan.tmp.get("probs"), grid.n_cells,
                         grid.cell_transform(scene.transform), scene.crs_wkt, c)
     tally = _Tally(scene, grid, c.n_classes)
@@ -345,7 +347,7 @@ def classify_scene(
             write_quicklook(plan.tmp["quicklook"], bg, bgv, classes, c, scene.name)
             t["quicklook"] = time.perf_counter() - tq
         t["total"] = time.perf_counter() - t_start
-        doc = _stats_doc(scene, grid, info, options, tally, t, n_total, n_cls, plan)
+        doc = _stats_doc(scene, grid, info, options, tally, t, n_unique, n_total, n_cls, plan)
         write_json_atomic(plan.tmp["stats"], doc)
         plan.commit()
     except BaseException:
@@ -356,8 +358,8 @@ def classify_scene(
     return SceneResult(
         path=path, name=scene.name, status="done",
         outputs={k: v for k, v in plan.final.items() if os.path.exists(v)},
-        stats=doc, seconds=secs, n_patches=n_total,
-        patches_per_s=n_total / t["tiles_wall"] if t["tiles_wall"] > 0 else 0.0,
+        stats=doc, seconds=secs, n_patches=n_unique,
+        patches_per_s=n_unique / t["tiles_wall"] if t["tiles_wall"] > 0 else 0.0,
     )
 
 
