@@ -173,6 +173,29 @@ def seeds_run(scene, keras_model, patch, n_single) -> dict:
     return json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
 
 
+def make_effnet(size: int) -> str:
+    """An untrained EfficientNetB0 classifier exported like the default model
+    (for speed only; its answers mean nothing)."""
+    out = os.path.join(OUT, f"effnetb0_{size}.onnx")
+    if os.path.exists(out):
+        return out
+    code = f"""
+import os, json
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+from training.models import build_transfer
+from export.convert import export_model
+m, _ = build_transfer("efficientnetb0", 4, {size}, None)
+d = {os.path.join(OUT, "effnet_run")!r}
+os.makedirs(d, exist_ok=True)
+m.save(os.path.join(d, "model.keras"))
+json.dump({{"classes": ["cloudy", "desert", "green_area", "water"], "arch": "efficientnetb0"}}, open(os.path.join(d, "config.json"), "w"))
+export_model(os.path.join(d, "model.keras"), {out!r}, name="efficientnetb0-untrained")
+"""
+    subprocess.run([PY, "-c", code], check=True, cwd=ROOT, capture_output=True)
+    return out
+
+
 def versions() -> dict:
     import dask
     import onnxruntime
@@ -250,6 +273,11 @@ def main() -> int:
     if "variants" not in skip:
         log("7. model variants ...")
         var = {"float (default)": {"ceiling": R["ceiling"]["patches_per_s"], "size_mb": os.path.getsize(a.model) / 1e6}}
+        if not a.effnet:
+            try:
+                a.effnet = make_effnet(patch)
+            except (subprocess.CalledProcessError, OSError) as exc:
+                log("   no EfficientNetB0 model:", exc)
         for name, m in (("int8", a.int8), ("EfficientNetB0 (untrained, speed only)", a.effnet)):
             if m and os.path.exists(m):
                 c = ort_ceiling(m)

@@ -59,13 +59,15 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("--fine-tune-epochs", type=click.IntRange(0), default=10, show_default=True)
 @click.option("--fine-tune-fraction", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="Top fraction of backbone layers unfrozen for fine-tuning.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True, help="Learning rate of the first phase.")
+@click.option("--fine-tune-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True, help="Learning rate of fine-tuning.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--split-from", type=click.Path(exists=True, dir_okay=False), default=None, help="Reuse the split of this manifest.csv (compare models on one split).")
 @click.option("--no-augment", is_flag=True)
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
-              batch_size, seed, split_from, no_augment, verbose, quiet):
+              batch_size, lr, fine_tune_lr, seed, split_from, no_augment, verbose, quiet):
     """Prepare DATA_DIR (class folders), train, and write the model and its
     evaluation report into RUN_DIR."""
     _setup_logging(verbose + 1, quiet)
@@ -74,7 +76,8 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
     from .train import TrainConfig, train
 
     cfg = TrainConfig(data_dir, run_dir, arch, _weights(weights), input_size, epochs, fine_tune_epochs,
-                      fine_tune_fraction, batch_size, seed=seed, split_from=split_from, augment=not no_augment)
+                      fine_tune_fraction, batch_size, lr=lr, fine_tune_lr=fine_tune_lr, seed=seed,
+                      split_from=split_from, augment=not no_augment)
     try:
         rep = train(cfg)
     except (ValueError, FileNotFoundError, GeosegError) as exc:
@@ -108,10 +111,11 @@ def evaluate_cmd(run_dir, data_dir, verbose, quiet):
 @click.option("--input-size", type=click.IntRange(32), default=64, show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Use at most this many images per class.")
+@click.option("--init-weights", default=None, help="Start from these backbone weights (imagenet, or a .weights.h5 to continue).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @verbose_opt
 @quiet_opt
-def pretrain_cmd(data_dir, out, exclude, arch, input_size, epochs, limit_per_class, seed, verbose, quiet):
+def pretrain_cmd(data_dir, out, exclude, arch, input_size, epochs, limit_per_class, init_weights, seed, verbose, quiet):
     """Pre-train ARCH on DATA_DIR and save the backbone weights for --weights."""
     _setup_logging(verbose + 1, quiet)
     logging.getLogger("training").handlers = logging.getLogger("geoseg").handlers
@@ -120,7 +124,7 @@ def pretrain_cmd(data_dir, out, exclude, arch, input_size, epochs, limit_per_cla
 
     try:
         doc = pretrain(data_dir, out, list(exclude), arch, input_size, epochs, seed=seed,
-                       limit_per_class=limit_per_class)
+                       limit_per_class=limit_per_class, weights=init_weights)
     except (ValueError, FileNotFoundError, GeosegError) as exc:
         _fail(exc)
     click.echo(f"backbone saved to {out} (validation accuracy {doc['val_accuracy']:.4f})")

@@ -201,8 +201,10 @@ def pretrain(eurosat_dir: str, out: str, exclude_manifests: list[str], arch: str
     idx = rng.permutation(len(x))
     nv = max(1, len(x) // 10)
     va, tr = idx[:nv], idx[nv:]
+    # BatchNorm learns its statistics while pre-training, also when it starts
+    # from weights (ImageNet, or an earlier pre-training run to continue)
     model, backbone = build_transfer(arch, len(classes), size, weights, seed, dropout=0.1,
-                                     bn_inference=weights is not None)
+                                     bn_inference=False)
     backbone.trainable = True
     # Keras' MobileNetV2 uses BatchNorm momentum 0.999: from scratch its moving
     # statistics would lag the weights for thousands of steps (validation
