@@ -103,7 +103,10 @@ def make_image_dataset(root):
         (root / c).mkdir(parents=True, exist_ok=True)
         for i in range(14):
             size = 64 if c != "desert" else 96
-            a = np.clip(np.array(rgb) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+            # structure (a smooth random field) and texture, like a real picture
+            coarse = rng.normal(0, 1, (4, 4, 1))
+            smooth = np.kron(coarse, np.ones((size // 4, size // 4, 1)))
+            a = np.clip(np.array(rgb) + 30 * smooth + rng.normal(0, 10, (size, size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(a).save(root / c / f"{c}_{i}.jpg", quality=95)
     a = np.asarray(Image.open(root / "desert" / "desert_0.jpg"))
     Image.fromarray(a).convert("CMYK").save(root / "desert" / "cmyk.jpg", quality=95)
