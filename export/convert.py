@@ -172,7 +172,7 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
 
 def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | None = None,
                  name: str | None = None, resolution: float | None = None, provenance: str | None = None,
-                 parity_limit: int = 512, overwrite: bool = True) -> ExportResult:
+                 parity_limit: int = 2000, overwrite: bool = True) -> ExportResult:
     """Convert ``keras_path`` to ONNX at ``out``; prove parity; write the contract.
 
     Raises

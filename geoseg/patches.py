@@ -184,3 +184,24 @@ def fold_to_cells(
             cnt[ix] += sub_k
     mean = acc / np.maximum(cnt, 1)[..., None]
     return np.moveaxis(mean, -1, 0).astype(np.float32), cnt
+
+
+def block_thumbnail(data: np.ndarray, valid: np.ndarray, stride: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Box-average a block's cell region (band, h*stride, w*stride) down to ``k``
+    pixels per cell side, for the quicklook: (band, h*k, w*k) float32 and a
+    mask of pixels that are mostly valid."""
+    nb, H, W = data.shape
+    f = stride // k
+    t = data.reshape(nb, H // f, f, W // f, f).astype(np.float32).mean(axis=(2, 4))
+    v = valid.reshape(H // f, f, W // f, f).mean(axis=(1, 3)) > 0.5
+    return t, v
+
+
+def stretch_to_uint8(canvas: np.ndarray, valid: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
+    """Per-band percentile stretch of a (band, h, w) image to uint8 for display."""
+    out = np.zeros(canvas.shape, np.uint8)
+    for b in range(canvas.shape[0]):
+        v = canvas[b][valid]
+        lo, hi = (np.percentile(v, [low, high]) if v.size else (0.0, 1.0))
+        out[b] = np.clip((canvas[b] - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    return out

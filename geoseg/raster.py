@@ -262,23 +262,43 @@ def read_window(scene: SceneInfo, window: Window, src=None) -> tuple[np.ndarray,
 
 
 def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int = 1024) -> np.ndarray:
-    """Per-band percentiles of valid pixels from a decimated read of the whole
-    scene (uses overviews when present); bounded memory whatever the scene size."""
-    f = max(1, int(np.ceil(max(scene.width, scene.height) / max_side)))
-    shape = (max(1, scene.height // f), max(1, scene.width // f))
+    """Per-band percentiles of the valid pixels of a sample of the scene.
+
+    With overviews, a decimated read (GDAL takes the overview); without, a
+    regular 8 x 8 grid of 128 x 128 px windows: either way bounded time and
+    memory whatever the scene size, and deterministic.
+    """
     with rasterio.open(scene.path) as src:
-        arr = src.read(scene.bidx, out_shape=(len(scene.bidx),) + shape, resampling=Resampling.nearest)
-        if scene.user_nodata:
-            valid = np.any(arr != scene.nodata, axis=0)
-        elif scene.mask_kind == "none":
-            valid = np.ones(shape, bool)
+        if src.overviews(scene.bidx[0]):
+            f = max(1, int(np.ceil(max(scene.width, scene.height) / max_side)))
+            shape = (max(1, scene.height // f), max(1, scene.width // f))
+            out_shape = (len(scene.bidx),) + shape
+            arr = src.read(scene.bidx, out_shape=out_shape, resampling=Resampling.nearest)
+            m = src.read_masks(scene.bidx, out_shape=out_shape, resampling=Resampling.nearest)
+            samples = [(arr, m)]
         else:
-            valid = np.any(src.read_masks(scene.bidx, out_shape=(len(scene.bidx),) + shape) > 0, axis=0)
+            n, side = 8, 128
+            rows = np.linspace(0, max(0, scene.height - side), n).astype(int)
+            cols = np.linspace(0, max(0, scene.width - side), n).astype(int)
+            samples = []
+            for r in np.unique(rows):
+                for c in np.unique(cols):
+                    w = Window(int(c), int(r), min(side, scene.width), min(side, scene.height))
+                    samples.append((src.read(scene.bidx, window=w), src.read_masks(scene.bidx, window=w)))
+    arr = np.concatenate([a.reshape(a.shape[0], -1) for a, _ in samples], axis=1)
+    masks = np.concatenate([m.reshape(m.shape[0], -1) for _, m in samples], axis=1)
+    if scene.user_nodata:
+        valid = np.any(arr != scene.nodata, axis=0)
+    elif scene.mask_kind == "none":
+        valid = np.ones(arr.shape[1], bool)
+    else:
+        valid = np.any(masks > 0, axis=0)
     if arr.dtype.kind == "f":
         valid &= np.all(np.isfinite(arr), axis=0)
     if not valid.any():
-        raise InputError(f"{scene.path}: scene holds no valid pixel (all nodata); nothing to classify")
-    return percentile_stats(arr, valid, low, high)
+        raise InputError(f"{scene.path}: the sampled pixels are all nodata; pass --scaling linear:SCALE "
+                         "(percentile scaling needs valid pixels)")
+    return percentile_stats(arr[:, None, :], valid[None, :], low, high)
 
 
 def check_readable(scene: SceneInfo) -> None:
@@ -378,27 +398,3 @@ def read_classes(path: str) -> tuple[np.ndarray, Affine, str]:
     """Read a finished class raster (cell grid, small) for polygonizing."""
     with rasterio.open(path) as src:
         return src.read(1), src.transform, src.crs.to_wkt()
-
-
-def quicklook_background(scene: SceneInfo, max_side: int, stats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """A decimated RGB uint8 view of the scene for the quicklook, and its valid mask."""
-    f = max(1.0, max(scene.width, scene.height) / max_side)
-    shape = (max(1, int(scene.height / f)), max(1, int(scene.width / f)))
-    with rasterio.open(scene.path) as src:
-        arr = src.read(scene.bidx[:3], out_shape=(min(3, len(scene.bidx)),) + shape, resampling=Resampling.bilinear)
-        if scene.mask_kind in ("none", "user"):
-            valid = np.ones(shape, bool)
-        else:
-            valid = np.any(src.read_masks(scene.bidx[:3], out_shape=(min(3, len(scene.bidx)),) + shape) > 0, axis=0)
-    arr = arr.astype(np.float32)
-    if arr.dtype.kind == "f":
-        valid &= np.all(np.isfinite(arr), axis=0)
-        arr = np.nan_to_num(arr)
-    out = np.zeros(arr.shape, np.uint8)
-    for b in range(arr.shape[0]):
-        v = arr[b][valid]
-        lo, hi = (np.percentile(v, [2, 98]) if v.size else (0.0, 1.0))
-        out[b] = np.clip((arr[b] - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
-    if out.shape[0] == 1:
-        out = np.repeat(out, 3, axis=0)
-    return out, valid

@@ -27,10 +27,12 @@ from .geometry import pixel_area_m2
 from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batches
 from .outputs import OutputPlan, polygonize, write_aux_xml, write_json_atomic, write_polygons, write_qml, write_quicklook
 from .patches import (
-    cell_valid_counts, fill_invalid, fold_to_cells, gather_patches, patch_valid_fraction, patch_views,
+    block_thumbnail, cell_valid_counts, stretch_to_uint8, fill_invalid, fold_to_cells, gather_patches, patch_valid_fraction, patch_views,
     scale_pixels,
 )
-from .raster import GridWriter, SceneInfo, check_readable, open_scene, quicklook_background, read_classes, read_window, scaling_for, scene_percentiles
+from .raster import (
+    GridWriter, SceneInfo, check_readable, open_scene, read_classes, read_window, scaling_for, scene_percentiles,
+)
 from .scheduling import Runner
 from .windows import Block, PatchGrid, choose_block_cells, plan_blocks
 
@@ -82,6 +84,7 @@ class BlockJob:
     stats: np.ndarray | None
     batch_size: int
     min_valid: float
+    thumb_k: int = 0  # quicklook pixels per cell side (0: no quicklook)
 
 
 @dataclass
@@ -96,6 +99,8 @@ class BlockResult:
     t_read: float
     t_infer: float
     t_total: float
+    thumb: np.ndarray | None = None  # (band, h*k, w*k) float32, for the quicklook
+    thumb_valid: np.ndarray | None = None
 
 
 def classify_block(job: BlockJob) -> BlockResult:
@@ -144,11 +149,15 @@ def classify_block(job: BlockJob) -> BlockResult:
     cell_ok = (count > 0) & (vcount > 0) & (vcount >= job.min_valid * np.maximum(icount, 1))
     classes = np.where(cell_ok, np.argmax(mean, axis=0), 255).astype(np.uint8)
     mean[:, ~cell_ok] = np.nan
+    thumb = thumb_valid = None
+    if job.thumb_k:
+        thumb, thumb_valid = block_thumbnail(data[(slice(0, 3),) + sl], valid[sl], S, job.thumb_k)
     return BlockResult(
         index=b.index, block=b, classes=classes, probs=mean,
         valid_px=np.where(cell_ok, vcount, 0).astype(np.int64),
         n_patches=int(npr * npc), n_classified=int(todo.sum()),
         t_read=t1 - t0, t_infer=t_infer, t_total=time.perf_counter() - t0,
+        thumb=thumb, thumb_valid=thumb_valid,
     )
 
 
@@ -301,11 +310,17 @@ def classify_scene(
     min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
     bc = options.block_cells or choose_block_cells(grid, options.block_px, scene.tile, min_blocks=2 * runner.slots)
     blocks = plan_blocks(grid, bc)
+    thumb_k = _thumb_k(grid) if options.quicklook else 0
     jobs = (
         BlockJob(scene, grid, b, info.path, info.sha256, runner.ort_threads, c, scaling, stats,
-                 options.batch_size, min_valid)
+                 options.batch_size, min_valid, thumb_k)
         for b in blocks
     )
+    canvas = None
+    if thumb_k:
+        rows, cols = grid.n_cells
+        canvas = np.zeros((min(3, len(scene.bidx)), rows * thumb_k, cols * thumb_k), np.float32)
+        canvas_ok = np.zeros(canvas.shape[1:], bool)
     n_total = sum(b.n_patches for b in blocks)  # computed (overlap recomputes block edges)
     n_unique = grid.n_patches[0] * grid.n_patches[1]
     writer = GridWriter(plan.tmp["classes"], plan.tmp.get("probs"), grid.n_cells,
@@ -320,6 +335,12 @@ def classify_scene(
                 tw = time.perf_counter()
                 writer.write(r.block.cell_window, r.classes, r.probs)
                 tally.add(r)
+                if canvas is not None:
+                    b = r.block
+                    sl = (slice(b.row_off * thumb_k, (b.row_off + b.height) * thumb_k),
+                          slice(b.col_off * thumb_k, (b.col_off + b.width) * thumb_k))
+                    canvas[(slice(None),) + sl] = r.thumb
+                    canvas_ok[sl] = r.thumb_valid
                 t["write"] += time.perf_counter() - tw
                 t["read"] += r.t_read
                 t["infer"] += r.t_infer
@@ -343,8 +364,11 @@ def classify_scene(
             t["polygons"] = time.perf_counter() - tp
         if options.quicklook:
             tq = time.perf_counter()
-            bg, bgv = quicklook_background(scene, 1024, stats)
-            write_quicklook(plan.tmp["quicklook"], bg, bgv, classes, c, scene.name)
+            step = max(1, int(np.ceil(max(canvas.shape[1:]) / QUICKLOOK_SIDE)))
+            bg = stretch_to_uint8(canvas[:, ::step, ::step], canvas_ok[::step, ::step])
+            if bg.shape[0] < 3:
+                bg = np.repeat(bg[:1], 3, axis=0)
+            write_quicklook(plan.tmp["quicklook"], bg, canvas_ok[::step, ::step], classes, c, scene.name)
             t["quicklook"] = time.perf_counter() - tq
         t["total"] = time.perf_counter() - t_start
         doc = _stats_doc(scene, grid, info, options, tally, t, n_unique, n_total, n_cls, plan)
@@ -361,6 +385,20 @@ def classify_scene(
         stats=doc, seconds=secs, n_patches=n_unique,
         patches_per_s=n_unique / t["tiles_wall"] if t["tiles_wall"] > 0 else 0.0,
     )
+
+
+QUICKLOOK_SIDE = 1024
+
+
+def _thumb_k(grid: PatchGrid) -> int:
+    """Quicklook pixels per cell side: the largest divisor of the stride that
+    keeps the quicklook within about QUICKLOOK_SIDE pixels (at least 1)."""
+    n = max(grid.n_cells)
+    k = 1
+    for d in range(1, grid.stride + 1):
+        if grid.stride % d == 0 and n * d <= QUICKLOOK_SIDE:
+            k = d
+    return k
 
 
 def _source_time(path: str) -> str:
