@@ -206,24 +206,30 @@ def info(model, as_json):
         click.echo(f"{k + ':':11s} {txt if len(txt) < 300 else txt[:297] + '...'}")
 
 
-def _register_train_commands() -> None:
+TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx", "sklearn", "matplotlib")
+
+
+def train_extra_installed() -> bool:
+    """True when the ``train`` extra's packages are importable (checked without importing them)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in TRAIN_MODULES)
+
+
+def register_train_commands(group: click.Group, installed: bool | None = None) -> None:
     """Training and export commands live in `training/` and `export/`; without
     the `train` extra they answer with what to install."""
-    try:
-        from training.cli import register as reg_train  # noqa: F401
-    except ImportError:
-        reg_train = None
-    try:
-        from export.cli import register as reg_export  # noqa: F401
-    except ImportError:
-        reg_export = None
-    for name, reg in (("train", reg_train), ("evaluate", reg_train), ("export", reg_export)):
-        if reg is None:
-            main.add_command(_missing(name))
-    if reg_train:
-        reg_train(main)
-    if reg_export:
-        reg_export(main)
+    if installed is None:
+        installed = train_extra_installed()
+    if installed:
+        from export.cli import register as reg_export
+        from training.cli import register as reg_train
+
+        reg_train(group)
+        reg_export(group)
+    else:
+        for name in ("train", "evaluate", "export", "prepare", "pretrain"):
+            group.add_command(_missing(name))
 
 
 def _missing(name: str) -> click.Command:
@@ -235,7 +241,7 @@ def _missing(name: str) -> click.Command:
     return cmd
 
 
-_register_train_commands()
+register_train_commands(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

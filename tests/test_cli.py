@@ -183,3 +183,19 @@ def test_bad_usage_exit_2(tmp_path, model8, scene_u8):
     assert r.exit_code == 2
     r = CliRunner().invoke(main, ["classify", str(scene_u8), "-o", str(tmp_path), "--scheduler", "gpu"])
     assert r.exit_code == 2
+
+
+def test_cli_without_train_extra_message():
+    import click
+    from click.testing import CliRunner
+
+    from geoseg.cli import register_train_commands
+
+    @click.group()
+    def g():
+        pass
+
+    register_train_commands(g, installed=False)
+    for cmd in ("train", "export", "evaluate"):
+        r = CliRunner().invoke(g, [cmd, "DATA", "-o", "x"])
+        assert r.exit_code == 1 and "needs the train extra: pip install 'geoseg[train]'" in r.output

@@ -127,12 +127,3 @@ print("LOADED-FROM-KERAS-HOME")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert "LOADED-FROM-KERAS-HOME" in out.stdout, out.stderr[-2000:]
-
-
-def test_cli_without_train_extra_message(monkeypatch):
-    from click.testing import CliRunner
-
-    from geoseg.cli import _missing
-
-    r = CliRunner().invoke(_missing("train"), [])
-    assert r.exit_code == 1 and "pip install 'geoseg[train]'" in r.output
