@@ -72,7 +72,7 @@ from geoseg.scheduling import Runner
 from geoseg.tiler import ClassifyOptions
 args = json.loads(sys.argv[1])
 opts = ClassifyOptions(overwrite=True, stride=args.get("stride"), polygons=args.get("polygons", True),
-                       block_px=args.get("block_px", 2048))
+                       block_px=args.get("block_px", 2048), batch_size=args.get("batch_size", 64))
 t0 = time.perf_counter()
 with Runner(args["scheduler"], args.get("workers"), args.get("ort_threads")) as r:
     t1 = time.perf_counter()
