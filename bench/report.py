@@ -73,7 +73,7 @@ def write_markdown(R: dict, path: str) -> None:
               f"| ratio | {m['ratio']:.2f} |"]
     if "scaling" in R:
         L += ["", f"## 6. Scaling ({mid}² scene)", "",
-              "| configuration | patches | wall s | patches/s | cluster start s | peak RSS MB (main / largest child) |",
+              "| configuration | patches | wall s | patches/s | cluster start s | peak RSS MB (main / largest worker process) |",
               "|---|---|---|---|---|---|"]
         for k, v in R["scaling"].items():
             L.append(f"| {k} | {v['patches']:,} | {v['wall']:.1f} | {_f(v['patches_per_s'])} | {v['cluster_start']:.1f} | "

@@ -35,14 +35,20 @@ def log(*a):
     print(*a, flush=True)
 
 
-def _real_patches(model: str) -> tuple[np.ndarray, int]:
+def _real_patches(model: str, scene: str, n: int = 2048) -> np.ndarray:
+    """``n`` distinct patches cut from the top of the benchmark scene, float32 NHWC."""
+    import rasterio
+    from rasterio.windows import Window
+
     from geoseg.model import load_model
 
     p = load_model(model).contract.patch_size
-    tile, _ = source_tile()
-    patches = np.stack([np.moveaxis(tile[:, r : r + p, c : c + p], 0, -1)
-                        for r in range(0, tile.shape[1] - p, p) for c in range(0, tile.shape[2] - p, p)]).astype(np.float32)
-    return patches, p
+    with rasterio.open(scene) as src:
+        per_row = src.width // p
+        rows = int(np.ceil(n / per_row))
+        a = src.read(window=Window(0, 0, per_row * p, rows * p))
+    x = a.reshape(3, rows, p, per_row, p).transpose(1, 3, 2, 4, 0).reshape(-1, p, p, 3)
+    return np.ascontiguousarray(x[:n]).astype(np.float32)
 
 
 def _session(model: str, threads: int):
@@ -55,73 +61,82 @@ def _session(model: str, threads: int):
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
-def _batch(patches: np.ndarray, b: int) -> np.ndarray:
-    return np.concatenate([patches] * int(np.ceil(b / len(patches))))[:b]
+def _batches(patches: np.ndarray, b: int) -> list[np.ndarray]:
+    """Distinct ready-made batches (the pool of patches cut into batches of ``b``)."""
+    return [patches[i : i + b] for i in range(0, len(patches) - b + 1, b)]
 
 
-def _spin(sess, name, x, stop, counts, i):
+def _spin(sess, name, xs, stop, counts, i):
+    k = i
     while time.perf_counter() < stop:
+        x = xs[k % len(xs)]
         sess.run(None, {name: x})
         counts[i] += len(x)
+        k += 1
 
 
-def ort_ceiling(model: str, batches=(32, 64, 128, 256, 512), threads: int = 2, seconds: float = 5.0) -> dict:
-    """onnxruntime alone on ready-made batches of real patches (no I/O), in two
-    arrangements of the same 2 cores: one session with 2 threads, and 2 sessions
-    of 1 thread running side by side (what geoseg's default does).  The
-    ceiling is the best of all."""
+def ort_ceiling(model: str, scene: str, batches=(32, 64, 128, 256, 512), threads: int = 2,
+                seconds: float = 5.0) -> dict:
+    """onnxruntime alone on ready-made batches of real patches (no I/O): 2048
+    distinct patches of the benchmark scene, cut into batches and cycled
+    through, in two arrangements of the same cores: one session with
+    ``threads`` threads, and ``threads`` sessions of 1 thread side by side
+    (geoseg's default).  The ceiling is the best of all."""
     import threading
 
-    patches, _ = _real_patches(model)
+    patches = _real_patches(model, scene)
     res: dict = {}
-    sess = _session(model, threads)
-    name = sess.get_inputs()[0].name
-    for b in batches:
-        x = _batch(patches, b)
-        sess.run(None, {name: x})
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            sess.run(None, {name: x})
-            n += b
-        res[f"1 session x {threads} threads, batch {b}"] = n / (time.perf_counter() - t0)
-    for b in batches:
-        x = _batch(patches, b)
-        sessions = [_session(model, 1) for _ in range(threads)]
-        for s in sessions:
-            s.run(None, {name: x})
-        counts = [0] * threads
-        stop = time.perf_counter() + seconds
-        t0 = time.perf_counter()
-        ts = [threading.Thread(target=_spin, args=(sessions[i], name, x, stop, counts, i)) for i in range(threads)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        res[f"{threads} sessions x 1 thread, batch {b}"] = sum(counts) / (time.perf_counter() - t0)
+    name = _session(model, 1).get_inputs()[0].name
+    for arrangement in ("one", "many"):
+        for b in batches:
+            xs = _batches(patches, b)
+            n_sess = 1 if arrangement == "one" else threads
+            sessions = [_session(model, threads if arrangement == "one" else 1) for _ in range(n_sess)]
+            for s in sessions:
+                s.run(None, {name: xs[0]})
+            counts = [0] * n_sess
+            stop = time.perf_counter() + seconds
+            t0 = time.perf_counter()
+            ts = [threading.Thread(target=_spin, args=(sessions[i], name, xs, stop, counts, i)) for i in range(n_sess)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            label = f"1 session x {threads} threads" if arrangement == "one" else f"{threads} sessions x 1 thread"
+            res[f"{label}, batch {b}"] = sum(counts) / (time.perf_counter() - t0)
     best = max(res, key=res.get)
     return {"per_config": res, "best": best, "patches_per_s": res[best], "threads": threads}
 
 
 RUN_CLASSIFY = r"""
-import json, resource, sys, time
+import json, sys, time
 from geoseg.batch import classify_many
 from geoseg.scheduling import Runner
 from geoseg.tiler import ClassifyOptions
 args = json.loads(sys.argv[1])
 opts = ClassifyOptions(overwrite=True, stride=args.get("stride"), polygons=args.get("polygons", True),
                        block_px=args.get("block_px", 2048), batch_size=args.get("batch_size", 64))
+def hwm_mb():
+    # peak RSS of this process image (VmHWM); ru_maxrss would carry the
+    # parent's peak across fork + exec on Linux
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
 t0 = time.perf_counter()
+workers_mb = 0.0
 with Runner(args["scheduler"], args.get("workers"), args.get("ort_threads")) as r:
     t1 = time.perf_counter()
     run = classify_many([args["scene"]], args["out"], args["model"], opts, runner=r, progress=False)
+    if r.scheduler == "processes":
+        workers_mb = max(r.client.run(hwm_mb).values())
 t2 = time.perf_counter()
 s = run.scenes[0]
 assert s.status == "done", s.error
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print("RESULT " + json.dumps({"wall": t2 - t0, "cluster_start": t1 - t0, "scene_s": s.seconds,
       "patches": s.n_patches, "patches_per_s_tiles": s.patches_per_s, "timings": s.stats["timings_s"],
-      "maxrss_mb": self_kb / 1024, "children_maxrss_mb": kids_kb / 1024}))
+      "maxrss_mb": hwm_mb(), "children_maxrss_mb": workers_mb}))
 """
 
 
@@ -270,7 +285,7 @@ def main() -> int:
     log(f"  {time.perf_counter() - t:.0f} s")
 
     log("1. ceiling ...")
-    R["ceiling"] = ort_ceiling(a.model)
+    R["ceiling"] = ort_ceiling(a.model, s_big)
     log("  ", R["ceiling"])
     log("2. geoseg end-to-end ...")
     R["e2e"] = geoseg_run(s_big, a.model, os.path.join(OUT, "e2e"))
@@ -317,7 +332,7 @@ def main() -> int:
                 log("   no EfficientNetB0 model:", exc)
         for name, m in (("int8", a.int8), ("EfficientNetB0 (untrained, speed only)", a.effnet)):
             if m and os.path.exists(m):
-                c = ort_ceiling(m)
+                c = ort_ceiling(m, s_big)
                 r = geoseg_run(s_mid, m, os.path.join(OUT, "variants"))
                 var[name] = {"ceiling": c["patches_per_s"], "e2e_patches_per_s": r["patches_per_s"],
                              "size_mb": os.path.getsize(m) / 1e6}

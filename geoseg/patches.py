@@ -111,7 +111,7 @@ def scale_pixels(
     scaling, computed once per scene (see :func:`percentile_stats`).
     """
     lo_out, hi_out = out_range
-    x = arr.astype(np.float32, copy=False)
+    x = np.ascontiguousarray(arr, dtype=np.float32)  # one pass, in the layout onnxruntime wants
     if scaling.method == "identity":
         return x
     if scaling.method == "linear":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
@@ -49,7 +49,6 @@ class SceneInfo:
     res: tuple[float, float] = (1.0, 1.0)
     is_geographic: bool = False
     band_choice: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -205,7 +204,7 @@ def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | N
     return s
 
 
-def read_window(scene: SceneInfo, window: Window, src=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read the chosen bands of ``window``, which may run past the scene's edges.
 
     Returns
@@ -229,29 +228,24 @@ def read_window(scene: SceneInfo, window: Window, src=None) -> tuple[np.ndarray,
         return data, valid, inside
     inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
     sl = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
-    own = src is None
-    if own:
-        src = rasterio.open(scene.path)
     try:
-        arr = src.read(scene.bidx, window=inner)
-        if scene.user_nodata:
-            nd = scene.nodata
-            if nd is not None and np.isnan(nd):
-                v = ~np.all(np.isnan(arr), axis=0)
+        with rasterio.open(scene.path) as src:
+            arr = src.read(scene.bidx, window=inner)
+            if scene.user_nodata:
+                nd = scene.nodata
+                if nd is not None and np.isnan(nd):
+                    v = ~np.all(np.isnan(arr), axis=0)
+                else:
+                    v = np.any(arr != nd, axis=0)
+            elif scene.mask_kind == "none":
+                v = np.ones(arr.shape[1:], dtype=bool)
             else:
-                v = np.any(arr != nd, axis=0)
-        elif scene.mask_kind == "none":
-            v = np.ones(arr.shape[1:], dtype=bool)
-        else:
-            v = np.any(src.read_masks(scene.bidx, window=inner) > 0, axis=0)
+                v = np.any(src.read_masks(scene.bidx, window=inner) > 0, axis=0)
     except RasterioError as exc:
         raise InputError(
             f"{scene.path}: cannot read window {inner} ({_first_line(exc)}); the file may be "
             "truncated or corrupt"
         ) from None
-    finally:
-        if own:
-            src.close()
     if arr.dtype.kind == "f":
         v &= np.all(np.isfinite(arr), axis=0)
         arr = np.where(np.isfinite(arr), arr, 0)
