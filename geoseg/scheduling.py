@@ -18,6 +18,30 @@ log = logging.getLogger(__name__)
 SCHEDULERS = ("threads", "processes", "synchronous")
 
 
+def release_free_memory() -> None:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``).
+
+    Worker threads allocate and free a block's arrays in their own malloc
+    arenas; without trimming, the resident size creeps up with the number of
+    blocks (measured: +16 % from a 16k² to a 32k² scene).  A no-op where
+    glibc is absent.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
 def available_cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -33,7 +33,7 @@ from .patches import (
 from .raster import (
     GridWriter, SceneInfo, check_readable, open_scene, read_classes, read_window, scaling_for, scene_percentiles,
 )
-from .scheduling import Runner
+from .scheduling import Runner, release_free_memory
 from .windows import Block, PatchGrid, choose_block_cells, plan_blocks
 
 log = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ def classify_scene(
                         grid.cell_transform(scene.transform), scene.crs_wkt, c)
     tally = _Tally(scene, grid, c.n_classes)
     t = {"read": 0.0, "infer": 0.0, "tasks": 0.0, "write": 0.0}
-    n_cls = 0
+    n_cls = n_done = 0
     try:
         t_tiles = time.perf_counter()
         with _progress(n_total, scene.name, options.progress) as bar:
@@ -347,6 +347,9 @@ def classify_scene(
                 t["tasks"] += r.t_total
                 n_cls += r.n_classified
                 bar.update(r.n_patches)
+                n_done += 1
+                if n_done % TRIM_EVERY == 0:
+                    release_free_memory()
         t["tiles_wall"] = time.perf_counter() - t_tiles
         tags = {"GEOSEG_MODEL_SHA256": info.sha256, "GEOSEG_SOURCE": os.path.basename(path),
                 "GEOSEG_STRIDE": str(stride), "GEOSEG_PATCH": str(c.patch_size)}
@@ -388,6 +391,7 @@ def classify_scene(
 
 
 QUICKLOOK_SIDE = 1024
+TRIM_EVERY = 16  # blocks between malloc_trim calls of the writer
 
 
 def _thumb_k(grid: PatchGrid) -> int:
