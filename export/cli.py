@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from geoseg.cli import _fail, _setup_logging, quiet_opt, verbose_opt
+from geoseg.cli_options import _fail, _setup_logging, quiet_opt, verbose_opt
 from geoseg.errors import GeosegError
 
 

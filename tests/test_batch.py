@@ -126,7 +126,7 @@ def test_sigkill_then_rerun_completes_identically(tmp_path, model8):
     rng = np.random.default_rng(3)
     for i in range(8):
         write_scene(d / f"scene{i}.tif", paint(rng.integers(0, 4, (40, 40)), 8, seed=i))
-    cmd = [sys.executable, "-m", "geoseg.cli", "classify", str(d), "-o", str(tmp_path / "out"), "-m", model8,
+    cmd = [sys.executable, "-m", "geoseg", "classify", str(d), "-o", str(tmp_path / "out"), "-m", model8,
            "--scheduler", "synchronous", "--stride", "4", "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
