@@ -351,6 +351,9 @@ def classify_scene(
                 if n_done % TRIM_EVERY == 0:
                     release_free_memory()
         t["tiles_wall"] = time.perf_counter() - t_tiles
+        if tally.cells.sum() == 0:
+            log.warning("%s: no patch had enough valid pixels; every cell is nodata (check the "
+                        "scene's mask or --nodata, or lower --min-valid)", path)
         tags = {"GEOSEG_MODEL_SHA256": info.sha256, "GEOSEG_SOURCE": os.path.basename(path),
                 "GEOSEG_STRIDE": str(stride), "GEOSEG_PATCH": str(c.patch_size)}
         tf = time.perf_counter()

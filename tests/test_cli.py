@@ -114,6 +114,7 @@ def test_all_nodata_scene_gives_nodata_raster(tmp_path, model8, truth):
     path, _ = _bad_scenes(tmp_path, truth)["allnodata"]
     r = run("classify", path, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
     assert r.exit_code == 0, r.output
+    assert "every cell is nodata" in r.output and str(path) in r.output
     with rasterio.open(tmp_path / "out" / "allnodata_classes.tif") as s:
         assert (s.read(1) == 255).all()
 
