@@ -83,7 +83,8 @@ def write_markdown(R: dict, path: str) -> None:
               "| model | size MB | ceiling patches/s | end-to-end patches/s |", "|---|---|---|---|"]
         for k, v in R["variants"].items():
             L.append(f"| {k} | {v['size_mb']:.1f} | {_f(v['ceiling'])} | {_f(v.get('e2e_patches_per_s', ''))} |")
-    L += ["", "Raw figures: `bench/out/results.json` of the run (not committed).", ""]
+    L += ["", "Raw figures: `bench/out/results.json` of the run (not committed).  What the profiles "
+          "showed, what was fixed and why a target is missed: `docs/performance-notes.md`.", ""]
     with open(path, "w") as f:
         f.write("\n".join(L))
 
