@@ -296,11 +296,14 @@ def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int =
 
 
 def check_readable(scene: SceneInfo) -> None:
-    """Read the last row of the scene: a truncated TIFF fails here, before any work."""
+    """Read one pixel in each corner of the scene (a tile or strip each): a
+    truncated TIFF, whose last blocks are missing, fails here before any work.
+    Damage elsewhere fails the block that meets it, with the same message."""
+    w, h = scene.width, scene.height
     try:
         with rasterio.open(scene.path) as src:
-            src.read(scene.bidx, window=Window(0, scene.height - 1, scene.width, 1))
-            src.read(scene.bidx, window=Window(0, 0, scene.width, 1))
+            for c, r in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
+                src.read(scene.bidx, window=Window(c, r, 1, 1))
     except RasterioError as exc:
         raise InputError(
             f"{scene.path}: cannot read pixel data ({_first_line(exc)}); the file is truncated "
