@@ -40,8 +40,8 @@ def main() -> None:
 @click.option("--nodata", callback=_nodata, default=None, metavar="NUMBER|nan", help="Treat this value as nodata (overrides the file's nodata, alpha and masks).")
 @click.option("-b", "--bidx", callback=_bidx, default=None, metavar="1,2,3", help="Source bands in the model's band order [default: by colour interpretation, else the first bands].")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Patches per onnxruntime call.")
-@click.option("--scheduler", default="threads", show_default=True, metavar="threads|processes|synchronous|tcp://HOST:PORT", help="Where block tasks run.")
-@click.option("--workers", type=click.IntRange(1), default=None, help="Worker threads/processes of the local cluster [default: cores].")
+@click.option("--scheduler", default=None, metavar="threads|processes|synchronous|tcp://HOST:PORT", help="Where block tasks run [default: threads; processes when --workers is given].")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Workers of the local Dask cluster: N worker processes, or N threads with --scheduler threads [default: cores].")
 @click.option("--ort-threads", type=click.IntRange(1), default=None, help="onnxruntime threads per task [default: cores // workers].")
 @click.option("--scaling", callback=_scaling, default=None, metavar="identity|linear:S[,O]|percentile:LO,HI", help="How raw pixels become model input [default: the model contract's for the scene dtype].")
 @click.option("--min-valid", type=click.FloatRange(0, 1), default=None, help="Minimum valid-pixel fraction of a patch [default: the contract's, usually 0.5].")
@@ -75,6 +75,8 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
     _setup_logging(verbose, quiet)
     from .scheduling import validate_scheduler
 
+    if scheduler is None:
+        scheduler = "processes" if workers else "threads"
     try:
         validate_scheduler(scheduler)
     except ValueError as exc:

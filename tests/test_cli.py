@@ -200,3 +200,21 @@ def test_cli_without_train_extra_message():
     for cmd in ("train", "export", "evaluate"):
         r = CliRunner().invoke(g, [cmd, "DATA", "-o", "x"])
         assert r.exit_code == 1 and "needs the train extra: pip install 'geoseg[train]'" in r.output
+
+
+def test_workers_alone_start_a_process_cluster(tmp_path, model8, scene_u8, monkeypatch):
+    import geoseg.batch as B
+
+    seen = {}
+    real = B.classify_many
+
+    def spy(*a, **k):
+        seen.update(scheduler=k["scheduler"], workers=k["workers"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(B, "classify_many", spy)
+    r = run("classify", scene_u8, "-o", tmp_path / "o", "-m", model8, "--workers", "2", "-q")
+    assert r.exit_code == 0, r.output
+    assert seen == {"scheduler": "processes", "workers": 2}
+    r = run("classify", scene_u8, "-o", tmp_path / "o2", "-m", model8, "-q")
+    assert r.exit_code == 0 and seen["scheduler"] == "threads"
