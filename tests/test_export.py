@@ -101,3 +101,42 @@ def test_int8_quantization_report_and_refusal(tiny_run, tmp_path, monkeypatch):
     with pytest.raises(C.ExportError, match="0.5 point"):
         C.export_model(str(tiny_run / "model.keras"), str(tmp_path / "r.onnx"), quantize="int8")
     assert not (tmp_path / "r.int8.onnx").exists()
+
+
+def test_evaluate_cli_on_split_and_other_folder(tiny_run, tmp_path):
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+
+    r = CliRunner().invoke(main, ["evaluate", str(tiny_run)])
+    assert r.exit_code == 0, r.output
+    out = _json.loads(r.output[r.output.index("{"):])
+    assert 0 <= out["accuracy"] <= 1 and set(out["recall"]) == {"desert", "green_area", "water"}
+    data = _json.load(open(tiny_run / "config.json"))["data_dir"]
+    r = CliRunner().invoke(main, ["evaluate", str(tiny_run), "--data", data])
+    assert r.exit_code == 0, r.output
+    rep = _json.load(open(tiny_run / "eval_data" / "report.json"))
+    assert rep["n"] >= 40 and (tiny_run / "eval_data" / "confusion.png").exists()
+
+
+def test_pretrain_excludes_evaluation_images(tiny_run, tmp_path):
+    """Pre-training on a folder that holds the 4-class images leaves out every
+    image of the run's validation and test split."""
+    import json as _json
+
+    from training import data as D
+    from training.train import pretrain
+
+    data = _json.load(open(tiny_run / "config.json"))["data_dir"]
+    manifest = str(tiny_run / "manifest.csv")
+    held_out = sum(r.split in ("val", "test") for r in D.read_manifest(manifest))
+    out = tmp_path / "bb.weights.h5"
+    doc = pretrain(data, str(out), [manifest], arch="mobilenetv2", size=32, epochs=1, batch_size=16)
+    assert out.exists() and (tmp_path / "bb.json").exists()
+    assert doc["n_excluded"] >= held_out > 0
+    # the weights load as a backbone for training
+    from training.models import build_backbone
+
+    build_backbone("mobilenetv2", 32, str(out))
