@@ -115,7 +115,7 @@ from geoseg.scheduling import Runner
 from geoseg.tiler import ClassifyOptions
 args = json.loads(sys.argv[1])
 opts = ClassifyOptions(overwrite=True, stride=args.get("stride"), polygons=args.get("polygons", True),
-                       block_px=args.get("block_px", 2048), batch_size=args.get("batch_size", 64))
+                       block_px=args.get("block_px", 2048), **({"batch_size": args["batch_size"]} if "batch_size" in args else {}))
 def hwm_mb():
     # peak RSS of this process image (VmHWM); ru_maxrss would carry the
     # parent's peak across fork + exec on Linux

@@ -46,7 +46,7 @@ class ClassifyOptions:
     stride: int | None = None  # default: the patch size
     nodata: float | None = None
     bidx: tuple[int, ...] | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     min_valid: float | None = None  # default: the contract's
     scaling: Scaling | None = None
     polygons: bool = True
