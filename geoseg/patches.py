@@ -13,17 +13,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .contract import Scaling
 
 
-def extract_patches(arr: np.ndarray, patch: int, stride: int) -> np.ndarray:
-    """Cut a (band, h, w) window into patches at every ``stride`` pixels.
-
-    Returns an array (n_rows, n_cols, patch, patch, band); the window must be
-    ``(n - 1) * stride + patch`` pixels on each side.
-    """
-    v = sliding_window_view(arr, (patch, patch), axis=(1, 2))[:, ::stride, ::stride]
-    # v: (band, n_rows, n_cols, patch, patch)
-    return np.ascontiguousarray(np.moveaxis(v, 0, -1))
-
-
 def patch_views(data: np.ndarray, valid: np.ndarray, patch: int, stride: int):
     """Zero-copy views of every patch of a window: pixels (band, n_rows, n_cols,
     patch, patch) and validity (n_rows, n_cols, patch, patch)."""

@@ -379,16 +379,14 @@ class GridWriter:
             os.remove(self.probs_tmp + ".part.tif")
 
     def abort(self) -> None:
+        """Close the partial files; the caller's :meth:`OutputPlan.cleanup`
+        removes every temporary file, these included."""
         for ds in (self._cls, self._prb):
             try:
                 if ds is not None and not ds.closed:
                     ds.close()
             except Exception:  # noqa: BLE001 - best effort cleanup
                 pass
-        for p in (self.class_tmp, self.probs_tmp):
-            for q in (p, (p or "") + ".part.tif"):
-                if q and os.path.exists(q):
-                    os.remove(q)
 
 
 def read_classes(path: str) -> tuple[np.ndarray, Affine, str]:

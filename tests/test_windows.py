@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from geoseg.patches import _box_sum, extract_patches, fill_invalid, fold_to_cells, patch_valid_fraction
+from geoseg.patches import _box_sum, fill_invalid, fold_to_cells, patch_valid_fraction
 from geoseg.windows import PatchGrid, choose_block_cells, is_north_up, plan_blocks
 
 
@@ -56,14 +56,18 @@ def test_north_up():
     assert not is_north_up(Affine(10, 0, 0, 0, 10, 0))
 
 
-def test_extract_patches_positions():
+def test_patch_views_positions():
+    from geoseg.patches import gather_patches, patch_views
+
     a = np.arange(2 * 12 * 12).reshape(2, 12, 12)
-    p = extract_patches(a, 4, 4)
-    assert p.shape == (3, 3, 4, 4, 2)
-    assert (p[1, 2, :, :, 0] == a[0, 4:8, 8:12]).all()
-    q = extract_patches(a, 4, 2)
-    assert q.shape == (5, 5, 4, 4, 2)
-    assert (q[1, 3, :, :, 1] == a[1, 2:6, 6:10]).all()
+    valid = np.ones((12, 12), bool)
+    pix, val = patch_views(a, valid, 4, 4)
+    assert pix.shape == (2, 3, 3, 4, 4) and val.shape == (3, 3, 4, 4)
+    p, v = gather_patches(pix, val, np.array([1]), np.array([2]))
+    assert p.shape == (1, 4, 4, 2) and (p[0, :, :, 0] == a[0, 4:8, 8:12]).all() and v.all()
+    pix, _ = patch_views(a, valid, 4, 2)
+    assert pix.shape == (2, 5, 5, 4, 4)
+    assert (pix[1, 1, 3] == a[1, 2:6, 6:10]).all()
 
 
 def test_box_sum_matches_loops():
