@@ -36,19 +36,23 @@ def log(*a):
 
 
 def _real_patches(model: str, scene: str, n: int = 2048) -> np.ndarray:
-    """``n`` distinct patches cut from the top of the benchmark scene, float32 NHWC."""
+    """``n`` distinct patches cut from the top of the benchmark scene, ready
+    in the model's input layout and dtype (its contract's)."""
     import rasterio
     from rasterio.windows import Window
 
     from geoseg.model import load_model
 
-    p = load_model(model).contract.patch_size
+    c = load_model(model).contract
+    p = c.patch_size
     with rasterio.open(scene) as src:
         per_row = src.width // p
         rows = int(np.ceil(n / per_row))
         a = src.read(window=Window(0, 0, per_row * p, rows * p))
-    x = a.reshape(3, rows, p, per_row, p).transpose(1, 3, 2, 4, 0).reshape(-1, p, p, 3)
-    return np.ascontiguousarray(x[:n]).astype(np.float32)
+    x = a.reshape(3, rows, p, per_row, p).transpose(1, 3, 2, 4, 0).reshape(-1, p, p, 3)[:n]  # NHWC
+    if c.input_layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, dtype=np.uint8 if c.input_dtype == "uint8" else np.float32)
 
 
 def _session(model: str, threads: int):
@@ -161,7 +165,8 @@ from rasterio.windows import Window
 scene, model, p = sys.argv[1], sys.argv[2], int(sys.argv[3])
 so = ort.SessionOptions(); so.intra_op_num_threads = 2
 sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-name = sess.get_inputs()[0].name
+inp = sess.get_inputs()[0]
+name, nchw, u8 = inp.name, inp.shape[1] == 3, inp.type == "tensor(uint8)"   # what the model takes
 t0 = time.perf_counter()
 with rasterio.open(scene) as src:
     h, w = src.height // p, src.width // p
@@ -170,7 +175,10 @@ with rasterio.open(scene) as src:
     for r in range(0, h, 16):          # a row of 16-patch-high strips
         rows = min(16, h - r)
         a = src.read(window=Window(0, r * p, w * p, rows * p))
-        x = a.reshape(3, rows, p, w, p).transpose(1, 3, 2, 4, 0).reshape(-1, p, p, 3).astype(np.float32)
+        x = a.reshape(3, rows, p, w, p)
+        x = (x.transpose(1, 3, 0, 2, 4).reshape(-1, 3, p, p) if nchw
+             else x.transpose(1, 3, 2, 4, 0).reshape(-1, p, p, 3))
+        x = np.ascontiguousarray(x, dtype=np.uint8 if u8 else np.float32)
         probs = np.concatenate([sess.run(None, {name: x[i:i + 64]})[0] for i in range(0, len(x), 64)])
         out[r:r + rows] = probs.argmax(1).reshape(rows, w)
 prof.update(count=1, width=w, height=h, transform=prof["transform"] * prof["transform"].scale(p), dtype="uint8",

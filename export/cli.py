@@ -23,10 +23,15 @@ def register(main: click.Group) -> None:
 @click.option("--name", default=None, help="Model name stored in the contract.")
 @click.option("--training-resolution", type=click.FloatRange(0, min_open=True), default=None, help="Ground pixel size (m) of the training images.")
 @click.option("--provenance", default=None, help="Training data description stored in the contract.")
+@click.option("--input-layout", type=click.Choice(["NCHW", "NHWC"]), default="NCHW", show_default=True,
+              help="Layout of the ONNX input (NCHW: what the runtime cuts from rasterio windows without a transposing copy).")
+@click.option("--input-dtype", type=click.Choice(["uint8", "float32"]), default="uint8", show_default=True,
+              help="Dtype of the ONNX input (uint8: 8-bit pixels, cast to float inside the graph).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Also write the export's figures (parity, int8) as JSON here.")
 @verbose_opt
 @quiet_opt
-def export_cmd(keras_model, out, opset, quantize, name, training_resolution, provenance, report_path, verbose, quiet):
+def export_cmd(keras_model, out, opset, quantize, name, training_resolution, provenance, input_layout, input_dtype,
+               report_path, verbose, quiet):
     """Export KERAS_MODEL (RUN_DIR/model.keras) to ONNX.  Parity with Keras is
     checked on the run's test images; the export fails if it is not met."""
     _setup_logging(verbose + 1, quiet)
@@ -35,7 +40,8 @@ def export_cmd(keras_model, out, opset, quantize, name, training_resolution, pro
     from .convert import export_model
 
     try:
-        res = export_model(keras_model, out, opset, quantize, name, training_resolution, provenance)
+        res = export_model(keras_model, out, opset, quantize, name, training_resolution, provenance,
+                           input_layout=input_layout, input_dtype=input_dtype)
     except (GeosegError, ValueError, OSError) as exc:
         _fail(exc)
     p = res.parity

@@ -3,7 +3,8 @@ images, the model contract in the ONNX metadata, and optional static int8
 quantization with its accuracy and speed checked against the float model.
 
 Route (see ../shared/STACK.md): ``tf2onnx.convert.from_keras`` with an
-explicit float32 input signature and a dynamic batch dimension.  The
+explicit float32 input signature and a dynamic batch dimension; then the
+input is changed to uint8 NCHW pixels (:mod:`export.graph`).  The
 ``model.export()`` + CLI route leaves random ops of augmentation layers in
 the graph, and ``from_function`` breaks EfficientNet; neither is used.
 """
@@ -20,6 +21,8 @@ import numpy as np
 
 from geoseg.contract import DEFAULT_COLORS, ModelContract, Scaling
 from geoseg.errors import GeosegError
+
+from .graph import DTYPES, LAYOUTS, adapt_input, feed
 
 log = logging.getLogger(__name__)
 
@@ -105,23 +108,29 @@ def ort_session(path: str, threads: int = 2):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def ort_predict(sess, x: np.ndarray, batch: int = 64) -> np.ndarray:
+def ort_predict(sess, x: np.ndarray, batch: int = 64, layout: str = "NHWC", dtype: str = "float32") -> np.ndarray:
+    """Probabilities of NHWC float32 pixels ``x``, fed in the model's input layout and dtype."""
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+    return np.concatenate([sess.run(None, {name: feed(x[i : i + batch], layout, dtype)})[0]
+                           for i in range(0, len(x), batch)])
 
 
-def check_parity(model, onnx_path: str, x: np.ndarray, source: str) -> ParityResult:
+def check_parity(model, onnx_path: str, x: np.ndarray, source: str, layout: str = "NHWC",
+                 dtype: str = "float32") -> ParityResult:
+    if dtype == "uint8":  # both see the same 8-bit pixels
+        x = np.clip(np.round(x), 0, 255).astype(np.float32)
     pk = model.predict(x, batch_size=64, verbose=0)
-    po = ort_predict(ort_session(onnx_path), x)
+    po = ort_predict(ort_session(onnx_path), x, layout=layout, dtype=dtype)
     return ParityResult(
         n=len(x), source=source, max_abs_diff=float(np.abs(pk - po).max()),
         argmax_agreement=float((pk.argmax(1) == po.argmax(1)).mean()),
     )
 
 
-def throughput(path: str, size: int, batch: int = 64, seconds: float = 3.0, threads: int = 2) -> float:
+def throughput(path: str, size: int, batch: int = 64, seconds: float = 3.0, threads: int = 2,
+               layout: str = "NHWC", dtype: str = "float32") -> float:
     sess = ort_session(path, threads)
-    x = np.random.default_rng(0).integers(0, 255, (batch, size, size, 3)).astype(np.float32)
+    x = feed(np.random.default_rng(0).integers(0, 255, (batch, size, size, 3)).astype(np.float32), layout, dtype)
     name = sess.get_inputs()[0].name
     sess.run(None, {name: x})
     n, t0 = 0, time.perf_counter()
@@ -132,7 +141,7 @@ def throughput(path: str, size: int, batch: int = 64, seconds: float = 3.0, thre
 
 
 def build_contract(model, ctx: dict, name: str | None, resolution: float | None, provenance: str | None,
-                   versions: dict) -> ModelContract:
+                   versions: dict, layout: str = "NCHW", dtype: str = "uint8") -> ModelContract:
     cfg = ctx.get("config", {})
     size = int(model.inputs[0].shape[1])
     n_out = int(model.outputs[0].shape[-1])
@@ -150,8 +159,8 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
         patch_size=size,
         bands=("red", "green", "blue"),
         input_name="input",
-        input_layout="NHWC",
-        input_dtype="float32",
+        input_layout=layout,
+        input_dtype=dtype,
         input_range=(0.0, 255.0),
         scaling={
             "uint8": Scaling("identity"),
@@ -172,8 +181,13 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
 
 def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | None = None,
                  name: str | None = None, resolution: float | None = None, provenance: str | None = None,
-                 parity_limit: int = 2000, overwrite: bool = True) -> ExportResult:
+                 parity_limit: int = 2000, overwrite: bool = True, input_layout: str = "NCHW",
+                 input_dtype: str = "uint8") -> ExportResult:
     """Convert ``keras_path`` to ONNX at ``out``; prove parity; write the contract.
+
+    The ONNX input is ``input_layout`` / ``input_dtype`` (default uint8 NCHW,
+    the runtime's cheapest feed; see :mod:`export.graph`); the Keras model's
+    own float32 NHWC input is kept with ``NHWC`` / ``float32``.
 
     Raises
     ------
@@ -198,11 +212,14 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
     ctx = run_context(keras_path)
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
                 "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset}
-    contract = build_contract(model, ctx, name, resolution, provenance, versions)
+    if input_layout not in LAYOUTS or input_dtype not in DTYPES:
+        raise ExportError(f"input {input_layout} {input_dtype}: layout must be one of {LAYOUTS}, dtype one of {DTYPES}")
+    contract = build_contract(model, ctx, name, resolution, provenance, versions, input_layout, input_dtype)
     tmp = f"{out}.{os.getpid()}.tmp.onnx"
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+        proto = adapt_input(proto, input_layout, input_dtype)
         for k, v in {"geoseg.contract": contract.to_json()}.items():
             proto.metadata_props.add(key=k, value=v)
         proto.producer_name = "geoseg export"
@@ -217,7 +234,7 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
             rng = np.random.default_rng(0)
             data = (rng.integers(0, 256, (64, size, size, 3)).astype(np.float32), None)
             source = "random patches (no run folder with data beside the model)"
-        parity = check_parity(model, tmp, data[0], source)
+        parity = check_parity(model, tmp, data[0], source, input_layout, input_dtype)
         log.info("parity on %d images (%s): max |p_keras - p_onnx| = %.2e, argmax agreement %.4f",
                  parity.n, parity.source, parity.max_abs_diff, parity.argmax_agreement)
         if not parity.ok:
@@ -242,11 +259,12 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
     if quantize:
         if quantize != "int8":
             raise ExportError(f"--quantize {quantize}: only int8 is supported")
-        res.quantized = quantize_int8(out, ctx, size, data)
+        res.quantized = quantize_int8(out, ctx, size, data, input_layout, input_dtype)
     return res
 
 
-def quantize_int8(float_path: str, ctx: dict, size: int, test_data) -> dict:
+def quantize_int8(float_path: str, ctx: dict, size: int, test_data, layout: str = "NCHW",
+                  dtype: str = "uint8") -> dict:
     """Static QDQ per-channel int8 quantization calibrated on training images.
     Writes ``NAME.int8.onnx`` beside the float model only if its test accuracy
     is within 0.5 point of the float model's."""
@@ -264,7 +282,7 @@ def quantize_int8(float_path: str, ctx: dict, size: int, test_data) -> dict:
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"input": x_cal[i : i + 32]} for i in range(0, len(x_cal), 32)])
+            self.batches = iter([{"input": feed(x_cal[i : i + 32], layout, dtype)} for i in range(0, len(x_cal), 32)])
 
         def get_next(self):
             return next(self.batches, None)
@@ -282,9 +300,10 @@ def quantize_int8(float_path: str, ctx: dict, size: int, test_data) -> dict:
         props = {p.key: p.value for p in mf.metadata_props}
         contract = json.loads(props["geoseg.contract"])
         x, y = test_data
-        acc_f = float((ort_predict(ort_session(float_path), x).argmax(1) == y).mean())
-        acc_q = float((ort_predict(ort_session(tmp), x).argmax(1) == y).mean())
-        sp_f, sp_q = throughput(float_path, size), throughput(tmp, size)
+        acc_f = float((ort_predict(ort_session(float_path), x, layout=layout, dtype=dtype).argmax(1) == y).mean())
+        acc_q = float((ort_predict(ort_session(tmp), x, layout=layout, dtype=dtype).argmax(1) == y).mean())
+        sp_f = throughput(float_path, size, layout=layout, dtype=dtype)
+        sp_q = throughput(tmp, size, layout=layout, dtype=dtype)
         rep = {"path": out, "size_bytes": os.path.getsize(tmp), "float_size_bytes": os.path.getsize(float_path),
                "accuracy_float": acc_f, "accuracy_int8": acc_q, "patches_per_s_float": sp_f,
                "patches_per_s_int8": sp_q, "n_test": int(len(y)), "calibration_images": int(len(x_cal))}

@@ -217,7 +217,7 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
             return SceneResult(task.path, os.path.basename(task.path), "failed",
                                seconds=time.perf_counter() - ts, error=msg)
 
-    n_par = concurrent_scenes or (1 if runner.client is None else 2)
+    n_par = concurrent_scenes or (2 if runner.parallel else 1)
     disable = (not progress) if progress is not None else None
     results: dict[int, SceneResult] = {}
     with tqdm(total=len(tasks), desc="scenes", unit="scene", disable=disable or len(tasks) < 2) as bar:

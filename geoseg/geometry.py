@@ -77,19 +77,43 @@ def pixel_area_m2(transform: Affine, crs_wkt: str, rows: np.ndarray, cols: np.nd
     return (planar / scale).reshape(rows.shape)
 
 
-def geometry_area_m2(geoms, crs_wkt: str) -> np.ndarray:
-    """Ground area (m², on the ellipsoid) of shapely geometries in ``crs_wkt``."""
+def geometry_area_m2(geoms, crs_wkt: str, max_segment: float | None = None) -> np.ndarray:
+    """Ground area (m², on the ellipsoid) of shapely geometries in ``crs_wkt``.
+
+    Vectorised: the geometries' edges are first cut into segments of at most
+    ``max_segment`` CRS units (edges are straight in the source CRS, not in
+    the next one), then every vertex is projected at once to a Lambert
+    azimuthal equal-area projection on the CRS's ellipsoid, centred on the
+    geometries, where planar area is ground area.
+    """
     import shapely
 
-    crs = _crs(crs_wkt)
-    geod = geod_for(crs_wkt)
+    geoms = np.asarray(geoms, dtype=object)
     out = np.zeros(len(geoms))
-    tr = None if crs.is_geographic else _to_geographic(crs_wkt)
-    for i, g in enumerate(geoms):
-        if g is None or g.is_empty:
-            continue
-        if tr is not None:
-            g = shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-        g = shapely.orient_polygons(g)
-        out[i] = abs(geod.geometry_area_perimeter(g)[0])
+    ok = np.array([g is not None and not g.is_empty for g in geoms], dtype=bool)
+    if not ok.any():
+        return out
+    g = geoms[ok]
+    if max_segment:
+        g = shapely.segmentize(g, max_segment)
+    crs = _crs(crs_wkt)
+    if crs.is_geographic:
+        lonlat = g
+    else:
+        tr = _to_geographic(crs_wkt)
+        lonlat = shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    x0, y0, x1, y1 = shapely.total_bounds(lonlat)
+    ea = _equal_area(crs_wkt, round((y0 + y1) / 2, 6), round((x0 + x1) / 2, 6))
+    flat = shapely.transform(lonlat, lambda xy: np.column_stack(ea.transform(xy[:, 0], xy[:, 1])))
+    out[ok] = shapely.area(flat)
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _equal_area(wkt: str, lat0: float, lon0: float) -> Transformer:
+    """lon/lat on the CRS's datum -> Lambert azimuthal equal-area metres."""
+    geo = _crs(wkt).geodetic_crs
+    e = geo.ellipsoid
+    laea = CRS.from_proj4(f"+proj=laea +lat_0={lat0} +lon_0={lon0} +a={e.semi_major_metre} "
+                          f"+b={e.semi_minor_metre} +units=m +no_defs")
+    return Transformer.from_crs(geo, laea, always_xy=True)

@@ -2,7 +2,7 @@
 and fold patch probabilities onto the cell grid.
 
 Arrays are (band, row, col) as read by rasterio; patch batches are
-(n, row, col, band) (NHWC) until the model's layout is applied.
+(n, band, row, col) (NCHW) until the model's layout is applied.
 """
 
 from __future__ import annotations
@@ -21,10 +21,47 @@ def patch_views(data: np.ndarray, valid: np.ndarray, patch: int, stride: int):
     return pix, val
 
 
-def gather_patches(pix: np.ndarray, val: np.ndarray, rows: np.ndarray, cols: np.ndarray):
-    """Copy the patches at (rows, cols) out of :func:`patch_views`: (n, p, p, band)
-    pixels in the source dtype and (n, p, p) validity."""
-    return np.moveaxis(pix[:, rows, cols], 0, -1), val[rows, cols]
+def gather_patches(pix: np.ndarray, val: np.ndarray | None, rows: np.ndarray, cols: np.ndarray):
+    """Copy the patches at (rows, cols) out of :func:`patch_views`: (n, band, p, p)
+    pixels in the source dtype and (n, p, p) validity (None if ``val`` is None:
+    every pixel valid).
+
+    Band-first (NCHW) because that copy moves whole patch rows; an NHWC model
+    gets one transposing copy later (:func:`to_model_input`)."""
+    v = None if val is None else val[rows, cols]
+    return np.ascontiguousarray(np.swapaxes(pix[:, rows, cols], 0, 1)), v
+
+
+def to_model_input(
+    raw: np.ndarray,
+    valid: np.ndarray | None,
+    scaling: Scaling,
+    in_range: tuple[float, float],
+    stats: np.ndarray | None,
+    layout: str,
+    dtype: str,
+) -> np.ndarray:
+    """Turn gathered patches (n, band, p, p) into the model's input batch.
+
+    Scales pixels into ``in_range``, fills invalid pixels (:func:`fill_invalid`),
+    converts to the model's ``dtype`` (``float32`` or ``uint8``, rounding) and
+    ``layout`` (``NCHW`` or ``NHWC``).  uint8 pixels for a uint8 model with
+    identity scaling and no gaps pass through untouched: no float copy at all.
+    ``valid`` (n, p, p) bool, or None when every pixel is valid.
+    """
+    all_valid = valid is None or bool(valid.all())
+    order = (0, 2, 3, 1) if layout == "NHWC" else (0, 1, 2, 3)
+    if scaling.method == "identity" and all_valid:
+        if dtype == "uint8" and raw.dtype == np.uint8:
+            return np.ascontiguousarray(raw.transpose(order))
+        if dtype == "float32":  # one copy: transpose and convert together
+            return np.ascontiguousarray(raw.transpose(order), dtype=np.float32)
+    x = scale_pixels(raw, scaling, in_range, stats, band_axis=1)
+    if not all_valid:
+        x = fill_invalid(x, valid)
+    if dtype == "uint8":
+        x = np.round(np.clip(x, 0, 255)).astype(np.uint8)
+    return np.ascontiguousarray(x.transpose(order))
 
 
 def patch_valid_fraction(
@@ -75,15 +112,16 @@ def fill_invalid(patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Replace invalid pixels (nodata, padding) of each patch by the mean of its
     valid pixels, per band, so the model sees only the data's own colours.
 
-    ``patches`` is (n, p, p, band) float32, ``valid`` (n, p, p) bool.  Patches
+    ``patches`` is (n, band, p, p) float32, ``valid`` (n, p, p) bool.  Patches
     with no valid pixel are returned as zeros.
     """
     if valid.all():
         return patches
-    m = valid[..., None].astype(patches.dtype)
-    count = m.sum(axis=(1, 2))  # (n, 1)
-    mean = (patches * m).sum(axis=(1, 2)) / np.maximum(count, 1)  # (n, band)
-    return np.where(valid[..., None], patches, mean[:, None, None, :]).astype(patches.dtype)
+    v = valid[:, None]
+    m = v.astype(patches.dtype)
+    count = m.sum(axis=(2, 3))  # (n, 1)
+    mean = (patches * m).sum(axis=(2, 3)) / np.maximum(count, 1)  # (n, band)
+    return np.where(v, patches, mean[:, :, None, None]).astype(patches.dtype)
 
 
 def scale_pixels(
@@ -93,8 +131,8 @@ def scale_pixels(
     stats: np.ndarray | None = None,
     band_axis: int = 0,
 ) -> np.ndarray:
-    """Scale raw pixels into the model's input range (float32); bands on axis 0
-    (``band_axis=0``) or last (``band_axis=-1``).
+    """Scale raw pixels into the model's input range (float32); bands on axis
+    ``band_axis`` (0 for a (band, h, w) window, 1 for (n, band, p, p) patches).
 
     ``stats`` is a (band, 2) array of (low, high) values for percentile
     scaling, computed once per scene (see :func:`percentile_stats`).
@@ -108,7 +146,8 @@ def scale_pixels(
     else:
         if stats is None:
             raise ValueError("percentile scaling needs per-band statistics")
-        shape = (-1,) + (1,) * (x.ndim - 1) if band_axis == 0 else (-1,)
+        shape = [1] * x.ndim
+        shape[band_axis] = -1
         lo = stats[:, 0].astype(np.float32).reshape(shape)
         hi = stats[:, 1].astype(np.float32).reshape(shape)
         span = np.maximum(hi - lo, np.float32(1e-6))

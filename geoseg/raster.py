@@ -221,11 +221,8 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
     rr0, cc0 = max(0, r0), max(0, c0)
     rr1, cc1 = min(scene.height, r0 + h), min(scene.width, c0 + w)
     nb = len(scene.bidx)
-    data = np.zeros((nb, h, w), dtype=scene.dtype)
-    valid = np.zeros((h, w), dtype=bool)
-    inside = np.zeros((h, w), dtype=bool)
     if rr1 <= rr0 or cc1 <= cc0:
-        return data, valid, inside
+        return np.zeros((nb, h, w), dtype=scene.dtype), np.zeros((h, w), bool), np.zeros((h, w), bool)
     inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
     sl = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
     try:
@@ -249,6 +246,11 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
     if arr.dtype.kind == "f":
         v &= np.all(np.isfinite(arr), axis=0)
         arr = np.where(np.isfinite(arr), arr, 0)
+    if arr.shape[1:] == (h, w):  # wholly inside the scene: no padding, no copy
+        return arr, v, np.ones((h, w), dtype=bool)
+    data = np.zeros((nb, h, w), dtype=scene.dtype)
+    valid = np.zeros((h, w), dtype=bool)
+    inside = np.zeros((h, w), dtype=bool)
     data[(slice(None),) + sl] = arr
     valid[sl] = v
     inside[sl] = True

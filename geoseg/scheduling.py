@@ -89,6 +89,7 @@ class Runner:
             self.ort_threads = max(1, cores // self.workers)
         self.client = None
         self._cluster = None
+        self._pool = None
 
     @property
     def slots(self) -> int:
@@ -97,8 +98,19 @@ class Runner:
             return max(1, sum(self.client.nthreads().values()))
         return self.workers
 
+    @property
+    def parallel(self) -> bool:
+        """Tasks run beside the caller (not inline)."""
+        return self.client is not None or self._pool is not None
+
     def __enter__(self) -> Runner:
         if self.scheduler == "synchronous":
+            return self
+        if self.scheduler == "threads" and not _DISTRIBUTED_THREADS:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="geoseg-block")
+            log.info("thread pool of %d workers (%d onnxruntime threads each)", self.workers, self.ort_threads)
             return self
         from distributed import Client, LocalCluster
 
@@ -121,6 +133,9 @@ class Runner:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         if self.client is not None:
             self.client.close()
         if self._cluster is not None:
@@ -134,6 +149,9 @@ class Runner:
         A failed task re-raises its exception here; tasks lost with a worker
         are recomputed by Dask.
         """
+        if self._pool is not None:
+            yield from self._stream_pool(fn, jobs, in_flight)
+            return
         if self.client is None:
             for j in jobs:
                 yield fn(j)
@@ -162,3 +180,31 @@ class Runner:
         finally:
             if live:
                 self.client.cancel(list(live))
+
+    def _stream_pool(self, fn: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int | None) -> Iterator[Any]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        limit = in_flight or 2 * self.slots + 2
+        it = iter(jobs)
+        live: set = set()
+        try:
+            for j in it:
+                live.add(self._pool.submit(fn, j))
+                if len(live) >= limit:
+                    break
+            while live:
+                done, live = wait(live, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    res = fut.result()
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        live.add(self._pool.submit(fn, nxt))
+                    yield res
+        finally:
+            for fut in live:
+                fut.cancel()
+
+
+# experiment switch (benchmarks only): run "threads" on an in-process
+# dask.distributed cluster instead of a thread pool
+_DISTRIBUTED_THREADS = os.environ.get("GEOSEG_THREADS_DISTRIBUTED") == "1"

@@ -27,8 +27,8 @@ from .geometry import pixel_area_m2
 from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batches
 from .outputs import OutputPlan, polygonize, write_aux_xml, write_json_atomic, write_polygons, write_qml, write_quicklook
 from .patches import (
-    block_thumbnail, cell_valid_counts, stretch_to_uint8, fill_invalid, fold_to_cells, gather_patches, patch_valid_fraction, patch_views,
-    scale_pixels,
+    block_thumbnail, cell_valid_counts, fold_to_cells, gather_patches, patch_valid_fraction, patch_views, stretch_to_uint8,
+    to_model_input,
 )
 from .raster import (
     GridWriter, SceneInfo, check_readable, open_scene, read_classes, read_window, scaling_for, scene_percentiles,
@@ -110,7 +110,13 @@ def classify_block(job: BlockJob) -> BlockResult:
     P, S = g.patch, g.stride
     data, valid, inside = read_window(job.scene, b.read_window(g))
     t1 = time.perf_counter()
-    frac = patch_valid_fraction(valid, inside, P, S)  # (npr, npc)
+    # the common case, a window wholly inside the scene with no gaps, skips
+    # the validity arithmetic (a tenth of a block's time otherwise)
+    full = bool(inside.all()) and bool(valid.all())
+    if full:
+        frac = np.ones(((data.shape[1] - P) // S + 1, (data.shape[2] - P) // S + 1))
+    else:
+        frac = patch_valid_fraction(valid, inside, P, S)  # (npr, npc)
     todo = frac >= job.min_valid
     todo &= frac > 0
     npr, npc = frac.shape
@@ -120,18 +126,15 @@ def classify_block(job: BlockJob) -> BlockResult:
         # patches are gathered batch by batch from zero-copy views of the
         # window, so a task holds the window plus one batch, not every patch
         pix, pval = patch_views(data, valid, P, S)
+        if full:
+            pval = None
         rows, cols = np.nonzero(todo)
         sess = get_session(job.model_path, job.model_sha, job.ort_threads)
         out = np.empty((len(rows), c.n_classes), np.float32)
         bs = job.batch_size
         for i in range(0, len(rows), bs):
             raw, v = gather_patches(pix, pval, rows[i : i + bs], cols[i : i + bs])
-            x = scale_pixels(raw, job.scaling, c.input_range, job.stats, band_axis=-1)
-            x = fill_invalid(x, v)
-            if c.input_layout == "NCHW":
-                x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
-            if c.input_dtype == "uint8":
-                x = np.round(x).astype(np.uint8)
+            x = to_model_input(raw, v, job.scaling, c.input_range, job.stats, c.input_layout, c.input_dtype)
             ti = time.perf_counter()
             out[i : i + bs] = run_batches(sess, c.input_name, x, bs)
             t_infer += time.perf_counter() - ti
@@ -144,8 +147,11 @@ def classify_block(job: BlockJob) -> BlockResult:
     r0 = (b.row_off - b.prow0) * S
     c0 = (b.col_off - b.pcol0) * S
     sl = (slice(r0, r0 + b.height * S), slice(c0, c0 + b.width * S))
-    vcount = cell_valid_counts(valid[sl], S)
-    icount = cell_valid_counts(inside[sl], S)
+    if full:
+        vcount = icount = np.full((b.height, b.width), S * S, np.int32)
+    else:
+        vcount = cell_valid_counts(valid[sl], S)
+        icount = cell_valid_counts(inside[sl], S)
     cell_ok = (count > 0) & (vcount > 0) & (vcount >= job.min_valid * np.maximum(icount, 1))
     classes = np.where(cell_ok, np.argmax(mean, axis=0), 255).astype(np.uint8)
     mean[:, ~cell_ok] = np.nan

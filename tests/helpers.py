@@ -25,9 +25,10 @@ def make_contract(patch: int = 8, **kw) -> ModelContract:
 
 
 def make_model(path, patch: int = 8, contract: ModelContract | None | bool = None, layout="NHWC",
-               input_patch: int | None = None, temperature: float = 200.0) -> str:
+               input_patch: int | None = None, temperature: float = 200.0, dtype: str = "float32") -> str:
     """ONNX model: mean colour of the patch -> softmax over negative squared
-    distances to the class colours.  ``contract=False`` writes no contract."""
+    distances to the class colours.  ``contract=False`` writes no contract;
+    ``dtype="uint8"``: uint8 input cast to float in the graph."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -36,22 +37,27 @@ def make_model(path, patch: int = 8, contract: ModelContract | None | bool = Non
     axes = [1, 2] if layout == "NHWC" else [2, 3]
     w = (2 * CLASS_RGB.T / temperature).astype(np.float32)  # (3, K)
     b = (-(CLASS_RGB ** 2).sum(1) / temperature).astype(np.float32)
-    nodes = [
-        helper.make_node("ReduceMean", ["input"], ["m"], axes=axes, keepdims=0),
+    first = "input"
+    nodes = []
+    if dtype == "uint8":
+        nodes.append(helper.make_node("Cast", ["input"], ["input_f"], to=TensorProto.FLOAT))
+        first = "input_f"
+    nodes += [
+        helper.make_node("ReduceMean", [first], ["m"], axes=axes, keepdims=0),
         helper.make_node("MatMul", ["m", "W"], ["mw"]),
         helper.make_node("Add", ["mw", "B"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
     ]
     g = helper.make_graph(
         nodes, "colour",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("input", TensorProto.UINT8 if dtype == "uint8" else TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", len(CLASS_NAMES)])],
         initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
     )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 9
     if contract is not False:
-        c = contract or make_contract(patch, input_layout=layout)
+        c = contract or make_contract(patch, input_layout=layout, input_dtype=dtype)
         m.metadata_props.add(key="geoseg.contract", value=c.to_json())
     onnx.save(m, str(path))
     return str(path)

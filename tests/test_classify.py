@@ -99,6 +99,63 @@ def test_uint16_without_declared_scaling(tmp_path, truth, sync):
     assert (read(res.outputs["classes"])[0] == truth).all()
 
 
+@pytest.mark.parametrize("layout,dtype", [("NCHW", "uint8"), ("NHWC", "uint8"), ("NCHW", "float32")])
+def test_model_input_layouts_and_dtypes_agree(tmp_path, truth, sync, layout, dtype):
+    """The same colour model fed NHWC float32 (the reference), or NCHW / uint8:
+    identical classes on a scene with gaps, ragged edges and an overlap
+    stride, and on a 16-bit scene (scaled, then rounded for uint8 models)."""
+    clean = write_scene(tmp_path / "clean.tif", paint(truth, 8))
+    img = paint(truth, 8)[:, :-3, :-5]
+    img[:, :8, :12] = 0  # nodata, partly covering patches
+    p8 = write_scene(tmp_path / "u8.tif", img, nodata=0)
+    p16 = write_scene(tmp_path / "u16.tif", paint(truth, 8, dtype="uint16", scale=10000 / 255))
+    ref = make_model(tmp_path / "ref.onnx", 8)
+    other = make_model(tmp_path / "other.onnx", 8, layout=layout, dtype=dtype)
+    for scene in (clean, p8, p16):
+        for stride in (8, 4):
+            opts = ClassifyOptions(stride=stride, polygons=False, quicklook=False, overwrite=True)
+            a = classify_scene(scene, tmp_path / "a", ref, opts, sync)
+            b = classify_scene(scene, tmp_path / "b", other, opts, sync)
+            ca, cb = read(a.outputs["classes"])[0], read(b.outputs["classes"])[0]
+            assert (ca == cb).all() and (ca != 255).sum() > 0
+            pa, pb = read(a.outputs["probs"])[0], read(b.outputs["probs"])[0]
+            ok = ~np.isnan(pa)
+            assert (np.isnan(pb) == ~ok).all()
+            # 8-bit pixels with no gaps reach a uint8 model untouched: the same
+            # numbers (up to float summation order); gap-filled or scaled pixels are rounded to whole grey
+            # levels for it (this toy model is steep: ~0.03 at most here)
+            exact = scene == clean or dtype == "float32"
+            assert np.abs(pa[ok] - pb[ok]).max() < (1e-4 if exact else 0.05)  # 1e-4: summation order
+
+
+def test_polygons_valid_and_areas_on_the_ellipsoid(tmp_path):
+    """Diagonal touches, holes and islands in holes give valid MultiPolygons
+    that cover exactly the classified cells; areas agree with pyproj.Geod."""
+    import shapely
+    from pyproj import CRS, Geod
+
+    from geoseg.geometry import geometry_area_m2
+    from geoseg.outputs import polygonize
+    from helpers import make_contract
+
+    cb = (np.indices((40, 40)).sum(0) % 2).astype(np.uint8)  # checkerboard: corners only
+    cb[10:20, 10:20] = 2
+    cb[13:17, 13:17] = 3  # a lake in the forest
+    cb[14:16, 14:16] = 2  # an island in the lake
+    cb[5, 5] = 255
+    tr = Affine(10, 0, 500000, 0, -10, 6000000)
+    wkt = CRS("EPSG:32633").to_wkt()
+    gdf = polygonize(cb, tr, wkt, make_contract(8))
+    assert shapely.is_valid(gdf.geometry.values).all()
+    for k, g in zip(gdf["class_index"], gdf.geometry):
+        assert g.area == pytest.approx((cb == k).sum() * 100.0)
+    assert dict(zip(gdf["class_index"], gdf["n_parts"]))[3] == 1
+    # a 1 x 1 degree square at 60 N: geodesic area within 1e-6
+    sq = shapely.box(10, 60, 11, 61)
+    ref = abs(Geod(ellps="WGS84").geometry_area_perimeter(shapely.segmentize(sq, 0.001))[0])
+    assert geometry_area_m2([sq], CRS("EPSG:4326").to_wkt(), 0.01)[0] == pytest.approx(ref, rel=1e-6)
+
+
 def test_edges_partial_patches_are_classified(tmp_path, model8, truth, sync):
     img = paint(truth, 8)[:, :-3, :-5]  # last row/col of patches only partly present
     p = write_scene(tmp_path / "edge.tif", img)

@@ -36,7 +36,8 @@ def test_export_parity_and_contract_round_trip(tiny_run, tmp_path):
     info = load_model(out)  # the runtime accepts it
     c = info.contract
     assert c.class_names == ("desert", "green_area", "water")
-    assert c.patch_size == 32 and c.bands == ("red", "green", "blue") and c.input_layout == "NHWC"
+    assert c.patch_size == 32 and c.bands == ("red", "green", "blue")
+    assert c.input_layout == "NCHW" and c.input_dtype == "uint8"  # the runtime's cheapest feed
     assert c.training_resolution_m == 10.0 and c.name == "tiny"
     assert c.scaling["uint8"].method == "identity" and c.scaling["uint16"].method == "percentile"
     assert c.extra["metrics"]["test_accuracy"] is not None and "per_class" in c.extra["metrics"]
@@ -46,8 +47,47 @@ def test_export_parity_and_contract_round_trip(tiny_run, tmp_path):
     import onnxruntime as ort
 
     s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    p = s.run(None, {"input": np.full((5, 32, 32, 3), 120, np.float32)})[0]
+    p = s.run(None, {"input": np.full((5, 3, 32, 32), 120, np.uint8)})[0]
     assert p.shape == (5, 3)
+    # the Keras model's own float32 NHWC input is still available, and both
+    # give the same probabilities for the same 8-bit pixels
+    out2 = tmp_path / "nhwc.onnx"
+    res2 = export_model(str(tiny_run / "model.keras"), str(out2), input_layout="NHWC", input_dtype="float32")
+    assert res2.parity.ok and load_model(out2).contract.input_layout == "NHWC"
+    x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.uint8)
+    s2 = ort.InferenceSession(str(out2), providers=["CPUExecutionProvider"])
+    p1 = s.run(None, {"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
+    p2 = s2.run(None, {"input": x.astype(np.float32)})[0]
+    assert np.abs(p1 - p2).max() < 1e-5
+
+
+def test_adapt_input_on_a_small_graph():
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from export.graph import adapt_input
+
+    # y = mean over H, W of x * 2 for NHWC float input: any layout edit must keep it
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    g = helper.make_graph(
+        [helper.make_node("Mul", ["input", "two"], ["m"]),
+         helper.make_node("ReduceMean", ["m"], ["y"], axes=[1, 2], keepdims=0)],
+        "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, 5, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], [two])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3)).astype(np.uint8)
+    want = x.astype(np.float32).mean(axis=(1, 2)) * 2
+    a = adapt_input(m, "NCHW", "uint8")
+    assert a.graph.input[0].name == "input" and a.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
+    s = ort.InferenceSession(a.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = s.run(None, {"input": np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
+    assert np.allclose(got, want)
+    with pytest.raises(ValueError, match="layout"):
+        adapt_input(m, "NWHC", "uint8")
+    with pytest.raises(ValueError, match="not a 4-d float32"):
+        adapt_input(a, "NCHW", "uint8")  # already adapted
+    assert onnx.checker.check_model(a) is None
 
 
 def test_export_cli_and_info(tiny_run, tmp_path):

@@ -64,7 +64,8 @@ def test_patch_views_positions():
     pix, val = patch_views(a, valid, 4, 4)
     assert pix.shape == (2, 3, 3, 4, 4) and val.shape == (3, 3, 4, 4)
     p, v = gather_patches(pix, val, np.array([1]), np.array([2]))
-    assert p.shape == (1, 4, 4, 2) and (p[0, :, :, 0] == a[0, 4:8, 8:12]).all() and v.all()
+    assert p.shape == (1, 2, 4, 4) and (p[0, 0] == a[0, 4:8, 8:12]).all() and v.all()
+    assert (p[0, 1] == a[1, 4:8, 8:12]).all()
     pix, _ = patch_views(a, valid, 4, 2)
     assert pix.shape == (2, 5, 5, 4, 4)
     assert (pix[1, 1, 3] == a[1, 2:6, 6:10]).all()
@@ -89,13 +90,39 @@ def test_padding_counts_neither_way():
 
 
 def test_fill_invalid_uses_patch_mean():
-    p = np.zeros((1, 2, 2, 3), np.float32)
-    p[0, 0, 0] = [10, 20, 30]
-    p[0, 0, 1] = [30, 40, 50]
+    p = np.zeros((1, 3, 2, 2), np.float32)
+    p[0, :, 0, 0] = [10, 20, 30]
+    p[0, :, 0, 1] = [30, 40, 50]
     v = np.array([[[True, True], [False, False]]])
     out = fill_invalid(p, v)
-    assert np.allclose(out[0, 1, 1], [20, 30, 40])
-    assert np.allclose(out[0, 0, 0], [10, 20, 30])
+    assert np.allclose(out[0, :, 1, 1], [20, 30, 40])
+    assert np.allclose(out[0, :, 0, 0], [10, 20, 30])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_to_model_input_layouts_and_dtypes(layout, dtype):
+    from geoseg.contract import Scaling
+    from geoseg.patches import to_model_input
+
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 256, (5, 3, 4, 4)).astype(np.uint8)  # (n, band, p, p)
+    valid = np.ones((5, 4, 4), bool)
+    want = raw.transpose(0, 2, 3, 1) if layout == "NHWC" else raw
+    x = to_model_input(raw, valid, Scaling("identity"), (0, 255), None, layout, dtype)
+    assert x.dtype == np.dtype(dtype) and x.flags.c_contiguous
+    assert np.array_equal(x, want.astype(dtype))
+    # a gap: filled with the patch's mean colour, then converted (rounded for uint8)
+    valid[0, 0, 0] = False
+    x = to_model_input(raw, valid, Scaling("identity"), (0, 255), None, layout, dtype)
+    mean = raw[0].reshape(3, -1)[:, 1:].mean(axis=1)
+    got = x[0, 0, 0] if layout == "NHWC" else x[0, :, 0, 0]
+    assert np.allclose(got, np.round(mean) if dtype == "uint8" else mean, atol=1e-4)
+    assert np.array_equal(np.delete(x.reshape(5, -1), 0, axis=0), np.delete(want.astype(dtype).reshape(5, -1), 0, axis=0))
+    # 16-bit pixels with linear scaling into 0..255, rounded and clipped for uint8 models
+    raw16 = (raw.astype(np.uint16) * 16)
+    x = to_model_input(raw16, np.ones((5, 4, 4), bool), Scaling("linear", scale=1 / 16), (0, 255), None, layout, dtype)
+    assert np.allclose(x.astype(np.float32), want.astype(np.float32), atol=0.51)
 
 
 def test_fold_to_cells_averages_covering_patches():

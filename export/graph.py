@@ -1,0 +1,93 @@
+"""Edits of a converted ONNX graph: the input the runtime feeds.
+
+tf2onnx gives the Keras model's own input: float32 pixels, channels last
+(NHWC), and a Transpose to NCHW before the first convolution.  geoseg's
+runtime cuts patches band-first from rasterio windows and its pixels are
+8-bit, so the default export puts a uint8 NCHW input in front of the graph:
+
+    input (N, C, H, W) uint8 -> Transpose(0, 2, 3, 1) -> Cast(float) -> [Keras graph]
+
+onnxruntime's transpose optimizer cancels the new Transpose against the
+graph's own NHWC -> NCHW one, so the model computes the same thing; the
+runtime saves the float32 conversion and a transposing copy of every patch
+(about a tenth of a block task's time, docs/performance-notes.md).
+"""
+
+from __future__ import annotations
+
+LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("uint8", "float32")
+
+
+def adapt_input(model, layout: str = "NCHW", dtype: str = "uint8"):
+    """Return a copy of ``model`` (an ``onnx.ModelProto`` with one NHWC float32
+    input) whose input has ``layout`` and ``dtype``; same name, same outputs.
+
+    Raises
+    ------
+    ValueError
+        An unknown layout or dtype, or a model whose input is not NHWC float32.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"input layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"input dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    if len(g.input) != 1:
+        raise ValueError(f"the graph has {len(g.input)} inputs, expected 1")
+    inp = g.input[0]
+    tt = inp.type.tensor_type
+    if tt.elem_type != TensorProto.FLOAT or len(tt.shape.dim) != 4:
+        raise ValueError("the graph's input is not a 4-d float32 tensor (NHWC pixels expected)")
+    if layout == "NHWC" and dtype == "float32":
+        return m
+    name = inp.name
+    dims = list(tt.shape.dim)
+    n_dim = dims[0].dim_param or (str(dims[0].dim_value) if dims[0].dim_value else "N")
+    h, w, c = (d.dim_value for d in dims[1:])
+    cur = name + "__geoseg_raw"
+    nodes = []
+    if layout == "NCHW":
+        nodes.append(helper.make_node("Transpose", [cur], [cur + "_nhwc"], perm=[0, 2, 3, 1],
+                                      name="geoseg_input_to_nhwc"))
+        cur += "_nhwc"
+    if dtype == "uint8":
+        nodes.append(helper.make_node("Cast", [cur], [cur + "_float"], to=TensorProto.FLOAT,
+                                      name="geoseg_input_to_float"))
+        cur += "_float"
+    # the graph's nodes read `cur` where they read the input; the new input
+    # takes the old name, so the contract's input_name stays right
+    last = cur
+    for n in g.node:
+        for i, x in enumerate(n.input):
+            if x == name:
+                n.input[i] = last
+    for o in g.output:
+        if o.name == name:
+            raise ValueError("the graph's input is also an output")
+    nodes[0].input[0] = name
+    shape = [n_dim, c, h, w] if layout == "NCHW" else [n_dim, h, w, c]
+    new_in = helper.make_tensor_value_info(name, TensorProto.UINT8 if dtype == "uint8" else TensorProto.FLOAT, shape)
+    del g.input[:]
+    g.input.append(new_in)
+    for k, node in enumerate(nodes):
+        g.node.insert(k, node)
+    onnx.checker.check_model(m)
+    return m
+
+
+def feed(x, layout: str, dtype: str):
+    """NHWC float32 pixels (integral values 0-255 for uint8) as a model input
+    with ``layout`` and ``dtype``."""
+    import numpy as np
+
+    if layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    if dtype == "uint8":
+        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(x, dtype=np.uint8 if dtype == "uint8" else np.float32)
