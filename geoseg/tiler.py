@@ -334,6 +334,9 @@ def classify_scene(
     tally = _Tally(scene, grid, c.n_classes)
     t = {"read": 0.0, "infer": 0.0, "tasks": 0.0, "write": 0.0}
     n_cls = n_done = 0
+    ql = None
+    if options.polygons:
+        _preload("geopandas")
     try:
         t_tiles = time.perf_counter()
         with _progress(n_total, scene.name, options.progress) as bar:
@@ -369,24 +372,28 @@ def classify_scene(
         write_aux_xml(plan.tmp["classes_aux"], c)
         if options.polygons or options.quicklook:
             classes, ctr, crs_wkt = read_classes(plan.tmp["classes"])
+        if options.quicklook:
+            # the quicklook (PNG encoding releases the GIL) is drawn in a thread
+            # while the polygons are traced: the scene's last steps use both cores
+            from concurrent.futures import ThreadPoolExecutor
+
+            ql_pool = ThreadPoolExecutor(1, thread_name_prefix="geoseg-quicklook")
+            ql = ql_pool.submit(_quicklook, plan.tmp["quicklook"], canvas, canvas_ok, classes, c, scene.name)
+            ql_pool.shutdown(wait=False)
         if options.polygons:
             tp = time.perf_counter()
             gdf = polygonize(classes, ctr, crs_wkt, c, options.min_area, options.simplify)
             write_polygons(gdf, plan.tmp["polygons"], _source_time(path))
             t["polygons"] = time.perf_counter() - tp
-        if options.quicklook:
-            tq = time.perf_counter()
-            step = max(1, int(np.ceil(max(canvas.shape[1:]) / QUICKLOOK_SIDE)))
-            bg = stretch_to_uint8(canvas[:, ::step, ::step], canvas_ok[::step, ::step])
-            if bg.shape[0] < 3:
-                bg = np.repeat(bg[:1], 3, axis=0)
-            write_quicklook(plan.tmp["quicklook"], bg, canvas_ok[::step, ::step], classes, c, scene.name)
-            t["quicklook"] = time.perf_counter() - tq
+        if ql is not None:
+            t["quicklook"] = ql.result()
         t["total"] = time.perf_counter() - t_start
         doc = _stats_doc(scene, grid, info, options, tally, t, n_unique, n_total, n_cls, plan)
         write_json_atomic(plan.tmp["stats"], doc)
         plan.commit()
     except BaseException:
+        if ql is not None:
+            ql.exception()  # let the quicklook thread finish before its file is removed
         writer.abort()
         plan.cleanup()
         raise
@@ -401,6 +408,30 @@ def classify_scene(
 
 QUICKLOOK_SIDE = 1024
 TRIM_EVERY = 16  # blocks between malloc_trim calls of the writer
+
+
+def _preload(module: str) -> None:
+    """Import ``module`` in a background thread (geopandas and pandas take
+    ~0.4 s of CPU to import: paid while the tiles are classified, when the
+    worker threads mostly run without the GIL, rather than on the scene's
+    serial tail).  Python's import lock makes a later import wait for it."""
+    import sys
+    import threading
+
+    if module not in sys.modules:
+        threading.Thread(target=__import__, args=(module,), name=f"geoseg-import-{module}", daemon=True).start()
+
+
+def _quicklook(path: str, canvas: np.ndarray, canvas_ok: np.ndarray, classes: np.ndarray, c: ModelContract,
+               title: str) -> float:
+    """Write the quicklook PNG; returns the seconds it took."""
+    t0 = time.perf_counter()
+    step = max(1, int(np.ceil(max(canvas.shape[1:]) / QUICKLOOK_SIDE)))
+    bg = stretch_to_uint8(canvas[:, ::step, ::step], canvas_ok[::step, ::step])
+    if bg.shape[0] < 3:
+        bg = np.repeat(bg[:1], 3, axis=0)
+    write_quicklook(path, bg, canvas_ok[::step, ::step], classes, c, title)
+    return time.perf_counter() - t0
 
 
 def _thumb_k(grid: PatchGrid) -> int:
