@@ -267,12 +267,18 @@ def versions() -> dict:
             "numpy": np.__version__}
 
 
+def _existing(path: str) -> str | None:
+    return path if os.path.exists(path) else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small scenes, for a smoke run")
     ap.add_argument("--model", default=os.path.join(ROOT, "geoseg", "models", "default.onnx"))
-    ap.add_argument("--keras", default=None, help="the Keras model of the default ONNX model (seeds' way)")
-    ap.add_argument("--int8", default=None)
+    ap.add_argument("--keras", default=_existing(os.path.join(ROOT, "runs", "transfer", "model.keras")),
+                    help="the Keras model of the default ONNX model (seeds' way; default: runs/transfer/model.keras "
+                    "if present, made by the training recipe)")
+    ap.add_argument("--int8", default=_existing(os.path.join(ROOT, "geoseg", "models", "default.int8.onnx")))
     ap.add_argument("--effnet", default=None, help="an EfficientNetB0 ONNX model (speed only)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip")
     ap.add_argument("--pairs", type=int, default=3, help="end-to-end runs, each bracketed by ceiling runs")

@@ -77,7 +77,7 @@ def pixel_area_m2(transform: Affine, crs_wkt: str, rows: np.ndarray, cols: np.nd
     return (planar / scale).reshape(rows.shape)
 
 
-def geometry_area_m2(geoms, crs_wkt: str, max_segment: float | None = None) -> np.ndarray:
+def geometry_area_m2(geoms, crs_wkt: str, max_segment: float | None = None, chunk: int = 1024) -> np.ndarray:
     """Ground area (m², on the ellipsoid) of shapely geometries in ``crs_wkt``.
 
     Vectorised: the geometries' edges are first cut into segments of at most
@@ -93,19 +93,24 @@ def geometry_area_m2(geoms, crs_wkt: str, max_segment: float | None = None) -> n
     ok = np.array([g is not None and not g.is_empty for g in geoms], dtype=bool)
     if not ok.any():
         return out
-    g = geoms[ok]
-    if max_segment:
-        g = shapely.segmentize(g, max_segment)
     crs = _crs(crs_wkt)
-    if crs.is_geographic:
-        lonlat = g
-    else:
-        tr = _to_geographic(crs_wkt)
-        lonlat = shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-    x0, y0, x1, y1 = shapely.total_bounds(lonlat)
+    tr = None if crs.is_geographic else _to_geographic(crs_wkt)
+
+    def lonlat(g):
+        if tr is None:
+            return g
+        return shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+    # centre of the projection: the middle of all the geometries' bounds
+    x0, y0, x1, y1 = shapely.total_bounds(lonlat(shapely.envelope(geoms[ok])))
     ea = _equal_area(crs_wkt, round((y0 + y1) / 2, 6), round((x0 + x1) / 2, 6))
-    flat = shapely.transform(lonlat, lambda xy: np.column_stack(ea.transform(xy[:, 0], xy[:, 1])))
-    out[ok] = shapely.area(flat)
+    idx = np.flatnonzero(ok)
+    for i in range(0, len(idx), chunk):  # densified copies of a chunk at a time: bounded memory
+        g = geoms[idx[i : i + chunk]]
+        if max_segment:
+            g = shapely.segmentize(g, max_segment)
+        flat = shapely.transform(lonlat(g), lambda xy: np.column_stack(ea.transform(xy[:, 0], xy[:, 1])))
+        out[idx[i : i + chunk]] = shapely.area(flat)
     return out
 
 
