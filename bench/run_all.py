@@ -41,7 +41,9 @@ def _real_patches(model: str, scene: str, n: int = 2048) -> np.ndarray:
     import rasterio
     from rasterio.windows import Window
 
+    from geoseg.contract import Scaling
     from geoseg.model import load_model
+    from geoseg.patches import to_model_input
 
     c = load_model(model).contract
     p = c.patch_size
@@ -49,10 +51,8 @@ def _real_patches(model: str, scene: str, n: int = 2048) -> np.ndarray:
         per_row = src.width // p
         rows = min(int(np.ceil(n / per_row)), src.height // p)
         a = src.read(window=Window(0, 0, per_row * p, rows * p))
-    x = a.reshape(3, rows, p, per_row, p).transpose(1, 3, 2, 4, 0).reshape(-1, p, p, 3)[:n]  # NHWC
-    if c.input_layout == "NCHW":
-        x = x.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x, dtype=np.uint8 if c.input_dtype == "uint8" else np.float32)
+    raw = a.reshape(3, rows, p, per_row, p).transpose(1, 3, 0, 2, 4).reshape(-1, 3, p, p)[:n]  # (n, band, p, p)
+    return to_model_input(raw, None, Scaling("identity"), c.input_range, None, c.input_layout, c.input_dtype)
 
 
 def _session(model: str, threads: int):

@@ -82,12 +82,10 @@ def adapt_input(model, layout: str = "NCHW", dtype: str = "uint8"):
 
 
 def feed(x, layout: str, dtype: str):
-    """NHWC float32 pixels (integral values 0-255 for uint8) as a model input
-    with ``layout`` and ``dtype``."""
-    import numpy as np
+    """NHWC float32 pixels (0-255) as a model input with ``layout`` and
+    ``dtype``, converted as the runtime converts patches
+    (:func:`geoseg.patches.to_model_input`: rounded for uint8)."""
+    from geoseg.contract import Scaling
+    from geoseg.patches import to_model_input
 
-    if layout == "NCHW":
-        x = x.transpose(0, 3, 1, 2)
-    if dtype == "uint8":
-        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(x, dtype=np.uint8 if dtype == "uint8" else np.float32)
+    return to_model_input(x.transpose(0, 3, 1, 2), None, Scaling("identity"), (0.0, 255.0), None, layout, dtype)

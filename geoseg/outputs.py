@@ -181,21 +181,22 @@ def polygonize(
             (np.asarray(ring_end, dtype=np.int64), np.asarray(poly_end, dtype=np.int64)))
     else:
         polys = np.array([], dtype=object)
+    # ground area of each part (in chunks); a class's area is the sum of its parts'
     cell = max(abs(transform.a), abs(transform.e))
-    if len(polys) and min_area_m2 > 0:
-        keep = geometry_area_m2(polys, crs_wkt, cell) >= min_area_m2
-        polys, vals = polys[keep], vals[keep]
+    part_area = geometry_area_m2(polys, crs_wkt, cell)
+    if min_area_m2 > 0:
+        keep = part_area >= min_area_m2
+        polys, vals, part_area = polys[keep], vals[keep], part_area[keep]
     if len(polys) and simplify > 0:
         polys = np.asarray(shapely.coverage_simplify(polys, simplify), dtype=object)
-    # a class's area is the sum of its parts' (computed part by part, in chunks)
-    part_area = geometry_area_m2(polys, crs_wkt, cell) if len(polys) else np.zeros(0)
+        part_area = geometry_area_m2(polys, crs_wkt, cell)
     rows = []
     for k in sorted(set(vals.tolist())):
-        parts = polys[vals == k]
+        sel = vals == k
         # the parts of a class are disjoint (they touch at corners at most):
         # together they are a valid MultiPolygon, no union needed
-        rows.append((k, contract.class_names[k], shapely.multipolygons(parts), len(parts),
-                     float(part_area[vals == k].sum())))
+        rows.append((k, contract.class_names[k], shapely.multipolygons(polys[sel]), int(sel.sum()),
+                     float(part_area[sel].sum())))
     gdf = gpd.GeoDataFrame(
         {
             "class_index": [r[0] for r in rows],

@@ -110,13 +110,7 @@ def classify_block(job: BlockJob) -> BlockResult:
     P, S = g.patch, g.stride
     data, valid, inside = read_window(job.scene, b.read_window(g))
     t1 = time.perf_counter()
-    # the common case, a window wholly inside the scene with no gaps, skips
-    # the validity arithmetic (a tenth of a block's time otherwise)
-    full = bool(inside.all()) and bool(valid.all())
-    if full:
-        frac = np.ones(((data.shape[1] - P) // S + 1, (data.shape[2] - P) // S + 1))
-    else:
-        frac = patch_valid_fraction(valid, inside, P, S)  # (npr, npc)
+    frac = patch_valid_fraction(valid, inside, P, S)  # (npr, npc)
     todo = frac >= job.min_valid
     todo &= frac > 0
     npr, npc = frac.shape
@@ -126,8 +120,8 @@ def classify_block(job: BlockJob) -> BlockResult:
         # patches are gathered batch by batch from zero-copy views of the
         # window, so a task holds the window plus one batch, not every patch
         pix, pval = patch_views(data, valid, P, S)
-        if full:
-            pval = None
+        if valid.all():
+            pval = None  # no gaps to fill: skip the per-batch validity copies
         rows, cols = np.nonzero(todo)
         sess = get_session(job.model_path, job.model_sha, job.ort_threads)
         out = np.empty((len(rows), c.n_classes), np.float32)
@@ -147,11 +141,8 @@ def classify_block(job: BlockJob) -> BlockResult:
     r0 = (b.row_off - b.prow0) * S
     c0 = (b.col_off - b.pcol0) * S
     sl = (slice(r0, r0 + b.height * S), slice(c0, c0 + b.width * S))
-    if full:
-        vcount = icount = np.full((b.height, b.width), S * S, np.int32)
-    else:
-        vcount = cell_valid_counts(valid[sl], S)
-        icount = cell_valid_counts(inside[sl], S)
+    vcount = cell_valid_counts(valid[sl], S)
+    icount = cell_valid_counts(inside[sl], S)
     cell_ok = (count > 0) & (vcount > 0) & (vcount >= job.min_valid * np.maximum(icount, 1))
     classes = np.where(cell_ok, np.argmax(mean, axis=0), 255).astype(np.uint8)
     mean[:, ~cell_ok] = np.nan
