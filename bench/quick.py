@@ -24,6 +24,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=16384)
     ap.add_argument("--model", default=os.path.join(ROOT, "geoseg", "models", "default.onnx"))
     ap.add_argument("--scheduler", default="threads")
+    ap.add_argument("--raw", action="store_true", help="also run on an uncompressed copy of the scene")
     ap.add_argument("--batches", default="32")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for a second geoseg run per repeat")
     ap.add_argument("--block-px", default="2048", help="comma list: one geoseg run per block size per repeat")
@@ -41,6 +42,10 @@ def main() -> int:
                 if env:
                     os.environ.pop(k)
                 show(c, r, f"{bp} {env or ''}")
+        if a.raw:
+            raw = make_large(os.path.join(OUT, f"scene_{a.size}_raw.tif"), a.size, compress=None)
+            r = geoseg_run(raw, a.model, os.path.join(OUT, "quick"), scheduler=a.scheduler)
+            show(c, r, "uncompressed")
 
 
 def show(c, r, label):

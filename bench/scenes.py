@@ -31,9 +31,10 @@ def source_tile() -> tuple[np.ndarray, str]:
         return s.read(), "tiles of the synthetic demo scene"
 
 
-def make_large(path: str, size: int, block: int = 512) -> str:
+def make_large(path: str, size: int, block: int = 512, compress: str | None = "deflate") -> str:
     """A size x size RGB uint8 GeoTIFF, tiled 512, deflate + predictor 2 (like a
-    real product); reused if it exists."""
+    real product; ``compress=None`` for an uncompressed copy, a diagnostic of
+    what decoding costs); reused if it exists."""
     if os.path.exists(path):
         return path
     tile, _ = source_tile()
@@ -44,7 +45,9 @@ def make_large(path: str, size: int, block: int = 512) -> str:
     tmp = path + ".tmp.tif"
     prof = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32620",
                 transform=Affine(60.0, 0, 300000.0, 0, -60.0, 1400000.0), tiled=True, blockxsize=block,
-                blockysize=block, compress="deflate", predictor=2, BIGTIFF="IF_SAFER", photometric="RGB")
+                blockysize=block, BIGTIFF="IF_SAFER", photometric="RGB")
+    if compress:
+        prof.update(compress=compress, predictor=2)
     rows = 1024
     cols_idx = np.arange(size) % mw
     with rasterio.open(tmp, "w", **prof) as dst:
