@@ -75,6 +75,14 @@ class Scaling:
             f"scaling {text!r} is not identity, linear:SCALE[,OFFSET] or percentile:LOW,HIGH"
         )
 
+    def describe(self) -> str:
+        """The rule as a ``--scaling`` value (``percentile:2,98`` ...)."""
+        if self.method == "linear":
+            return f"linear:{self.scale:g},{self.offset:g}"
+        if self.method == "percentile":
+            return f"percentile:{self.low:g},{self.high:g}"
+        return "identity"
+
     def to_dict(self) -> dict[str, Any]:
         if self.method == "identity":
             return {"method": "identity"}

@@ -195,6 +195,13 @@ def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | N
     s = contract.scaling.get(scene.dtype)
     if s is None and scene.dtype.startswith("float"):
         s = contract.scaling.get("float")
+    if s is None and scene.dtype != "uint8" and np.issubdtype(np.dtype(scene.dtype), np.integer):
+        # other wide integers (int16 reflectance, uint32 ...) hold the same
+        # kind of values as uint16 products: the model's uint16 rule applies
+        s = contract.scaling.get("uint16")
+        if s is not None:
+            log.warning("%s: the model declares no scaling for %s; using its uint16 rule (%s); "
+                        "choose another with --scaling", scene.path, scene.dtype, s.describe())
     if s is None:
         declared = ", ".join(sorted(contract.scaling)) or "none"
         raise InputError(

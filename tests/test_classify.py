@@ -99,6 +99,24 @@ def test_uint16_without_declared_scaling(tmp_path, truth, sync):
     assert (read(res.outputs["classes"])[0] == truth).all()
 
 
+def test_int16_uses_the_uint16_rule(tmp_path, model8, truth, sync, caplog):
+    """int16 reflectance (no rule of its own in the contract) is scaled by the
+    model's uint16 rule, with a warning naming it; nodata -9999 stays nodata."""
+    img = paint(truth, 8, dtype="uint16", scale=10000 / 255).astype("int16")
+    img[:, :8, :8] = -9999
+    p = write_scene(tmp_path / "i16.tif", img, nodata=-9999)
+    u = write_scene(tmp_path / "u16.tif", paint(truth, 8, dtype="uint16", scale=10000 / 255))
+    with caplog.at_level("WARNING"):
+        res = classify_scene(p, tmp_path / "out", model8, ClassifyOptions(), sync)
+    assert "no scaling for int16; using its uint16 rule (linear:" in caplog.text
+    ref = classify_scene(u, tmp_path / "ref", model8, ClassifyOptions(), sync)
+    got, want = read(res.outputs["classes"])[0], read(ref.outputs["classes"])[0]
+    assert got[0, 0] == 255  # the nodata corner
+    rest = np.ones(got.shape, bool)
+    rest[0, 0] = False
+    assert (got[rest] == want[rest]).all() and (want == truth).all()
+
+
 @pytest.mark.parametrize("layout,dtype", [("NCHW", "uint8"), ("NHWC", "uint8"), ("NCHW", "float32")])
 def test_model_input_layouts_and_dtypes_agree(tmp_path, truth, sync, layout, dtype):
     """The same colour model fed NHWC float32 (the reference), or NCHW / uint8:
