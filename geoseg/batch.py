@@ -218,9 +218,10 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
                                seconds=time.perf_counter() - ts, error=msg)
 
     n_par = concurrent_scenes or (2 if runner.parallel else 1)
-    disable = (not progress) if progress is not None else None
+    # None: tqdm shows the bar only on a terminal (not in logs of cron jobs)
+    disable = True if len(tasks) < 2 else ((not progress) if progress is not None else None)
     results: dict[int, SceneResult] = {}
-    with tqdm(total=len(tasks), desc="scenes", unit="scene", disable=disable or len(tasks) < 2) as bar:
+    with tqdm(total=len(tasks), desc="scenes", unit="scene", disable=disable) as bar:
         if n_par <= 1 or len(tasks) <= 1:
             for i, t in enumerate(tasks):
                 results[i] = one(t)

@@ -9,6 +9,7 @@ one-line message and exit code 1 (usage errors exit 2).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -106,12 +107,14 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
 
 def _print_table(run) -> None:
     rows = [("scene", "status", "seconds", "patches/s", "main class", "message")]
+    names = [s.name for s in run.scenes]
+    same_names = len(set(names)) < len(names)  # e.g. a/scene.tif and b/scene.tif: show paths
     for s in run.scenes:
         main_cls = ""
         if s.stats.get("classes"):
             top = max(s.stats["classes"], key=lambda c: c["area_km2"])
             main_cls = f"{top['name']} {100 * top['area_fraction']:.0f}%"
-        rows.append((s.name, s.status, f"{s.seconds:.1f}", f"{s.patches_per_s:.0f}" if s.patches_per_s else "",
+        rows.append((_short_path(s.path) if same_names else s.name, s.status, f"{s.seconds:.1f}", f"{s.patches_per_s:.0f}" if s.patches_per_s else "",
                      main_cls, (s.error or "")[:120]))
     w = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
@@ -119,6 +122,14 @@ def _print_table(run) -> None:
     click.echo(f"{len(run.scenes)} scene(s): {sum(s.status == 'done' for s in run.scenes)} done, "
                f"{sum(s.status == 'skipped' for s in run.scenes)} skipped, {run.n_failed} failed "
                f"in {run.seconds:.1f} s" + (f"; report: {run.report}" if run.report else ""))
+
+
+def _short_path(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if rel.startswith(os.pardir) else rel
 
 
 @main.command(short_help="Print the contract of an ONNX model.")

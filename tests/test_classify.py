@@ -99,14 +99,17 @@ def test_uint16_without_declared_scaling(tmp_path, truth, sync):
     assert (read(res.outputs["classes"])[0] == truth).all()
 
 
-def test_int16_uses_the_uint16_rule(tmp_path, model8, truth, sync, caplog):
+def test_int16_uses_the_uint16_rule(tmp_path, model8, truth, sync, caplog, monkeypatch):
     """int16 reflectance (no rule of its own in the contract) is scaled by the
     model's uint16 rule, with a warning naming it; nodata -9999 stays nodata."""
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("geoseg"), "propagate", True)  # a CLI test may have set it off
     img = paint(truth, 8, dtype="uint16", scale=10000 / 255).astype("int16")
     img[:, :8, :8] = -9999
     p = write_scene(tmp_path / "i16.tif", img, nodata=-9999)
     u = write_scene(tmp_path / "u16.tif", paint(truth, 8, dtype="uint16", scale=10000 / 255))
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="geoseg"):
         res = classify_scene(p, tmp_path / "out", model8, ClassifyOptions(), sync)
     assert "no scaling for int16; using its uint16 rule (linear:" in caplog.text
     ref = classify_scene(u, tmp_path / "ref", model8, ClassifyOptions(), sync)

@@ -218,3 +218,19 @@ def test_workers_alone_start_a_process_cluster(tmp_path, model8, scene_u8, monke
     assert seen == {"scheduler": "processes", "workers": 2}
     r = run("classify", scene_u8, "-o", tmp_path / "o2", "-m", model8, "-q")
     assert r.exit_code == 0 and seen["scheduler"] == "threads"
+
+
+def test_recursive_equal_names_keep_folders_and_table_shows_paths(tmp_path, model8, truth, monkeypatch):
+    """a/scene.tif and b/scene.tif: outputs under a/ and b/, and the summary
+    table names them by path, not by the same stem twice."""
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        write_scene(tmp_path / "in" / sub / "scene.tif", paint(truth, 8))
+    monkeypatch.chdir(tmp_path)
+    r = run("classify", "in", "--recursive", "-o", "out", "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 0, r.output
+    for sub in ("a", "b"):
+        with rasterio.open(tmp_path / "out" / sub / "scene_classes.tif") as s:
+            assert (s.read(1) == truth).all()
+    rows = [ln.split()[0] for ln in r.output.splitlines()[1:3]]
+    assert sorted(rows) == [os.path.join("in", "a", "scene.tif"), os.path.join("in", "b", "scene.tif")]
