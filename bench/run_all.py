@@ -312,29 +312,28 @@ def main() -> int:
     arr = "one" if best.startswith("1 session") else "many"
     bsz = int(best.rsplit(" ", 1)[1])
     around = [ort_ceiling(a.model, s_big, batches=(bsz,), arrangements=(arr,))["patches_per_s"]]
-    runs = []
-    for i in range(a.pairs):
-        r = geoseg_run(s_big, a.model, os.path.join(OUT, "e2e"))
-        around.append(ort_ceiling(a.model, s_big, batches=(bsz,), arrangements=(arr,))["patches_per_s"])
-        r["ceiling_around"] = (around[-2] + around[-1]) / 2
-        r["ratio_to_ceiling"] = r["patches_per_s"] / r["ceiling_around"]
-        runs.append(r)
-        log(f"   run {i + 1}: {r['patches_per_s']:.0f} patches/s, ceiling around it {r['ceiling_around']:.0f}, "
-            f"ratio {r['ratio_to_ceiling']:.3f}")
+
+    def bracketed(scene: str, n: int, label: str, out: str) -> list[dict]:
+        """``n`` geoseg runs, each followed by a ceiling run; a run's ratio is
+        to the mean of the ceilings just before and after it."""
+        rs = []
+        for i in range(n):
+            r = geoseg_run(scene, a.model, os.path.join(OUT, out))
+            around.append(ort_ceiling(a.model, s_big, batches=(bsz,), arrangements=(arr,))["patches_per_s"])
+            r["ceiling_around"] = (around[-2] + around[-1]) / 2
+            r["ratio_to_ceiling"] = r["patches_per_s"] / r["ceiling_around"]
+            rs.append(r)
+            log(f"   {label}run {i + 1}: {r['patches_per_s']:.0f} patches/s, ceiling around it "
+                f"{r['ceiling_around']:.0f}, ratio {r['ratio_to_ceiling']:.3f}")
+        return rs
+
+    runs = bracketed(s_big, a.pairs, "", "e2e")
     if "raw" not in skip:
         # diagnostic: the same pixels stored uncompressed, so decoding costs
         # almost nothing; the gap between the two ratios is what decoding
         # deflate + predictor 2 costs on the same cores
         s_raw = make_large(os.path.join(OUT, f"scene_{big}_raw.tif"), big, compress=None)
-        raws = []
-        for i in range(max(1, a.pairs // 2)):
-            r = geoseg_run(s_raw, a.model, os.path.join(OUT, "e2e_raw"))
-            around.append(ort_ceiling(a.model, s_big, batches=(bsz,), arrangements=(arr,))["patches_per_s"])
-            r["ceiling_around"] = (around[-2] + around[-1]) / 2
-            r["ratio_to_ceiling"] = r["patches_per_s"] / r["ceiling_around"]
-            raws.append(r)
-            log(f"   uncompressed run {i + 1}: {r['patches_per_s']:.0f} patches/s, ceiling around it "
-                f"{r['ceiling_around']:.0f}, ratio {r['ratio_to_ceiling']:.3f}")
+        raws = bracketed(s_raw, max(1, a.pairs // 2), "uncompressed ", "e2e_raw")
         R["e2e_raw"] = {"pairs": [{k: r[k] for k in ("patches_per_s", "ceiling_around", "ratio_to_ceiling", "wall",
                                                      "timings")} for r in raws]}
     order = sorted(range(len(runs)), key=lambda k: runs[k]["ratio_to_ceiling"])
