@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training.data import decode_rgb, resize_rgb  # noqa: E402
+from geoseg.training.data import decode_rgb, resize_rgb  # noqa: E402
 
 root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "satellite4")
 for c in sorted(os.listdir(root)):

@@ -205,7 +205,7 @@ import json, os, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import cv2, numpy as np, keras
 sys.path.insert(0, sys.argv[4])
-from training.models import CaffePreprocess  # noqa
+from geoseg.training.models import CaffePreprocess  # noqa
 scene, model_path, p = sys.argv[1], sys.argv[2], int(sys.argv[3])
 model = keras.models.load_model(model_path)
 t0 = time.perf_counter()
@@ -244,8 +244,8 @@ def make_effnet(size: int) -> str:
 import os, json
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import keras
-from training.models import build_transfer
-from export.convert import export_model
+from geoseg.training.models import build_transfer
+from geoseg.export.convert import export_model
 m, _ = build_transfer("efficientnetb0", 4, {size}, None)
 d = {os.path.join(OUT, "effnet_run")!r}
 os.makedirs(d, exist_ok=True)

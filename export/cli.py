@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import click
 
-from geoseg.cli_options import _fail, _setup_logging, quiet_opt, verbose_opt
+from geoseg.cli.options import fail, quiet_opt, setup_logging, verbose_opt
 from geoseg.errors import GeosegError
 
-
-def register(main: click.Group) -> None:
-    main.add_command(export_cmd)
 
 
 @click.command("export", short_help="Convert a Keras model to ONNX with a parity check and its contract.")
@@ -34,16 +30,14 @@ def export_cmd(keras_model, out, opset, quantize, name, training_resolution, pro
                report_path, verbose, quiet):
     """Export KERAS_MODEL (RUN_DIR/model.keras) to ONNX.  Parity with Keras is
     checked on the run's test images; the export fails if it is not met."""
-    _setup_logging(verbose + 1, quiet)
-    logging.getLogger("export").handlers = logging.getLogger("geoseg").handlers
-    logging.getLogger("export").setLevel(logging.getLogger("geoseg").level)
+    setup_logging(verbose + 1, quiet)
     from .convert import export_model
 
     try:
         res = export_model(keras_model, out, opset, quantize, name, training_resolution, provenance,
                            input_layout=input_layout, input_dtype=input_dtype)
     except (GeosegError, ValueError, OSError) as exc:
-        _fail(exc)
+        fail(exc)
     p = res.parity
     click.echo(f"parity: {p.n} images ({p.source}): max |p_keras - p_onnx| = {p.max_abs_diff:.2e}, "
                f"argmax agreement {100 * p.argmax_agreement:.2f}%")
@@ -55,3 +49,6 @@ def export_cmd(keras_model, out, opset, quantize, name, training_resolution, pro
 
         with open(report_path, "w") as f:
             json.dump({"parity": asdict(p), "size_bytes": res.size_bytes, "int8": res.quantized}, f, indent=2)
+
+
+export_cmd.requires_extra = "train"  # type: ignore[attr-defined]

@@ -77,7 +77,7 @@ def run_context(keras_path: str) -> dict:
 
 def load_split_images(ctx: dict, split: str, size: int, limit: int | None = None, seed: int = 0):
     """Images and labels of one split of the run's manifest (None if unavailable)."""
-    from training import data as D
+    from geoseg.training import data as D
 
     cfg = ctx.get("config")
     if not cfg or "manifest" not in ctx or not os.path.isdir(cfg.get("data_dir", "")):
@@ -201,7 +201,7 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
     import tensorflow as tf
     import tf2onnx
 
-    from training.models import CaffePreprocess  # noqa: F401 - registers the layer
+    from geoseg.training.models import CaffePreprocess  # noqa: F401 - registers the layer
 
     if not 13 <= opset <= 18:
         raise ExportError(f"opset {opset}: tf2onnx {tf2onnx.__version__} converts opsets 13-18")

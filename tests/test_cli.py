@@ -190,13 +190,13 @@ def test_cli_without_train_extra_message():
     import click
     from click.testing import CliRunner
 
-    from geoseg.cli import register_train_commands
+    from geoseg.cli import register_commands
 
     @click.group()
     def g():
         pass
 
-    register_train_commands(g, installed=False)
+    register_commands(g, installed=False)
     for cmd in ("train", "export", "evaluate"):
         r = CliRunner().invoke(g, [cmd, "DATA", "-o", "x"])
         assert r.exit_code == 1 and "needs the train extra: pip install 'geoseg[train]'" in r.output

@@ -15,7 +15,7 @@ from helpers import make_image_dataset  # noqa: E402
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A tiny trained run: the scratch CNN, 32 px, a few epochs on distinct colours."""
-    from training.train import TrainConfig, train
+    from geoseg.training.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("export")
     data = make_image_dataset(root / "data")
@@ -26,7 +26,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_export_parity_and_contract_round_trip(tiny_run, tmp_path):
-    from export.convert import export_model
+    from geoseg.export.convert import export_model
     from geoseg.model import load_model
 
     out = tmp_path / "m.onnx"
@@ -66,7 +66,7 @@ def test_adapt_input_on_a_small_graph():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from export.graph import adapt_input
+    from geoseg.export.graph import adapt_input
 
     # y = mean over H, W of x * 2 for NHWC float input: any layout edit must keep it
     two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
@@ -108,7 +108,7 @@ def test_broken_graph_is_refused(tiny_run, tmp_path, monkeypatch):
     import keras
     import tf2onnx
 
-    from export.convert import ExportError, export_model
+    from geoseg.export.convert import ExportError, export_model
 
     real = tf2onnx.convert.from_keras
 
@@ -125,7 +125,7 @@ def test_broken_graph_is_refused(tiny_run, tmp_path, monkeypatch):
 
 
 def test_int8_quantization_report_and_refusal(tiny_run, tmp_path, monkeypatch):
-    import export.convert as C
+    import geoseg.export.convert as C
     from geoseg.model import load_model
 
     res = C.export_model(str(tiny_run / "model.keras"), str(tmp_path / "q.onnx"), quantize="int8")
@@ -167,8 +167,8 @@ def test_pretrain_excludes_evaluation_images(tiny_run, tmp_path):
     image of the run's validation and test split."""
     import json as _json
 
-    from training import data as D
-    from training.train import pretrain
+    from geoseg.training import data as D
+    from geoseg.training.train import pretrain
 
     data = _json.load(open(tiny_run / "config.json"))["data_dir"]
     manifest = str(tiny_run / "manifest.csv")
@@ -178,6 +178,6 @@ def test_pretrain_excludes_evaluation_images(tiny_run, tmp_path):
     assert out.exists() and (tmp_path / "bb.json").exists()
     assert doc["n_excluded"] >= held_out > 0
     # the weights load as a backbone for training
-    from training.models import build_backbone
+    from geoseg.training.models import build_backbone
 
     build_backbone("mobilenetv2", 32, str(out))

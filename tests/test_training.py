@@ -13,7 +13,7 @@ from PIL import Image
 tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
 pytestmark = pytest.mark.train
 
-from training import data as D  # noqa: E402
+from geoseg.training import data as D  # noqa: E402
 from helpers import make_image_dataset  # noqa: E402
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_resize_is_antialiased():
 def test_train_tiny_transfer_and_report(dataset, tmp_path):
     import keras
 
-    from training.train import TrainConfig, train
+    from geoseg.training.train import TrainConfig, train
 
     cfg = TrainConfig(str(dataset), str(tmp_path / "run"), arch="mobilenetv2", weights=None, input_size=32,
                       epochs=1, fine_tune_epochs=1, batch_size=16)
@@ -80,7 +80,7 @@ def test_train_tiny_transfer_and_report(dataset, tmp_path):
 
 
 def test_train_scratch_with_split_from(dataset, tmp_path):
-    from training.train import TrainConfig, train
+    from geoseg.training.train import TrainConfig, train
 
     D.prepare(str(dataset), str(tmp_path / "split"), size=32, seed=3)
     cfg = TrainConfig(str(dataset), str(tmp_path / "scratch"), arch="scratch", input_size=32, epochs=1,
@@ -97,7 +97,7 @@ def test_imagenet_weights_from_local_keras_home(tmp_path):
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    from training.models import MOBILENET_ALPHA
+    from geoseg.training.models import MOBILENET_ALPHA
 
     ref = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=MOBILENET_ALPHA,
                                          input_shape=(64, 64, 3), pooling="avg")
@@ -115,7 +115,7 @@ import keras.src.utils.file_utils as fu
 def no_download(*a, **k):
     raise AssertionError("download attempted")
 fu.urlretrieve = no_download
-from training.models import build_backbone
+from geoseg.training.models import build_backbone
 bb = build_backbone("mobilenetv2", 64, "imagenet")
 ref = np.load({str(tmp_path / "ref.npz")!r})
 ws = bb.get_weights()

@@ -10,7 +10,7 @@ import logging
 
 import click
 
-from geoseg.cli_options import _fail, _setup_logging, quiet_opt, verbose_opt
+from geoseg.cli.options import fail, quiet_opt, setup_logging, verbose_opt
 from geoseg.errors import GeosegError
 
 
@@ -23,12 +23,6 @@ def _weights(value: str | None):
     return value
 
 
-def register(main: click.Group) -> None:
-    main.add_command(train_cmd)
-    main.add_command(evaluate_cmd)
-    main.add_command(pretrain_cmd)
-    main.add_command(prepare_cmd)
-
 
 @click.command("prepare", short_help="Clean, de-duplicate and split a folder of class folders.")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
@@ -39,13 +33,13 @@ def register(main: click.Group) -> None:
 @quiet_opt
 def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
     """Write RUN_DIR/manifest.csv, rejected.csv and data_report.md for DATA_DIR."""
-    _setup_logging(verbose + 1, quiet)
+    setup_logging(verbose + 1, quiet)
     from .data import prepare
 
     try:
         records, _, classes = prepare(data_dir, run_dir, input_size, seed)
     except (ValueError, OSError) as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"{len(records)} images in {len(classes)} classes; see {run_dir}/data_report.md")
 
 
@@ -70,9 +64,7 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
               batch_size, lr, fine_tune_lr, seed, split_from, no_augment, verbose, quiet):
     """Prepare DATA_DIR (class folders), train, and write the model and its
     evaluation report into RUN_DIR."""
-    _setup_logging(verbose + 1, quiet)
-    logging.getLogger("training").handlers = logging.getLogger("geoseg").handlers
-    logging.getLogger("training").setLevel(logging.getLogger("geoseg").level)
+    setup_logging(verbose + 1, quiet)
     from .train import TrainConfig, train
 
     cfg = TrainConfig(data_dir, run_dir, arch, _weights(weights), input_size, epochs, fine_tune_epochs,
@@ -81,7 +73,7 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
     try:
         rep = train(cfg)
     except (ValueError, FileNotFoundError, GeosegError) as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"test accuracy {rep['accuracy']:.4f}; report: {run_dir}/report.md")
 
 
@@ -92,13 +84,13 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
 @quiet_opt
 def evaluate_cmd(run_dir, data_dir, verbose, quiet):
     """Write report.json / report.md and plots for RUN_DIR's model."""
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     from .evaluate import evaluate_run
 
     try:
         rep = evaluate_run(run_dir, data_dir)
     except (ValueError, FileNotFoundError, GeosegError) as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(json.dumps({"accuracy": rep["accuracy"], "macro": rep["macro"],
                            "recall": {c: v["recall"] for c, v in rep["per_class"].items()}}, indent=2))
 
@@ -117,14 +109,17 @@ def evaluate_cmd(run_dir, data_dir, verbose, quiet):
 @quiet_opt
 def pretrain_cmd(data_dir, out, exclude, arch, input_size, epochs, limit_per_class, init_weights, seed, verbose, quiet):
     """Pre-train ARCH on DATA_DIR and save the backbone weights for --weights."""
-    _setup_logging(verbose + 1, quiet)
-    logging.getLogger("training").handlers = logging.getLogger("geoseg").handlers
-    logging.getLogger("training").setLevel(logging.getLogger("geoseg").level)
+    setup_logging(verbose + 1, quiet)
     from .train import pretrain
 
     try:
         doc = pretrain(data_dir, out, list(exclude), arch, input_size, epochs, seed=seed,
                        limit_per_class=limit_per_class, weights=init_weights)
     except (ValueError, FileNotFoundError, GeosegError) as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"backbone saved to {out} (validation accuracy {doc['val_accuracy']:.4f})")
+
+
+# the CLI replaces these by a one-line "needs the train extra" where TensorFlow is missing
+for _cmd in (prepare_cmd, train_cmd, evaluate_cmd, pretrain_cmd):
+    _cmd.requires_extra = "train"  # type: ignore[attr-defined]

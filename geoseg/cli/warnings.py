@@ -1,0 +1,57 @@
+"""Warnings on the terminal: one line each, never a traceback-style report.
+
+geoseg's own warnings (:class:`geoseg.errors.GeosegWarning` and its
+subclasses), rasterio's Python warnings (``NodataShadowWarning``...) and the
+GDAL warnings rasterio passes to the ``rasterio`` logger are all printed as
+``geoseg: warning: MESSAGE``; a message repeated (GDAL warns once per block)
+is printed once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+
+import click
+
+_seen: set[str] = set()
+_lock = threading.Lock()
+
+
+def _once(text: str, quiet: bool) -> None:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if quiet or not line:
+        return
+    with _lock:
+        if line in _seen:
+            return
+        _seen.add(line)
+    click.echo(f"geoseg: warning: {line}", err=True)
+
+
+class _OneLineHandler(logging.Handler):
+    def __init__(self, prefix: str, quiet: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.prefix, self.quiet = prefix, quiet
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _once(self.prefix + record.getMessage(), self.quiet)
+
+
+def capture_warnings(quiet: bool = False) -> None:
+    """Route Python warnings and GDAL/rasterio log warnings to one-line messages."""
+    _seen.clear()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - warnings API
+        name = getattr(category, "__name__", "Warning")
+        text = str(message)
+        if not name.startswith(("Geoseg", "UserWarning")) and not text.startswith(name):
+            text = f"{text} ({name})"
+        _once(text, quiet)
+
+    warnings.showwarning = show
+    for name, prefix in (("rasterio", "GDAL: "), ("distributed", "dask: ")):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [_OneLineHandler(prefix, quiet)]
+        lg.propagate = False
