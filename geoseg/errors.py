@@ -1,4 +1,4 @@
-"""Errors raised by geoseg.
+"""Errors and warnings raised by geoseg.
 
 Every error inherits from :class:`GeosegError` and from the builtin that
 describes it best, so callers can catch either (``except GeosegError`` or
@@ -31,3 +31,36 @@ class OutputExistsError(OutputError, FileExistsError):
 
 class NotInstalledError(GeosegError, ImportError):
     """An optional part (the ``train`` extra) is not installed."""
+
+
+class UnsupportedSourceError(InputError):
+    """A source geoseg cannot read as given (a remote object, a format)."""
+
+
+# --- warnings: degraded-but-working cases -----------------------------------
+# Raised with ``warnings.warn``; the CLI prints each as one line
+# (``geoseg: warning: ...``), and callers filter them by class.
+
+
+class GeosegWarning(UserWarning):
+    """Root of all geoseg warnings."""
+
+
+class ResolutionWarning(GeosegWarning):
+    """The scene's pixel size is far from the model's training resolution."""
+
+
+class ScalingWarning(GeosegWarning):
+    """The scene's dtype has no scaling rule of its own in the model contract."""
+
+
+class BandWarning(GeosegWarning):
+    """Bands were chosen by position, not by colour interpretation."""
+
+
+class MaskWarning(GeosegWarning):
+    """A scene's nodata or masks leave nothing (or little) to classify."""
+
+
+class AreaWarning(GeosegWarning):
+    """Ground areas could not be computed on the ellipsoid; planar areas are used."""
