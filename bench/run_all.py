@@ -56,13 +56,9 @@ def _real_patches(model: str, scene: str, n: int = 2048) -> np.ndarray:
 
 
 def _session(model: str, threads: int):
-    import onnxruntime as ort
+    from geoseg.model import new_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    return new_session(model, threads)
 
 
 def _batches(patches: np.ndarray, b: int) -> list[np.ndarray]:
@@ -116,7 +112,7 @@ RUN_CLASSIFY = r"""
 import json, sys, time
 from geoseg.batch import classify_many
 from geoseg.scheduling import Runner
-from geoseg.tiler import ClassifyOptions
+from geoseg.pipeline import ClassifyOptions
 args = json.loads(sys.argv[1])
 opts = ClassifyOptions(overwrite=True, stride=args.get("stride"), polygons=args.get("polygons", True),
                        block_px=args.get("block_px", 2048), **({"batch_size": args["batch_size"]} if "batch_size" in args else {}))
@@ -130,7 +126,16 @@ def hwm_mb():
 
 t0 = time.perf_counter()
 workers_mb = 0.0
-with Runner(args["scheduler"], args.get("workers"), args.get("ort_threads")) as r:
+scheduler = args["scheduler"]
+if scheduler == "distributed-threads":
+    # experiment: the thread pool's tasks on an in-process dask.distributed
+    # cluster (the runtime accepts a Client the caller made)
+    import logging
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=1, threads_per_worker=args.get("workers") or 2, processes=False,
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    scheduler = Client(cluster, set_as_default=False)
+with Runner(scheduler, args.get("workers"), args.get("ort_threads") or (1 if args["scheduler"] == "distributed-threads" else None)) as r:
     t1 = time.perf_counter()
     run = classify_many([args["scene"]], args["out"], args["model"], opts, runner=r, progress=False)
     if r.scheduler == "processes":
@@ -366,7 +371,7 @@ def main() -> int:
         sc = {}
         for name, kw in (("threads (thread pool), 2 workers x 1 ort thread", dict(scheduler="threads", workers=2)),
                          ("in-process dask.distributed cluster, 2 threads x 1 ort thread",
-                          dict(scheduler="threads", workers=2, env={"GEOSEG_THREADS_DISTRIBUTED": "1"})),
+                          dict(scheduler="distributed-threads", workers=2)),
                          ("threads, 1 worker x 2 ort threads", dict(scheduler="threads", workers=1)),
                          ("threads, 1 worker x 1 ort thread", dict(scheduler="threads", workers=1, ort_threads=1)),
                          ("processes (local dask.distributed cluster), 2 workers", dict(scheduler="processes", workers=2)),

@@ -4,7 +4,7 @@ quantization with its accuracy and speed checked against the float model.
 
 Route (see ../shared/STACK.md): ``tf2onnx.convert.from_keras`` with an
 explicit float32 input signature and a dynamic batch dimension; then the
-input is changed to uint8 NCHW pixels (:mod:`export.graph`).  The
+input is changed to uint8 NCHW pixels (:mod:`geoseg.export.graph`).  The
 ``model.export()`` + CLI route leaves random ops of augmentation layers in
 the graph, and ``from_function`` breaks EfficientNet; neither is used.
 """
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from geoseg.contract import DEFAULT_COLORS, ModelContract, Scaling
+from geoseg.contract import CONTRACT_KEY, DEFAULT_COLORS, ModelContract, Scaling
 from geoseg.errors import GeosegError
+from geoseg.model import new_session
 
 from .graph import DTYPES, LAYOUTS, adapt_input, feed
 
@@ -100,12 +101,8 @@ def load_split_images(ctx: dict, split: str, size: int, limit: int | None = None
 
 
 def ort_session(path: str, threads: int = 2):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    """The runtime's own session set-up (:func:`geoseg.model.new_session`)."""
+    return new_session(path, threads)
 
 
 def ort_predict(sess, x: np.ndarray, batch: int = 64, layout: str = "NHWC", dtype: str = "float32") -> np.ndarray:
@@ -186,7 +183,7 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
     """Convert ``keras_path`` to ONNX at ``out``; prove parity; write the contract.
 
     The ONNX input is ``input_layout`` / ``input_dtype`` (default uint8 NCHW,
-    the runtime's cheapest feed; see :mod:`export.graph`); the Keras model's
+    the runtime's cheapest feed; see :mod:`geoseg.export.graph`); the Keras model's
     own float32 NHWC input is kept with ``NHWC`` / ``float32``.
 
     Raises
@@ -220,7 +217,7 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
         proto = adapt_input(proto, input_layout, input_dtype)
-        for k, v in {"geoseg.contract": contract.to_json()}.items():
+        for k, v in {CONTRACT_KEY: contract.to_json()}.items():
             proto.metadata_props.add(key=k, value=v)
         proto.producer_name = "geoseg export"
         onnx.save(proto, tmp)
@@ -248,7 +245,7 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
             "argmax_agreement": parity.argmax_agreement}})
         m = onnx.load(tmp)
         for p in m.metadata_props:
-            if p.key == "geoseg.contract":
+            if p.key == CONTRACT_KEY:
                 p.value = c2.to_json()
         onnx.save(m, tmp)
         os.replace(tmp, out)
@@ -298,7 +295,7 @@ def quantize_int8(float_path: str, ctx: dict, size: int, test_data, layout: str 
         # carry the contract over, marked as quantized
         mf, mq = onnx.load(float_path), onnx.load(tmp)
         props = {p.key: p.value for p in mf.metadata_props}
-        contract = json.loads(props["geoseg.contract"])
+        contract = json.loads(props[CONTRACT_KEY])
         x, y = test_data
         acc_f = float((ort_predict(ort_session(float_path), x, layout=layout, dtype=dtype).argmax(1) == y).mean())
         acc_q = float((ort_predict(ort_session(tmp), x, layout=layout, dtype=dtype).argmax(1) == y).mean())
@@ -317,7 +314,7 @@ def quantize_int8(float_path: str, ctx: dict, size: int, test_data, layout: str 
         contract["name"] = contract.get("name", "model") + "-int8"
         del mq.metadata_props[:]
         for k, v in props.items():
-            mq.metadata_props.add(key=k, value=json.dumps(contract) if k == "geoseg.contract" else v)
+            mq.metadata_props.add(key=k, value=json.dumps(contract) if k == CONTRACT_KEY else v)
         onnx.save(mq, tmp)
         os.replace(tmp, out)
         rep["written"] = True

@@ -15,8 +15,10 @@ runtime saves the float32 conversion and a transposing copy of every patch
 
 from __future__ import annotations
 
-LAYOUTS = ("NCHW", "NHWC")
-DTYPES = ("uint8", "float32")
+from geoseg.contract import INPUT_DTYPES, INPUT_LAYOUTS
+
+LAYOUTS = INPUT_LAYOUTS
+DTYPES = INPUT_DTYPES
 
 
 def adapt_input(model, layout: str = "NCHW", dtype: str = "uint8"):

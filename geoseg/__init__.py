@@ -12,9 +12,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "classify_scene": "geoseg.tiler",
-    "ClassifyOptions": "geoseg.tiler",
-    "SceneResult": "geoseg.tiler",
+    "classify_scene": "geoseg.pipeline",
+    "ClassifyOptions": "geoseg.pipeline",
+    "SceneResult": "geoseg.pipeline",
     "classify_many": "geoseg.batch",
     "RunResult": "geoseg.batch",
     "Runner": "geoseg.scheduling",

@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from . import __version__
 from .errors import GeosegError, InputError
 from .model import ModelInfo, file_sha256, load_model, resolve_model_path
+from .naming import RUN_REPORT, manifest_name, product_name, scene_stem
 from .outputs import write_json_atomic
-from .scheduling import Runner
-from .tiler import ClassifyOptions, SceneResult, classify_scene
+from .scheduling import Runner, progress_bar
+from .pipeline import ClassifyOptions, SceneResult, classify_scene
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def find_inputs(
     # one output name per scene
     seen: dict[tuple[str, str], str] = {}
     for t in out:
-        stem = os.path.splitext(os.path.basename(t.path))[0]
+        stem = scene_stem(t.path)
         key = (os.path.abspath(t.outdir), stem)
         if key in seen and os.path.abspath(seen[key]) != os.path.abspath(t.path):
             raise InputError(
@@ -85,8 +86,7 @@ def find_inputs(
 
 # --- manifests ----------------------------------------------------------------
 def manifest_path(outdir: str, path: str) -> str:
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return os.path.join(outdir, f"{stem}_manifest.json")
+    return os.path.join(outdir, manifest_name(scene_stem(path)))
 
 
 def _source_id(path: str) -> dict:
@@ -190,14 +190,12 @@ def classify_many(
 
 
 def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0) -> RunResult:
-    from tqdm.auto import tqdm
-
     def one(task: SceneTask) -> SceneResult:
         ts = time.perf_counter()
         try:
             if not options.overwrite and is_up_to_date(task, info, options):
                 log.info("%s: up to date, skipped", task.path)
-                return SceneResult(task.path, os.path.basename(task.path), "skipped")
+                return SceneResult(task.path, scene_stem(task.path), "skipped")
             opts = options if progress is None else replace(options, progress=progress)
             if not opts.overwrite and _made_by_geoseg(task):
                 # outputs of an earlier run (stale, or interrupted before its
@@ -209,19 +207,17 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
             return res
         except GeosegError as exc:
             log.error("%s", exc)
-            return SceneResult(task.path, os.path.basename(task.path), "failed",
+            return SceneResult(task.path, scene_stem(task.path), "failed",
                                seconds=time.perf_counter() - ts, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one scene must not stop the run
             msg = f"{task.path}: unexpected {type(exc).__name__}: {exc}".splitlines()[0]
             log.error("%s", msg, exc_info=log.isEnabledFor(logging.DEBUG))
-            return SceneResult(task.path, os.path.basename(task.path), "failed",
+            return SceneResult(task.path, scene_stem(task.path), "failed",
                                seconds=time.perf_counter() - ts, error=msg)
 
     n_par = concurrent_scenes or (2 if runner.parallel else 1)
-    # None: tqdm shows the bar only on a terminal (not in logs of cron jobs)
-    disable = True if len(tasks) < 2 else ((not progress) if progress is not None else None)
     results: dict[int, SceneResult] = {}
-    with tqdm(total=len(tasks), desc="scenes", unit="scene", disable=disable) as bar:
+    with progress_bar(len(tasks), "scenes", "scene", progress if len(tasks) > 1 else False, leave=True) as bar:
         if n_par <= 1 or len(tasks) <= 1:
             for i, t in enumerate(tasks):
                 results[i] = one(t)
@@ -236,7 +232,7 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
     run.seconds = time.perf_counter() - t0
     try:
         os.makedirs(outdir, exist_ok=True)
-        run.report = os.path.join(outdir, "run.json")
+        run.report = os.path.join(outdir, RUN_REPORT)
         write_json_atomic(run.report, run.to_dict())
     except OSError as exc:
         log.error("%s: cannot write run report (%s)", outdir, exc.strerror)
@@ -249,8 +245,7 @@ def _made_by_geoseg(task: SceneTask) -> bool:
     manifest, or its class raster carries geoseg's tags."""
     if os.path.exists(manifest_path(task.outdir, task.path)):
         return True
-    stem = os.path.splitext(os.path.basename(task.path))[0]
-    cls = os.path.join(task.outdir, f"{stem}_classes.tif")
+    cls = os.path.join(task.outdir, product_name(scene_stem(task.path), "classes"))
     if not os.path.exists(cls):
         return False
     try:

@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .errors import ModelError
 
 CONTRACT_KEY = "geoseg.contract"
 SCHEMA = "geoseg.contract/1"
 
-SCALING_METHODS = ("identity", "linear", "percentile")
+ScalingMethod = Literal["identity", "linear", "percentile"]
+InputLayout = Literal["NHWC", "NCHW"]
+InputDtype = Literal["float32", "uint8"]
+SCALING_METHODS: tuple[str, ...] = get_args(ScalingMethod)
+INPUT_LAYOUTS: tuple[str, ...] = get_args(InputLayout)
+INPUT_DTYPES: tuple[str, ...] = get_args(InputDtype)
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -34,7 +39,7 @@ class Scaling:
     scene's valid pixels are stretched to the input range.
     """
 
-    method: str = "identity"
+    method: ScalingMethod = "identity"
     scale: float = 1.0
     offset: float = 0.0
     low: float = 2.0
@@ -100,8 +105,8 @@ class ModelContract:
     patch_size: int
     bands: tuple[str, ...] = ("red", "green", "blue")
     input_name: str = "input"
-    input_layout: str = "NHWC"
-    input_dtype: str = "float32"
+    input_layout: InputLayout = "NHWC"
+    input_dtype: InputDtype = "float32"
     input_range: tuple[float, float] = (0.0, 255.0)
     scaling: dict[str, Scaling] = field(default_factory=lambda: {"uint8": Scaling()})
     min_valid_fraction: float = 0.5
@@ -163,10 +168,10 @@ class ModelContract:
         if patch < 1:
             raise ModelError(f"{where}: patch_size {patch} must be positive")
         layout = d.get("input_layout", "NHWC")
-        if layout not in ("NHWC", "NCHW"):
+        if layout not in INPUT_LAYOUTS:
             raise ModelError(f"{where}: input_layout {layout!r} is not NHWC or NCHW")
         dtype = d.get("input_dtype", "float32")
-        if dtype not in ("float32", "uint8"):
+        if dtype not in INPUT_DTYPES:
             raise ModelError(f"{where}: input_dtype {dtype!r} is not float32 or uint8")
         scaling = {
             str(k): Scaling.from_dict(v, f"{where}: scaling[{k}]")

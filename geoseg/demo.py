@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .batch import classify_many
     from .model import load_model, resolve_model_path
-    from .tiler import ClassifyOptions
+    from .pipeline import ClassifyOptions
 
     argv = sys.argv[1:] if argv is None else argv
     outdir = argv[0] if argv else "demo-output"

@@ -4,10 +4,17 @@ square metres out)."""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 from affine import Affine
 from pyproj import CRS, Geod, Proj, Transformer
+from pyproj.exceptions import CRSError, ProjError
+
+from .errors import AreaWarning
+
+# what pyproj raises for a CRS it cannot project or invert at some points
+_PROJ_ERRORS = (ProjError, CRSError, ValueError, AttributeError)
 
 
 @functools.lru_cache(maxsize=16)
@@ -17,13 +24,16 @@ def _crs(wkt: str) -> CRS:
 
 @functools.lru_cache(maxsize=16)
 def geod_for(wkt: str) -> Geod:
-    """The ellipsoid of a CRS (WGS84 if it has none)."""
+    """The ellipsoid of a CRS (WGS84, with an :class:`AreaWarning`, if it has none)."""
     crs = _crs(wkt)
-    try:
-        e = crs.ellipsoid
-        return Geod(a=e.semi_major_metre, rf=e.inverse_flattening or 0.0) if e.inverse_flattening else Geod(a=e.semi_major_metre, b=e.semi_minor_metre)
-    except Exception:  # noqa: BLE001
+    e = crs.ellipsoid
+    if e is None:
+        warnings.warn(f"CRS {crs.name!r} names no ellipsoid; ground areas are computed on WGS84",
+                      AreaWarning, stacklevel=2)
         return Geod(ellps="WGS84")
+    if e.inverse_flattening:
+        return Geod(a=e.semi_major_metre, rf=e.inverse_flattening)
+    return Geod(a=e.semi_major_metre, b=e.semi_minor_metre)
 
 
 @functools.lru_cache(maxsize=16)
@@ -71,9 +81,15 @@ def pixel_area_m2(transform: Affine, crs_wkt: str, rows: np.ndarray, cols: np.nd
         lon, lat = _to_geographic(crs_wkt).transform(xs, ys)
         f = _proj(crs_wkt).get_factors(lon, lat, errcheck=False)
         scale = np.asarray(f.areal_scale, dtype=np.float64)
-        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    except Exception:  # noqa: BLE001 - fall back to the planar area
+    except _PROJ_ERRORS as exc:
+        warnings.warn(f"CRS {crs.name!r}: the projection's scale factor cannot be computed ({exc}); "
+                      "ground areas are planar areas in the CRS units", AreaWarning, stacklevel=2)
         scale = np.ones(np.shape(xs))
+    bad = ~(np.isfinite(scale) & (scale > 0))
+    if bad.any():
+        warnings.warn(f"CRS {crs.name!r}: the projection's scale factor is undefined at some "
+                      "cells (outside the projection's domain?); their ground areas are planar", AreaWarning, stacklevel=2)
+        scale = np.where(bad, 1.0, scale)
     return (planar / scale).reshape(rows.shape)
 
 

@@ -2,7 +2,7 @@
 statistics (JSON), the quicklook (PNG) and the QGIS style sidecars.
 
 Every file is written under a temporary name in the output folder; the
-caller (:mod:`geoseg.tiler`) renames them all once the scene is complete, so
+caller (:mod:`geoseg.pipeline`) renames them all once the scene is complete, so
 a final name never holds a half-written file.
 """
 
@@ -21,16 +21,16 @@ from affine import Affine
 from .contract import ModelContract
 from .errors import OutputError, OutputExistsError
 from .geometry import geometry_area_m2
+from .naming import PRODUCTS, product_name, sidecar_names, tmp_name, tmp_owner_pid
 
 _GPKG_LOCK = threading.Lock()
-
-PRODUCTS = ("classes", "probs", "polygons", "stats", "quicklook")
-_EXT = {"classes": ".tif", "probs": ".tif", "polygons": ".gpkg", "stats": ".json", "quicklook": ".png"}
 
 
 @dataclass
 class OutputPlan:
-    """Final and temporary paths of one scene's products."""
+    """Final and temporary paths of one scene's products (names from
+    :mod:`geoseg.naming`), and the file operations on them: the checks before
+    a scene starts, the renames that commit it, the clean-up when it fails."""
 
     outdir: str
     name: str
@@ -40,16 +40,10 @@ class OutputPlan:
     @classmethod
     def make(cls, outdir: str, name: str, products: tuple[str, ...]) -> OutputPlan:
         token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        final, tmp = {}, {}
-        for p in products:
-            final[p] = os.path.join(outdir, f"{name}_{p}{_EXT[p]}")
-            tmp[p] = os.path.join(outdir, f".{name}_{p}.{token}.tmp{_EXT[p]}")
-        # QGIS style sidecar of the class raster travels with it
-        if "classes" in products:
-            final["classes_qml"] = os.path.join(outdir, f"{name}_classes.qml")
-            tmp["classes_qml"] = os.path.join(outdir, f".{name}_classes.{token}.tmp.qml")
-            final["classes_aux"] = final["classes"] + ".aux.xml"
-            tmp["classes_aux"] = tmp["classes"] + ".aux.xml.tmp"
+        keys = list(products) + (list(sidecar_names(name)) if "classes" in products else [])
+        side = sidecar_names(name)
+        final = {k: os.path.join(outdir, side[k] if k in side else product_name(name, k)) for k in keys}
+        tmp = {k: os.path.join(outdir, tmp_name(name, k, token)) for k in keys}
         return cls(outdir, name, final, tmp)
 
     def check(self, overwrite: bool) -> None:
@@ -79,17 +73,14 @@ class OutputPlan:
     def remove_stale(self) -> list[str]:
         """Delete temporary files of this scene left by runs that died (their
         process is gone), e.g. after ``kill -9``; returns what was removed."""
-        removed = []
-        prefix = f".{self.name}_"
+        removed: list[str] = []
         try:
             names = os.listdir(self.outdir)
         except OSError:
             return removed
         for f in names:
-            if not (f.startswith(prefix) and ".tmp" in f):
-                continue
-            pid = f[len(prefix):].split(".", 2)[1].split("-")[0] if f.count(".") >= 2 else ""
-            if pid.isdigit() and _alive(int(pid)):
+            pid = tmp_owner_pid(self.name, f)
+            if pid is None or _alive(pid):
                 continue
             try:
                 os.remove(os.path.join(self.outdir, f))

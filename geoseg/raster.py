@@ -12,6 +12,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import rasterio
@@ -21,13 +22,19 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from .contract import ModelContract, Scaling
-from .errors import InputError, OutputError
+from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning
+from .naming import scene_stem
 from .patches import percentile_stats
 from .windows import is_north_up
 
 log = logging.getLogger(__name__)
 
 _RGB = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
+
+MaskKind = Literal["user", "alpha", "per-dataset", "nodata", "none"]
+"""Where a scene's validity comes from: ``user`` (``--nodata``), the file's
+``alpha`` band, its internal ``per-dataset`` mask, its ``nodata`` value, or
+``none`` (every pixel is data)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class SceneInfo:
     bidx: tuple[int, ...]
     nodata: float | None  # the value used for masking, if masking by value
     user_nodata: bool  # True when --nodata overrides the file's masks
-    mask_kind: str  # "nodata", "alpha", "per-dataset", "none"
+    mask_kind: MaskKind
     tile: int | None  # internal tile side, if square tiles
     res: tuple[float, float] = (1.0, 1.0)
     is_geographic: bool = False
@@ -52,9 +59,8 @@ class SceneInfo:
 
     @property
     def name(self) -> str:
-        base = os.path.basename(self.path)
-        stem, ext = os.path.splitext(base)
-        return stem if ext.lower() in (".tif", ".tiff", ".gtiff", ".vrt", ".img", ".jp2") else base
+        """The stem the scene's outputs are named by (:func:`geoseg.naming.scene_stem`)."""
+        return scene_stem(self.path)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -145,26 +151,29 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
             chosen = tuple(data_bands[:need])
             choice = "first bands"
             if len(data_bands) > need:
-                log.warning(
-                    "%s: %d bands without colour interpretation; using bands %s as %s "
-                    "(choose others with --bidx)", path, len(data_bands),
-                    ",".join(map(str, chosen)), bands_txt,
+                warnings.warn(
+                    f"{path}: {len(data_bands)} bands without colour interpretation; using bands "
+                    f"{','.join(map(str, chosen))} as {bands_txt} (choose others with --bidx)",
+                    BandWarning, stacklevel=2,
                 )
     dtypes = {src.dtypes[b - 1] for b in chosen}
     if len(dtypes) != 1:
         raise InputError(f"{path}: chosen bands have mixed dtypes {sorted(dtypes)}")
     dtype = dtypes.pop()
-    flags = [src.mask_flag_enums[b - 1] for b in chosen]
+    mask_kind: MaskKind
     if nodata is not None:
         mask_kind = "user"
-    elif any(MaskFlags.alpha in f for f in flags):
-        mask_kind = "alpha"
-    elif any(MaskFlags.per_dataset in f for f in flags):
-        mask_kind = "per-dataset"
-    elif any(MaskFlags.nodata in f for f in flags):
+    elif src.nodata is not None and alpha:
+        # GDAL masks by the nodata value and ignores the alpha band (rasterio
+        # would say so with a NodataShadowWarning on every look at the masks)
         mask_kind = "nodata"
+        warnings.warn(
+            f"{path}: has both a nodata value ({src.nodata:g}) and an alpha band; GDAL masks by the nodata "
+            "value and ignores the alpha band (pass --nodata to choose the value, or unset it with "
+            "`rio edit-info --unset-nodata` to mask by alpha)", MaskWarning, stacklevel=2,
+        )
     else:
-        mask_kind = "none"
+        mask_kind = _mask_kind([src.mask_flag_enums[b - 1] for b in chosen])
     tile = None
     bh, bw = src.block_shapes[chosen[0] - 1]
     if bh == bw and bh < src.height:
@@ -188,6 +197,14 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
     )
 
 
+def _mask_kind(flags: list) -> MaskKind:
+    """The strongest GDAL mask among the chosen bands' mask flags."""
+    for flag, kind in ((MaskFlags.alpha, "alpha"), (MaskFlags.per_dataset, "per-dataset"), (MaskFlags.nodata, "nodata")):
+        if any(flag in f for f in flags):
+            return kind  # type: ignore[return-value]
+    return "none"
+
+
 def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | None) -> Scaling:
     """The scaling that applies to this scene's dtype, or a clear error."""
     if override is not None:
@@ -200,8 +217,8 @@ def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | N
         # kind of values as uint16 products: the model's uint16 rule applies
         s = contract.scaling.get("uint16")
         if s is not None:
-            log.warning("%s: the model declares no scaling for %s; using its uint16 rule (%s); "
-                        "choose another with --scaling", scene.path, scene.dtype, s.describe())
+            warnings.warn(f"{scene.path}: the model declares no scaling for {scene.dtype}; using its uint16 "
+                          f"rule ({s.describe()}); choose another with --scaling", ScalingWarning, stacklevel=2)
     if s is None:
         declared = ", ".join(sorted(contract.scaling)) or "none"
         raise InputError(
@@ -235,23 +252,14 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
     try:
         with rasterio.open(scene.path) as src:
             arr = src.read(scene.bidx, window=inner)
-            if scene.user_nodata:
-                nd = scene.nodata
-                if nd is not None and np.isnan(nd):
-                    v = ~np.all(np.isnan(arr), axis=0)
-                else:
-                    v = np.any(arr != nd, axis=0)
-            elif scene.mask_kind == "none":
-                v = np.ones(arr.shape[1:], dtype=bool)
-            else:
-                v = np.any(src.read_masks(scene.bidx, window=inner) > 0, axis=0)
+            masks = None if scene.user_nodata or scene.mask_kind == "none" else src.read_masks(scene.bidx, window=inner)
     except RasterioError as exc:
         raise InputError(
             f"{scene.path}: cannot read window {inner} ({_first_line(exc)}); the file may be "
             "truncated or corrupt"
         ) from None
+    v = validity(arr, masks, scene)
     if arr.dtype.kind == "f":
-        v &= np.all(np.isfinite(arr), axis=0)
         arr = np.where(np.isfinite(arr), arr, 0)
     if arr.shape[1:] == (h, w):  # wholly inside the scene: no padding, no copy
         return arr, v, np.ones((h, w), dtype=bool)
@@ -262,6 +270,30 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
     valid[sl] = v
     inside[sl] = True
     return data, valid, inside
+
+
+def validity(arr: np.ndarray, masks: np.ndarray | None, scene: SceneInfo) -> np.ndarray:
+    """Which pixels hold data: (band, ...) pixels and their GDAL masks -> (...) bool.
+
+    ``--nodata`` (a value, or NaN) decides alone when given; else the file's
+    masks (alpha, per-dataset or nodata: a pixel is data where any chosen
+    band's mask says so), unless the scene has none; float pixels must also
+    be finite.  ``masks`` may be None when they are not needed (``--nodata``,
+    or a scene without masks).
+    """
+    if scene.user_nodata:
+        nd = scene.nodata
+        if nd is not None and np.isnan(nd):
+            v = ~np.all(np.isnan(arr), axis=0)
+        else:
+            v = np.any(arr != nd, axis=0)
+    elif scene.mask_kind == "none" or masks is None:
+        v = np.ones(arr.shape[1:], dtype=bool)
+    else:
+        v = np.any(masks > 0, axis=0)
+    if arr.dtype.kind == "f":
+        v &= np.all(np.isfinite(arr), axis=0)
+    return v
 
 
 def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int = 1024) -> np.ndarray:
@@ -290,14 +322,7 @@ def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int =
                     samples.append((src.read(scene.bidx, window=w), src.read_masks(scene.bidx, window=w)))
     arr = np.concatenate([a.reshape(a.shape[0], -1) for a, _ in samples], axis=1)
     masks = np.concatenate([m.reshape(m.shape[0], -1) for _, m in samples], axis=1)
-    if scene.user_nodata:
-        valid = np.any(arr != scene.nodata, axis=0)
-    elif scene.mask_kind == "none":
-        valid = np.ones(arr.shape[1], bool)
-    else:
-        valid = np.any(masks > 0, axis=0)
-    if arr.dtype.kind == "f":
-        valid &= np.all(np.isfinite(arr), axis=0)
+    valid = validity(arr, masks, scene)
     if not valid.any():
         raise InputError(f"{scene.path}: the sampled pixels are all nodata; pass --scaling linear:SCALE "
                          "(percentile scaling needs valid pixels)")

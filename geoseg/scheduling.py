@@ -1,16 +1,20 @@
-"""Where block tasks run: inline, on a local Dask cluster (threads or
-processes) or on an existing ``dask.distributed`` cluster.
+"""Where block tasks run: inline, on a thread pool, on a local Dask cluster
+of processes or on an existing ``dask.distributed`` cluster.
 
 A :class:`Runner` streams results back as tasks finish, keeping a bounded
 number of tasks in flight so memory does not grow with the scene, and the
-caller (the single writer) consumes them in completion order.
+caller (the single writer) consumes them in completion order.  Every
+parallel runner is a ``concurrent.futures`` executor (a thread pool, or
+Dask's ``Client.get_executor``), so one streaming loop serves them all.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -64,8 +68,9 @@ class Runner:
     ----------
     scheduler
         ``threads`` (one process, N threads), ``processes`` (N worker
-        processes), ``synchronous`` (inline, for debugging) or the address of a
-        running ``dask.distributed`` scheduler (``tcp://HOST:PORT``).
+        processes), ``synchronous`` (inline, for debugging), the address of a
+        running ``dask.distributed`` scheduler (``tcp://HOST:PORT``), or a
+        ``distributed.Client`` the caller made (and closes).
     workers
         Worker threads or processes for local schedulers (default: the cores).
     ort_threads
@@ -73,23 +78,22 @@ class Runner:
         workers x onnxruntime threads never exceed the cores.
     """
 
-    def __init__(self, scheduler: str = "threads", workers: int | None = None,
+    def __init__(self, scheduler: str | Any = "threads", workers: int | None = None,
                  ort_threads: int | None = None) -> None:
-        self.scheduler = validate_scheduler(scheduler)
+        self._own_client = isinstance(scheduler, str)
+        self.client = None if self._own_client else scheduler
+        self.scheduler = validate_scheduler(scheduler) if self._own_client else "client"
         cores = available_cores()
-        self.workers = max(1, int(workers or cores))
-        if self.scheduler == "synchronous":
-            self.workers = 1
-        self.remote = "://" in self.scheduler
+        self.workers = 1 if self.scheduler == "synchronous" else max(1, int(workers or cores))
+        self.remote = self.client is not None or "://" in self.scheduler
         if ort_threads:
             self.ort_threads = int(ort_threads)
         elif self.remote:
             self.ort_threads = 1
         else:
             self.ort_threads = max(1, cores // self.workers)
-        self.client = None
         self._cluster = None
-        self._pool = None
+        self._executor: Executor | None = None
 
     @property
     def slots(self) -> int:
@@ -101,110 +105,84 @@ class Runner:
     @property
     def parallel(self) -> bool:
         """Tasks run beside the caller (not inline)."""
-        return self.client is not None or self._pool is not None
+        return self._executor is not None
 
     def __enter__(self) -> Runner:
         if self.scheduler == "synchronous":
             return self
-        if self.scheduler == "threads" and not _DISTRIBUTED_THREADS:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="geoseg-block")
+        if self.scheduler == "threads":
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="geoseg-block")
             log.info("thread pool of %d workers (%d onnxruntime threads each)", self.workers, self.ort_threads)
             return self
-        from distributed import Client, LocalCluster
+        if self.client is None:
+            from distributed import Client, LocalCluster
 
-        if self.remote:
-            self.client = Client(self.scheduler, set_as_default=False)
-        else:
-            procs = self.scheduler == "processes"
-            kw = {"host": "127.0.0.1"} if procs else {}
-            self._cluster = LocalCluster(
-                n_workers=self.workers if procs else 1,
-                threads_per_worker=1 if procs else self.workers,
-                processes=procs,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-                **kw,
-            )
-            self.client = Client(self._cluster, set_as_default=False)
+            if self.remote:
+                self.client = Client(self.scheduler, set_as_default=False)
+            else:  # processes
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=logging.ERROR, host="127.0.0.1")
+                self.client = Client(self._cluster, set_as_default=False)
+        self._executor = self.client.get_executor(pure=False, retries=1)
         log.info("dask client %s (%d task slots, %d onnxruntime threads each)",
                  self.client, self.slots, self.ort_threads)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        if self.client is not None:
+        if isinstance(self._executor, ThreadPoolExecutor):
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        elif self._executor is not None:  # Dask's executor: stream() already cancelled what was left
+            self._executor.shutdown(wait=False)
+        self._executor = None
+        if self._own_client and self.client is not None:
             self.client.close()
+            self.client = None
         if self._cluster is not None:
             self._cluster.close()
-        self.client = self._cluster = None
+            self._cluster = None
 
     def stream(self, fn: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int | None = None) -> Iterator[Any]:
         """Yield ``fn(job)`` for every job as tasks complete (any order).
 
-        At most ``in_flight`` tasks are submitted ahead of the consumer.
-        A failed task re-raises its exception here; tasks lost with a worker
-        are recomputed by Dask.
+        At most ``in_flight`` tasks are submitted ahead of the consumer, so
+        memory is bounded by the tasks in flight.  The thread pool and a Dask
+        cluster are both driven through ``concurrent.futures`` (Dask's
+        ``Client.get_executor``), so one loop serves both.  A failed task
+        re-raises its exception here; tasks lost with a Dask worker are
+        recomputed (one retry).
         """
-        if self._pool is not None:
-            yield from self._stream_pool(fn, jobs, in_flight)
-            return
-        if self.client is None:
+        if self._executor is None:
             for j in jobs:
                 yield fn(j)
             return
-        from distributed import as_completed
-
+        ex = self._executor
         limit = in_flight or 2 * self.slots + 2
         it = iter(jobs)
-        live = set()
-        for j in it:
-            live.add(self.client.submit(fn, j, pure=False, retries=1))
-            if len(live) >= limit:
-                break
-        ac = as_completed(list(live), loop=self.client.loop)
+        live: set[Future] = set()
         try:
-            for fut in ac:
-                res = fut.result()
-                live.discard(fut)
-                fut.release()
-                nxt = next(it, None)
-                if nxt is not None:
-                    f2 = self.client.submit(fn, nxt, pure=False, retries=1)
-                    live.add(f2)
-                    ac.add(f2)
-                yield res
-        finally:
-            if live:
-                self.client.cancel(list(live))
-
-    def _stream_pool(self, fn: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int | None) -> Iterator[Any]:
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        limit = in_flight or 2 * self.slots + 2
-        it = iter(jobs)
-        live: set = set()
-        try:
-            for j in it:
-                live.add(self._pool.submit(fn, j))
-                if len(live) >= limit:
-                    break
+            for j in itertools.islice(it, limit):
+                live.add(ex.submit(fn, j))
             while live:
                 done, live = wait(live, return_when=FIRST_COMPLETED)
                 for fut in done:
                     res = fut.result()
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        live.add(self._pool.submit(fn, nxt))
+                    nxt = next(it, _END)
+                    if nxt is not _END:
+                        live.add(ex.submit(fn, nxt))
                     yield res
         finally:
             for fut in live:
                 fut.cancel()
 
 
-# experiment switch (benchmarks only): run "threads" on an in-process
-# dask.distributed cluster instead of a thread pool
-_DISTRIBUTED_THREADS = os.environ.get("GEOSEG_THREADS_DISTRIBUTED") == "1"
+_END = object()
+
+
+def progress_bar(total: int, desc: str, unit: str, enabled: bool | None = None, leave: bool = False):
+    """A tqdm bar; ``enabled=None`` shows it only on a terminal (not in the
+    logs of cron jobs or pipes), ``False`` never, ``True`` always."""
+    from tqdm.auto import tqdm
+
+    disable = None if enabled is None else not enabled
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=leave, dynamic_ncols=True,
+                mininterval=0.5)

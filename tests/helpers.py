@@ -7,7 +7,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from geoseg.contract import ModelContract, Scaling
+from geoseg.contract import CONTRACT_KEY, ModelContract, Scaling
 
 CLASS_NAMES = ("cloudy", "desert", "green_area", "water")
 CLASS_RGB = np.array([[240, 240, 240], [220, 190, 110], [40, 140, 60], [30, 90, 190]], np.float32)
@@ -58,7 +58,7 @@ def make_model(path, patch: int = 8, contract: ModelContract | None | bool = Non
     m.ir_version = 9
     if contract is not False:
         c = contract or make_contract(patch, input_layout=layout, input_dtype=dtype)
-        m.metadata_props.add(key="geoseg.contract", value=c.to_json())
+        m.metadata_props.add(key=CONTRACT_KEY, value=c.to_json())
     onnx.save(m, str(path))
     return str(path)
 

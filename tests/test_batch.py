@@ -15,7 +15,7 @@ import rasterio
 from geoseg.batch import classify_many, find_inputs
 from geoseg.errors import InputError
 from geoseg.scheduling import Runner
-from geoseg.tiler import ClassifyOptions
+from geoseg.pipeline import ClassifyOptions
 from helpers import paint, write_scene
 
 STABLE = ("_classes.tif", "_probs.tif", "_polygons.gpkg", "_quicklook.png", "_classes.qml", "_classes.tif.aux.xml")

@@ -11,7 +11,7 @@ from affine import Affine
 
 from geoseg.errors import InputError, OutputExistsError
 from geoseg.scheduling import Runner
-from geoseg.tiler import ClassifyOptions, classify_scene
+from geoseg.pipeline import ClassifyOptions, classify_scene
 from helpers import CLASS_NAMES, make_model, paint, write_scene
 
 
@@ -99,19 +99,17 @@ def test_uint16_without_declared_scaling(tmp_path, truth, sync):
     assert (read(res.outputs["classes"])[0] == truth).all()
 
 
-def test_int16_uses_the_uint16_rule(tmp_path, model8, truth, sync, caplog, monkeypatch):
+def test_int16_uses_the_uint16_rule(tmp_path, model8, truth, sync):
     """int16 reflectance (no rule of its own in the contract) is scaled by the
     model's uint16 rule, with a warning naming it; nodata -9999 stays nodata."""
-    import logging
+    from geoseg.errors import ScalingWarning
 
-    monkeypatch.setattr(logging.getLogger("geoseg"), "propagate", True)  # a CLI test may have set it off
     img = paint(truth, 8, dtype="uint16", scale=10000 / 255).astype("int16")
     img[:, :8, :8] = -9999
     p = write_scene(tmp_path / "i16.tif", img, nodata=-9999)
     u = write_scene(tmp_path / "u16.tif", paint(truth, 8, dtype="uint16", scale=10000 / 255))
-    with caplog.at_level("WARNING", logger="geoseg"):
+    with pytest.warns(ScalingWarning, match=r"no scaling for int16; using its uint16 rule \(linear:"):
         res = classify_scene(p, tmp_path / "out", model8, ClassifyOptions(), sync)
-    assert "no scaling for int16; using its uint16 rule (linear:" in caplog.text
     ref = classify_scene(u, tmp_path / "ref", model8, ClassifyOptions(), sync)
     got, want = read(res.outputs["classes"])[0], read(ref.outputs["classes"])[0]
     assert got[0, 0] == 255  # the nodata corner
@@ -293,7 +291,7 @@ def test_existing_output_needs_overwrite(tmp_path, model8, scene_u8, sync):
 
 
 def test_failure_midway_leaves_no_final_files(tmp_path, model8, scene_u8, monkeypatch):
-    import geoseg.tiler as T
+    import geoseg.pipeline as T
 
     calls = {"n": 0}
     real = T.classify_block

@@ -25,7 +25,7 @@ def err_lines(r):
 
 
 def test_help_and_import_never_load_tensorflow():
-    code = ("import sys, geoseg, geoseg.cli, geoseg.tiler, geoseg.batch; "
+    code = ("import sys, geoseg, geoseg.cli, geoseg.pipeline, geoseg.batch; "
             "from click.testing import CliRunner; CliRunner().invoke(geoseg.cli.main, ['--help']); "
             "CliRunner().invoke(geoseg.cli.main, ['classify', '--help']); "
             "print(sorted(m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules))")

@@ -36,7 +36,7 @@ def _classify(inputs: Path, out: Path, model: str | None, **options) -> None:
 
     code = (
         "import sys; from geoseg.batch import classify_many; from geoseg.scheduling import Runner; "
-        "from geoseg.tiler import ClassifyOptions\n"
+        "from geoseg.pipeline import ClassifyOptions\n"
         f"with Runner('threads', 2) as r:\n"
         f"    run = classify_many([{str(inputs)!r}], {str(out)!r}, {model!r}, ClassifyOptions(**{options!r}), runner=r)\n"
         "sys.exit(0 if run.ok else [s.error for s in run.scenes])"

@@ -10,7 +10,7 @@ from affine import Affine
 
 from geoseg.batch import classify_many
 from geoseg.scheduling import Runner
-from geoseg.tiler import ClassifyOptions
+from geoseg.pipeline import ClassifyOptions
 from helpers import make_model
 
 

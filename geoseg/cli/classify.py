@@ -62,7 +62,7 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scheduler") from None
     from ..batch import classify_many
-    from ..tiler import ClassifyOptions
+    from ..pipeline import ClassifyOptions
 
     opts = ClassifyOptions(
         stride=stride, nodata=nodata, bidx=bidx, batch_size=batch_size, min_valid=min_valid,

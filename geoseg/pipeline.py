@@ -1,12 +1,20 @@
-"""The scene pipeline: plan blocks, classify them in Dask tasks, and write the
-results through a single writer.
+"""The scene pipeline: plan a scene's blocks, classify them in tasks, and
+consume the finished blocks in one sink that writes the products.
 
-One task per block of patches: it receives plain data (:class:`BlockJob`:
-the scene's path, the block's windows, the model's path), opens the file
-itself, runs the worker's cached onnxruntime session over the block's
-patches in batches, and returns the block's cell probabilities.  The writer
-(in the calling process) writes each block by window as it arrives, so memory
-is bounded by the blocks in flight, not by the scene.
+Three parts, wired by :func:`classify_scene`:
+
+- :func:`classify_block`, the task: it receives plain data (:class:`BlockJob`:
+  the scene's path, the block's windows, the model's path), opens the file
+  itself, runs the worker's cached onnxruntime session over the block's
+  patches, and returns the block's cells (:class:`BlockResult`);
+- :class:`SceneSink`, the single consumer of finished blocks, in the calling
+  process: it writes each block by window as it arrives (memory is bounded by
+  the blocks in flight, not by the scene), tallies classes and areas, fills
+  the quicklook canvas and sums the timings; then it finishes the products
+  (rasters, styles, polygons, quicklook, statistics) under temporary names;
+- :func:`classify_scene`: checks the scene against the model, plans the
+  blocks, streams them through a :class:`~geoseg.scheduling.Runner` into the
+  sink, and commits the outputs (or removes every temporary file on failure).
 """
 
 from __future__ import annotations
@@ -15,16 +23,21 @@ import logging
 import os
 import platform
 import time
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Literal
 
 import numpy as np
 
 from . import __version__
 from .contract import ModelContract, Scaling
-from .errors import GeosegError, InputError
+from .errors import GeosegError, InputError, MaskWarning, ResolutionWarning
 from .geometry import pixel_area_m2
-from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batches
+from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batch
 from .outputs import OutputPlan, polygonize, write_aux_xml, write_json_atomic, write_polygons, write_qml, write_quicklook
 from .patches import (
     block_thumbnail, cell_valid_counts, fold_to_cells, gather_patches, patch_valid_fraction, patch_views, stretch_to_uint8,
@@ -33,7 +46,8 @@ from .patches import (
 from .raster import (
     GridWriter, SceneInfo, check_readable, open_scene, read_classes, read_window, scaling_for, scene_percentiles,
 )
-from .scheduling import Runner, release_free_memory
+from .naming import basename
+from .scheduling import Runner, progress_bar, release_free_memory
 from .windows import Block, PatchGrid, choose_block_cells, plan_blocks
 
 log = logging.getLogger(__name__)
@@ -130,7 +144,7 @@ def classify_block(job: BlockJob) -> BlockResult:
             raw, v = gather_patches(pix, pval, rows[i : i + bs], cols[i : i + bs])
             x = to_model_input(raw, v, job.scaling, c.input_range, job.stats, c.input_layout, c.input_dtype)
             ti = time.perf_counter()
-            out[i : i + bs] = run_batches(sess, c.input_name, x, bs)
+            out[i : i + bs] = run_batch(sess, c.input_name, x, bs)
             t_infer += time.perf_counter() - ti
         probs[rows, cols] = out
     mean, count = fold_to_cells(
@@ -158,13 +172,16 @@ def classify_block(job: BlockJob) -> BlockResult:
     )
 
 
+SceneStatus = Literal["done", "failed", "skipped"]
+
+
 @dataclass
 class SceneResult:
     """What happened to one scene."""
 
     path: str
     name: str
-    status: str  # "done", "failed", "skipped"
+    status: SceneStatus
     outputs: dict[str, str] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -178,6 +195,40 @@ class SceneResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SceneSetup:
+    """A scene checked against the model, with everything its blocks share."""
+
+    scene: SceneInfo
+    grid: PatchGrid
+    scaling: Scaling
+    stats: np.ndarray | None  # per-band percentiles for percentile scaling
+    min_valid: float
+
+    def jobs(self, blocks: list[Block], model: ModelInfo, runner: Runner, options: ClassifyOptions,
+             thumb_k: int) -> Iterator[BlockJob]:
+        """The tasks' inputs, one per block (built lazily, as the runner asks)."""
+        for b in blocks:
+            yield BlockJob(self.scene, self.grid, b, model.path, model.sha256, runner.ort_threads, model.contract,
+                           self.scaling, self.stats, options.batch_size, self.min_valid, thumb_k)
+
+
+def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions) -> SceneSetup:
+    """Open and check a scene against the model; raises :class:`InputError`."""
+    c = model.contract
+    scene = open_scene(path, c, options.bidx, options.nodata)
+    try:
+        grid = PatchGrid(scene.width, scene.height, c.patch_size, options.stride or c.patch_size)
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    scaling = scaling_for(scene, c, options.scaling)
+    check_readable(scene)
+    stats = scene_percentiles(scene, scaling.low, scaling.high) if scaling.method == "percentile" else None
+    _warn_resolution(scene, c)
+    min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
+    return SceneSetup(scene, grid, scaling, stats, min_valid)
 
 
 class _Tally:
@@ -202,9 +253,9 @@ class _Tally:
         self.area += np.bincount(k, weights=(px_area * r.valid_px)[ok], minlength=len(self.cells))
 
 
-def _stats_doc(scene, grid, model: ModelInfo, options, tally: _Tally, timings, n_patches, n_computed,
-               n_classified, plan) -> dict:
-    c = model.contract
+def _stats_doc(setup: SceneSetup, model: ModelInfo, options: ClassifyOptions, tally: _Tally,
+               timings: dict[str, float], n_patches: tuple[int, int], plan: OutputPlan) -> dict:
+    scene, grid, c = setup.scene, setup.grid, model.contract
     total_cells = int(tally.cells.sum())
     total_area = float(tally.area.sum())
     classes = []
@@ -230,7 +281,8 @@ def _stats_doc(scene, grid, model: ModelInfo, options, tally: _Tally, timings, n
         "classified_cells": total_cells,
         "nodata_cells": int(tally.nodata_cells),
         "classified_area_km2": total_area / 1e6,
-        "patches": {"total": n_patches, "computed": n_computed, "classified": n_classified},
+        "patches": {"total": grid.n_patches[0] * grid.n_patches[1], "computed": n_patches[0],
+                    "classified": n_patches[1]},
         "model": {
             "path": model.path, "sha256": model.sha256, "name": c.name,
             "class_names": list(c.class_names), "patch_size": c.patch_size,
@@ -244,12 +296,115 @@ def _stats_doc(scene, grid, model: ModelInfo, options, tally: _Tally, timings, n
     }
 
 
-def _progress(total: int, desc: str, enabled: bool | None):
-    from tqdm.auto import tqdm
+class Timings:
+    """Seconds spent per step of a scene, summed (tasks report theirs)."""
 
-    disable = (not enabled) if enabled is not None else None  # None: only on a tty
-    return tqdm(total=total, desc=desc, unit="patch", disable=disable, leave=False,
-                dynamic_ncols=True, mininterval=0.5)
+    def __init__(self) -> None:
+        self.s: dict[str, float] = {"read": 0.0, "infer": 0.0, "tasks": 0.0, "write": 0.0}
+
+    def add(self, key: str, seconds: float) -> None:
+        self.s[key] = self.s.get(key, 0.0) + seconds
+
+    @contextmanager
+    def measure(self, key: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(key, time.perf_counter() - t0)
+
+
+class SceneSink:
+    """The single consumer of a scene's finished blocks.
+
+    :meth:`consume` writes a block into the class and probability rasters,
+    adds it to the class tally and the quicklook canvas, and sums its timings;
+    :meth:`finish` writes every product under its temporary name (the caller
+    commits them); :meth:`abort` closes what is open.
+    """
+
+    def __init__(self, setup: SceneSetup, model: ModelInfo, options: ClassifyOptions, plan: OutputPlan,
+                 thumb_k: int) -> None:
+        self.setup, self.model, self.options, self.plan = setup, model, options, plan
+        scene, grid, c = setup.scene, setup.grid, model.contract
+        self.timings = Timings()
+        self.n_classified = 0
+        self.thumb_k = thumb_k
+        self.canvas = self.canvas_ok = None
+        if thumb_k:
+            rows, cols = grid.n_cells
+            self.canvas = np.zeros((min(3, len(scene.bidx)), rows * thumb_k, cols * thumb_k), np.float32)
+            self.canvas_ok = np.zeros(self.canvas.shape[1:], bool)
+        self.tally = _Tally(scene, grid, c.n_classes)
+        self.writer = GridWriter(plan.tmp["classes"], plan.tmp.get("probs"), grid.n_cells,
+                                 grid.cell_transform(scene.transform), scene.crs_wkt, c)
+        self._n_blocks = 0
+
+    def consume(self, r: BlockResult) -> None:
+        with self.timings.measure("write"):
+            self.writer.write(r.block.cell_window, r.classes, r.probs)
+            self.tally.add(r)
+            if self.canvas is not None and self.canvas_ok is not None:
+                b, k = r.block, self.thumb_k
+                sl = (slice(b.row_off * k, (b.row_off + b.height) * k), slice(b.col_off * k, (b.col_off + b.width) * k))
+                self.canvas[(slice(None),) + sl] = r.thumb
+                self.canvas_ok[sl] = r.thumb_valid
+        self.timings.add("read", r.t_read)
+        self.timings.add("infer", r.t_infer)
+        self.timings.add("tasks", r.t_total)
+        self.n_classified += r.n_classified
+        self._n_blocks += 1
+        if self._n_blocks % TRIM_EVERY == 0:
+            release_free_memory()
+
+    def finish(self) -> None:
+        """Finish the rasters and write the styles, polygons, quicklook and
+        statistics under their temporary names."""
+        scene, c, opts, plan, t = self.setup.scene, self.model.contract, self.options, self.plan, self.timings
+        if self.tally.cells.sum() == 0:
+            warnings.warn(f"{scene.path}: no patch had enough valid pixels; every cell is nodata (check the "
+                          "scene's mask or --nodata, or lower --min-valid)", MaskWarning, stacklevel=2)
+        tags = {"GEOSEG_MODEL_SHA256": self.model.sha256, "GEOSEG_SOURCE": basename(scene.path),
+                "GEOSEG_STRIDE": str(self.setup.grid.stride), "GEOSEG_PATCH": str(c.patch_size)}
+        with t.measure("finish_rasters"):
+            self.writer.finish(tags)
+        write_qml(plan.tmp["classes_qml"], c)
+        write_aux_xml(plan.tmp["classes_aux"], c)
+        ql = None
+        if opts.polygons or opts.quicklook:
+            classes, ctr, crs_wkt = read_classes(plan.tmp["classes"])
+        try:
+            if opts.quicklook and self.canvas is not None:
+                # drawn in a thread (PNG encoding releases the GIL) while the
+                # polygons are traced: the scene's last steps use both cores
+                ql_pool = ThreadPoolExecutor(1, thread_name_prefix="geoseg-quicklook")
+                ql = ql_pool.submit(_quicklook, plan.tmp["quicklook"], self.canvas, self.canvas_ok, classes, c,
+                                    scene.name)
+                ql_pool.shutdown(wait=False)
+            if opts.polygons:
+                with t.measure("polygons"):
+                    gdf = polygonize(classes, ctr, crs_wkt, c, opts.min_area, opts.simplify)
+                    write_polygons(gdf, plan.tmp["polygons"], _source_time(scene.path))
+        finally:
+            if ql is not None:
+                ql.exception()  # let the quicklook thread finish before its file is committed or removed
+        if ql is not None:
+            t.add("quicklook", ql.result())  # re-raises the thread's error, if any
+
+    def stats_doc(self, total_seconds: float, n_computed: int) -> dict:
+        """The scene's ``NAME_stats.json`` document."""
+        self.timings.add("total", total_seconds)
+        return _stats_doc(self.setup, self.model, self.options, self.tally, self.timings.s,
+                          (n_computed, self.n_classified), self.plan)
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def products_of(options: ClassifyOptions) -> tuple[str, ...]:
+    """The products a run writes, in order."""
+    return tuple(p for p, on in (("classes", True), ("probs", options.probs), ("polygons", options.polygons),
+                                 ("stats", True), ("quicklook", options.quicklook)) if on)
 
 
 def classify_scene(
@@ -274,7 +429,7 @@ def classify_scene(
         :class:`ClassifyOptions`.
     runner
         A :class:`~geoseg.scheduling.Runner` to share between scenes; default:
-        a local threads cluster for this call.
+        a thread pool for this call.
 
     Returns
     -------
@@ -287,113 +442,40 @@ def classify_scene(
             return classify_scene(path, outdir, model, options, r)
     t_start = time.perf_counter()
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
-    c = info.contract
-    path, outdir = str(path), str(outdir)
-    scene = open_scene(path, c, options.bidx, options.nodata)
-    stride = options.stride or c.patch_size
-    try:
-        grid = PatchGrid(scene.width, scene.height, c.patch_size, stride)
-    except ValueError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    scaling = scaling_for(scene, c, options.scaling)
-    check_readable(scene)
-    stats = scene_percentiles(scene, scaling.low, scaling.high) if scaling.method == "percentile" else None
-    _warn_resolution(scene, c)
-    products = ["classes"] + (["probs"] if options.probs else []) + (["polygons"] if options.polygons else []) + ["stats"] + (["quicklook"] if options.quicklook else [])
-    plan = OutputPlan.make(outdir, scene.name, tuple(products))
+    setup = prepare_scene(str(path), info, options)
+    scene, grid = setup.scene, setup.grid
+    plan = OutputPlan.make(str(outdir), scene.name, products_of(options))
     plan.check(options.overwrite)
     for f in plan.remove_stale():
         log.info("%s: removed %s left by an interrupted run", scene.path, f)
-    min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
     bc = options.block_cells or choose_block_cells(grid, options.block_px, scene.tile, min_blocks=2 * runner.slots)
     blocks = plan_blocks(grid, bc)
-    thumb_k = _thumb_k(grid) if options.quicklook else 0
-    jobs = (
-        BlockJob(scene, grid, b, info.path, info.sha256, runner.ort_threads, c, scaling, stats,
-                 options.batch_size, min_valid, thumb_k)
-        for b in blocks
-    )
-    canvas = None
-    if thumb_k:
-        rows, cols = grid.n_cells
-        canvas = np.zeros((min(3, len(scene.bidx)), rows * thumb_k, cols * thumb_k), np.float32)
-        canvas_ok = np.zeros(canvas.shape[1:], bool)
-    n_total = sum(b.n_patches for b in blocks)  # computed (overlap recomputes block edges)
-    n_unique = grid.n_patches[0] * grid.n_patches[1]
-    writer = GridWriter(plan.tmp["classes"], plan.tmp.get("probs"), grid.n_cells,
-                        grid.cell_transform(scene.transform), scene.crs_wkt, c)
-    tally = _Tally(scene, grid, c.n_classes)
-    t = {"read": 0.0, "infer": 0.0, "tasks": 0.0, "write": 0.0}
-    n_cls = n_done = 0
-    ql = None
+    n_computed = sum(b.n_patches for b in blocks)  # overlap recomputes block edges
+    sink = SceneSink(setup, info, options, plan, _thumb_k(grid) if options.quicklook else 0)
     if options.polygons:
         _preload("geopandas")
     try:
         t_tiles = time.perf_counter()
-        with _progress(n_total, scene.name, options.progress) as bar:
-            for r in runner.stream(classify_block, jobs):
-                tw = time.perf_counter()
-                writer.write(r.block.cell_window, r.classes, r.probs)
-                tally.add(r)
-                if canvas is not None:
-                    b = r.block
-                    sl = (slice(b.row_off * thumb_k, (b.row_off + b.height) * thumb_k),
-                          slice(b.col_off * thumb_k, (b.col_off + b.width) * thumb_k))
-                    canvas[(slice(None),) + sl] = r.thumb
-                    canvas_ok[sl] = r.thumb_valid
-                t["write"] += time.perf_counter() - tw
-                t["read"] += r.t_read
-                t["infer"] += r.t_infer
-                t["tasks"] += r.t_total
-                n_cls += r.n_classified
+        with progress_bar(n_computed, scene.name, "patch", options.progress) as bar:
+            for r in runner.stream(classify_block, setup.jobs(blocks, info, runner, options, sink.thumb_k)):
+                sink.consume(r)
                 bar.update(r.n_patches)
-                n_done += 1
-                if n_done % TRIM_EVERY == 0:
-                    release_free_memory()
-        t["tiles_wall"] = time.perf_counter() - t_tiles
-        if tally.cells.sum() == 0:
-            log.warning("%s: no patch had enough valid pixels; every cell is nodata (check the "
-                        "scene's mask or --nodata, or lower --min-valid)", path)
-        tags = {"GEOSEG_MODEL_SHA256": info.sha256, "GEOSEG_SOURCE": os.path.basename(path),
-                "GEOSEG_STRIDE": str(stride), "GEOSEG_PATCH": str(c.patch_size)}
-        tf = time.perf_counter()
-        writer.finish(tags)
-        t["finish_rasters"] = time.perf_counter() - tf
-        write_qml(plan.tmp["classes_qml"], c)
-        write_aux_xml(plan.tmp["classes_aux"], c)
-        if options.polygons or options.quicklook:
-            classes, ctr, crs_wkt = read_classes(plan.tmp["classes"])
-        if options.quicklook:
-            # the quicklook (PNG encoding releases the GIL) is drawn in a thread
-            # while the polygons are traced: the scene's last steps use both cores
-            from concurrent.futures import ThreadPoolExecutor
-
-            ql_pool = ThreadPoolExecutor(1, thread_name_prefix="geoseg-quicklook")
-            ql = ql_pool.submit(_quicklook, plan.tmp["quicklook"], canvas, canvas_ok, classes, c, scene.name)
-            ql_pool.shutdown(wait=False)
-        if options.polygons:
-            tp = time.perf_counter()
-            gdf = polygonize(classes, ctr, crs_wkt, c, options.min_area, options.simplify)
-            write_polygons(gdf, plan.tmp["polygons"], _source_time(path))
-            t["polygons"] = time.perf_counter() - tp
-        if ql is not None:
-            t["quicklook"] = ql.result()
-        t["total"] = time.perf_counter() - t_start
-        doc = _stats_doc(scene, grid, info, options, tally, t, n_unique, n_total, n_cls, plan)
+        tiles_wall = time.perf_counter() - t_tiles
+        sink.timings.add("tiles_wall", tiles_wall)
+        sink.finish()
+        doc = sink.stats_doc(time.perf_counter() - t_start, n_computed)
         write_json_atomic(plan.tmp["stats"], doc)
         plan.commit()
     except BaseException:
-        if ql is not None:
-            ql.exception()  # let the quicklook thread finish before its file is removed
-        writer.abort()
+        sink.abort()
         plan.cleanup()
         raise
-    secs = time.perf_counter() - t_start
+    n_unique = grid.n_patches[0] * grid.n_patches[1]
     return SceneResult(
-        path=path, name=scene.name, status="done",
+        path=str(path), name=scene.name, status="done",
         outputs={k: v for k, v in plan.final.items() if os.path.exists(v)},
-        stats=doc, seconds=secs, n_patches=n_unique,
-        patches_per_s=n_unique / t["tiles_wall"] if t["tiles_wall"] > 0 else 0.0,
+        stats=doc, seconds=time.perf_counter() - t_start, n_patches=n_unique,
+        patches_per_s=n_unique / tiles_wall if tiles_wall > 0 else 0.0,
     )
 
 
@@ -448,11 +530,14 @@ def _warn_resolution(scene: SceneInfo, c: ModelContract) -> None:
     px = abs(scene.res[0])
     ratio = px / c.training_resolution_m
     if ratio > 3 or ratio < 1 / 3:
-        log.warning(
-            "%s: pixel size %.3g m, the model was trained at %.3g m; results may be poor "
-            "(resample the scene closer to the training resolution)", scene.path, px,
-            c.training_resolution_m,
+        warnings.warn(
+            f"{scene.path}: pixel size {px:.3g} m, the model was trained at {c.training_resolution_m:.3g} m; "
+            "results may be poor (resample the scene closer to the training resolution)",
+            ResolutionWarning, stacklevel=3,
         )
 
 
-__all__ = ["ClassifyOptions", "SceneResult", "classify_scene", "classify_block", "BlockJob", "GeosegError"]
+__all__ = [
+    "ClassifyOptions", "SceneResult", "SceneStatus", "SceneSetup", "SceneSink", "classify_scene", "classify_block",
+    "prepare_scene", "BlockJob", "BlockResult", "GeosegError",
+]
