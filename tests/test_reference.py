@@ -1,0 +1,266 @@
+"""geoseg.reference: class names, references brought onto the class grid
+(raster and vector, coverage at edges and nodata), and the NDWI reference."""
+
+import os
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+from shapely.geometry import box
+
+from geoseg.cli import main
+from geoseg.errors import InputError, OutputExistsError
+from geoseg.reference import (
+    BandSpec, RasterReference, ndwi_reference, open_class_map, open_reference, parse_band, reference_on_grid,
+)
+
+X0, Y0 = 500000.0, 6000000.0
+MODEL = ("cloudy", "desert", "green_area", "water")
+
+
+def write_raster(path, arr, transform, crs="EPSG:32633", nodata=255, names=None, dtype=None, **tags):
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[None]
+    prof = dict(driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0],
+                dtype=dtype or arr.dtype, crs=crs, transform=transform, nodata=nodata)
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(arr.astype(prof["dtype"]))
+        if names is not None:
+            dst.update_tags(CLASS_NAMES=",".join(names))
+        if tags:
+            dst.update_tags(**tags)
+    return str(path)
+
+
+def class_map(path, arr, cell=4.0, names=MODEL, crs="EPSG:32633"):
+    return write_raster(path, np.asarray(arr, np.uint8), Affine(cell, 0, X0, 0, -cell, Y0), crs=crs, names=names)
+
+
+def collect(ref, grid, **kw):
+    chunks = list(reference_on_grid(ref, grid, **kw))
+    return np.concatenate([c.labels for c in chunks]), np.concatenate([c.coverage for c in chunks])
+
+
+# --- class names ---------------------------------------------------------------
+def test_class_names_from_tag_band_tags_aux_and_rat(tmp_path):
+    t = Affine(4, 0, X0, 0, -4, Y0)
+    a = np.zeros((2, 2), np.uint8)
+    assert open_class_map(class_map(tmp_path / "tag.tif", a)).names == dict(enumerate(MODEL))
+    p = write_raster(tmp_path / "band.tif", a, t)
+    with rasterio.open(p, "r+") as ds:
+        ds.update_tags(1, CLASS_0="lake", CLASS_2="forest")
+    assert open_class_map(p).names == {0: "lake", 2: "forest"}
+    p = write_raster(tmp_path / "aux.tif", a, t)
+    cats = "".join(f"<Category>{n}</Category>" for n in ["", "water", "land"])
+    Path(p + ".aux.xml").write_text(f'<PAMDataset><PAMRasterBand band="1"><CategoryNames>{cats}'
+                                    "</CategoryNames></PAMRasterBand></PAMDataset>")
+    assert open_class_map(p).names == {1: "water", 2: "land"}
+    p = write_raster(tmp_path / "rat.tif", a, t)
+    rat = ('<GDALRasterAttributeTable><FieldDefn index="0"><Name>Value</Name><Type>0</Type><Usage>5</Usage>'
+           '</FieldDefn><FieldDefn index="1"><Name>Class</Name><Type>2</Type><Usage>2</Usage></FieldDefn>'
+           '<Row index="0"><F>3</F><F>urban</F></Row><Row index="1"><F>7</F><F>water</F></Row>'
+           "</GDALRasterAttributeTable>")
+    Path(p + ".aux.xml").write_text(f'<PAMDataset><PAMRasterBand band="1">{rat}</PAMRasterBand></PAMDataset>')
+    assert open_class_map(p).names == {3: "urban", 7: "water"}
+    p = write_raster(tmp_path / "none.tif", a, t)
+    with pytest.raises(InputError, match="no class names"):
+        open_class_map(p)
+
+
+# --- raster reference ------------------------------------------------------------
+def planted_reference(tmp_path, name="ref.tif"):
+    """A 1 m land(0)/water(1) raster under a 3 x 4 grid of 4 m cells, with known shares."""
+    r = np.zeros((12, 16), np.uint8)
+    r[0:4, 0:4] = 1                      # (0,0): all water
+    r[0:4, 4:8].flat[:10] = 1            # (0,1): 10/16 water
+    r[0:4, 8:12].flat[:6] = 1            # (0,2): 6/16 water -> land
+    r[4:8, 0:4] = 255
+    r[7, 0:4] = 1                        # (1,0): 4/16 water, the rest nodata
+    r[4:6, 4:8] = 255                    # (1,1): 8/16 nodata, 8 land
+    r[4:8, 8:12] = 255                   # (1,2): all nodata
+    r[8:12, 0:2] = 1                     # (2,0): 8 water, 8 land: a tie -> the lowest value (land)
+    return write_raster(tmp_path / name, r, Affine(1, 0, X0, 0, -1, Y0), names=("land", "water"))
+
+
+def test_raster_reference_majority_and_coverage(tmp_path):
+    grid = open_class_map(class_map(tmp_path / "c.tif", np.zeros((3, 4))))
+    ref = open_reference(planted_reference(tmp_path), grid)
+    assert isinstance(ref, RasterReference) and ref.names == {0: "land", 1: "water"}
+    for rows in (None, 1):
+        lab, cov = collect(ref, grid, rows_per_chunk=rows)
+        assert lab.tolist() == [[1, 1, 0, 0], [1, 0, -1, 0], [0, 0, 0, 0]]
+        np.testing.assert_allclose(cov, [[1, 1, 1, 1], [0.25, 0.5, 0, 1], [1, 1, 1, 1]], atol=1e-6)
+
+
+def test_raster_reference_edges_coarser_and_offset(tmp_path):
+    """A 2 m reference starting half a cell right of the grid and ending half a
+    cell short of its right edge: the edge columns are half covered."""
+    grid = open_class_map(class_map(tmp_path / "c.tif", np.zeros((2, 4))))
+    r = np.ones((4, 6), np.uint8)  # 12 m wide, from x0 + 2 to x0 + 14
+    p = write_raster(tmp_path / "r.tif", r, Affine(2, 0, X0 + 2, 0, -2, Y0), names=("land", "water"))
+    lab, cov = collect(open_reference(p, grid), grid)
+    np.testing.assert_allclose(cov, [[0.5, 1, 1, 0.5]] * 2, atol=1e-6)
+    assert (lab == 1).all()
+    # a reference past the grid on every side changes nothing inside
+    p = write_raster(tmp_path / "big.tif", np.ones((20, 30), np.uint8), Affine(1, 0, X0 - 5, 0, -1, Y0 + 5))
+    lab, cov = collect(open_reference(p, grid), grid)
+    np.testing.assert_allclose(cov, 1, atol=1e-6)
+
+
+def test_small_fine_reference_inside_a_coarse_grid(tmp_path):
+    """A 1 m reference of 150 m x 150 m inside a grid of 100 m cells: the
+    cells at its edges get the share of them it covers, the others nothing."""
+    grid = open_class_map(class_map(tmp_path / "c.tif", np.zeros((6, 6)), cell=100.0))
+    p = write_raster(tmp_path / "r.tif", np.ones((150, 150), np.uint8), Affine(1, 0, X0 + 250, 0, -1, Y0 - 250))
+    exp = np.zeros((6, 6))
+    exp[2:4, 2:4] = [[0.25, 0.5], [0.5, 1]]
+    for rows in (None, 1, 4):
+        lab, cov = collect(open_reference(p, grid), grid, rows_per_chunk=rows)
+        np.testing.assert_allclose(cov, exp, atol=1e-6)
+        assert ((lab == 1) == (exp > 0)).all() and (lab[exp == 0] == -1).all()
+
+
+def test_raster_reference_in_another_crs(tmp_path):
+    """Class grid in UTM 33N (4 x 4 cells of 100 m on the central meridian),
+    reference in EPSG:4326: water west of x0 + 200 m, land east of it."""
+    from pyproj import Transformer
+
+    grid = open_class_map(class_map(tmp_path / "c.tif", np.zeros((4, 4)), cell=100.0))
+    tr = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    lon_w, lat_n = tr.transform(X0 - 100, Y0 + 100)
+    lon_e, lat_s = tr.transform(X0 + 500, Y0 - 500)
+    lon_mid, _ = tr.transform(X0 + 200, Y0 - 200)
+    res = 0.00005
+    w, h = int((lon_e - lon_w) / res) + 1, int((lat_n - lat_s) / res) + 1
+    lons = lon_w + (np.arange(w) + 0.5) * res
+    r = np.repeat((lons < lon_mid).astype(np.uint8)[None], h, axis=0)
+    p = write_raster(tmp_path / "geo.tif", r, Affine(res, 0, lon_w, 0, -res, lat_n), crs="EPSG:4326",
+                     names=("land", "water"))
+    lab, cov = collect(open_reference(p, grid), grid)
+    assert lab.tolist() == [[1, 1, 0, 0]] * 4
+    np.testing.assert_allclose(cov, 1, atol=1e-4)
+
+
+# --- vector reference ------------------------------------------------------------
+def test_vector_reference_fractions_and_field(tmp_path):
+    grid = open_class_map(class_map(tmp_path / "c.tif", np.zeros((2, 3))))
+    gdf = gpd.GeoDataFrame({"class": ["lake", "forest", "lake"], "note": ["a", "b", "c"]}, geometry=[
+        box(X0, Y0 - 4, X0 + 2, Y0),               # (0,0): left half -> lake, coverage 0.5
+        box(X0 + 4, Y0 - 4, X0 + 5, Y0),           # (0,1): a quarter forest
+        box(X0 + 5, Y0 - 4, X0 + 8, Y0),           #        three quarters lake
+    ], crs="EPSG:32633")
+    p = tmp_path / "ref.gpkg"
+    gdf.to_file(p)
+    ref = open_reference(p, grid)  # two text fields: the one called "class"
+    assert ref.field == "class" and ref.classes == ["forest", "lake"]
+    for rows in (None, 1):
+        lab, cov = collect(ref, grid, rows_per_chunk=rows)
+        assert lab.tolist() == [[1, 1, -1], [-1, -1, -1]]
+        np.testing.assert_allclose(cov, [[0.5, 1, 0], [0, 0, 0]])
+    assert open_reference(p, grid, field="note").classes == ["a", "b", "c"]
+    with pytest.raises(InputError, match="no field 'kind'; the fields are: class, note"):
+        open_reference(p, grid, field="kind")
+    gdf[["note", "geometry"]].rename(columns={"note": "label"}).assign(other="x").to_file(tmp_path / "two.gpkg")
+    with pytest.raises(InputError, match="cannot tell which field"):
+        open_reference(tmp_path / "two.gpkg", grid)
+
+
+# --- NDWI --------------------------------------------------------------------------
+def ndwi_scene(tmp_path):
+    """4 bands float32 (blue, green, red, nir) 24 x 40, nodata -9999, with
+    known water (green 800, nir 200: NDWI 0.6), land (500 / 1500: -0.5),
+    faint water (550 / 450: 0.1), a zero stripe (green + nir = 0) and nodata."""
+    h, w = 24, 40
+    a = np.zeros((4, h, w), np.float32)
+    a[1], a[3] = 500, 1500
+    a[1, :, :10], a[3, :, :10] = 800, 200         # water: 240 px
+    a[1, :, 10:15], a[3, :, 10:15] = 550, 450     # faint water: 120 px
+    a[1, :, 15:17], a[3, :, 15:17] = 0, 0         # green + nir = 0: 48 px nodata
+    a[3, 0:2, 20:40] = -9999                      # nir nodata: 40 px
+    a[1, 5, 30] = np.nan                          # not finite: 1 px
+    return write_raster(tmp_path / "scene.tif", a, Affine(10, 0, X0, 0, -10, Y0), nodata=-9999)
+
+
+def test_ndwi_known_water(tmp_path):
+    scene = ndwi_scene(tmp_path)
+    r = ndwi_reference(scene, parse_band("2", scene), parse_band(4, scene), tmp_path / "w.tif", block=16)
+    assert (r.water, r.nodata) == (360, 48 + 40 + 1)
+    assert r.not_water == 24 * 40 - 360 - 89
+    with rasterio.open(tmp_path / "w.tif") as s, rasterio.open(scene) as src:
+        a = s.read(1)
+        assert s.dtypes[0] == "uint8" and s.nodata == 255
+        assert s.crs == src.crs and s.transform == src.transform and s.shape == src.shape
+        assert s.tags()["CLASS_NAMES"] == "not_water,water"
+        assert s.colormap(1)[1][:3] == (31, 95, 191)
+        assert s.profile["tiled"] and s.profile["compress"] == "deflate"
+        assert s.descriptions[0] == "class"
+    assert (a[:, :15] == 1).all() and (a[:, 15:17] == 255).all() and (a[0:2, 20:] == 255).all()
+    assert a[5, 30] == 255 and (a[10:, 17:] == 0).all()
+    aux = Path(tmp_path / "w.tif.aux.xml").read_text()
+    assert "<Category>not_water</Category>" in aux and "<Category>water</Category>" in aux
+    assert 'label="water"' in Path(tmp_path / "w.qml").read_text()
+    assert sorted(os.listdir(tmp_path)) == ["scene.tif", "w.qml", "w.tif", "w.tif.aux.xml"]
+    # the written map is a reference geoseg reads back with its names
+    assert open_class_map(tmp_path / "w.tif").names == {0: "not_water", 1: "water"}
+    # the threshold moves the faint water to land; the block size changes nothing
+    r2 = ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 4), tmp_path / "w2.tif", threshold=0.2)
+    assert r2.water == 240
+    r3 = ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 4), tmp_path / "w3.tif", block=1024)
+    with rasterio.open(tmp_path / "w.tif") as s1, rasterio.open(tmp_path / "w3.tif") as s3:
+        assert (s1.read() == s3.read()).all() and r3.water == 360
+
+
+def test_ndwi_band_files_and_errors(tmp_path):
+    scene = ndwi_scene(tmp_path)
+    with rasterio.open(scene) as src:
+        t, g, n = src.transform, src.read(2), src.read(4)
+    b03 = write_raster(tmp_path / "B03.tif", g, t, nodata=-9999)
+    b08 = write_raster(tmp_path / "B08.tif", n, t, nodata=-9999)
+    r = ndwi_reference(b03, parse_band("1", b03), parse_band(b08, b03), tmp_path / "w.tif")
+    assert (r.water, r.nodata) == (360, 89)
+    with pytest.raises(OutputExistsError):
+        ndwi_reference(b03, parse_band("1", b03), parse_band(b08, b03), tmp_path / "w.tif")
+    with pytest.raises(InputError, match="names a band the raster does not have"):
+        ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 5), tmp_path / "x.tif")
+    other = write_raster(tmp_path / "shifted.tif", n, t @ Affine.translation(1, 0), nodata=-9999)
+    with pytest.raises(InputError, match="not on the scene's grid"):
+        ndwi_reference(scene, BandSpec(scene, 2), BandSpec(other, 1), tmp_path / "x.tif")
+    with pytest.raises(InputError, match="expected a single-band raster"):
+        ndwi_reference(b03, BandSpec(b03, 1), BandSpec(scene, 1), tmp_path / "x.tif")
+    assert not (tmp_path / "x.tif").exists()
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _one_error_line(r):
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.exit_code == 1, r.output
+    assert len(lines) == 1 and lines[0].startswith("geoseg: error: "), lines
+    return lines[0]
+
+
+def test_ndwi_cli(tmp_path):
+    scene = ndwi_scene(tmp_path)
+    r = _cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "w.tif")
+    assert r.exit_code == 0, r.output
+    assert "water 360 px" in r.output
+    assert "exists" in _one_error_line(_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o",
+                                            tmp_path / "w.tif"))
+    assert _cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "w.tif",
+                "--overwrite").exit_code == 0
+    line = _one_error_line(_cli("reference", "ndwi", scene, "--green", "2", "--nir", "9", "-o", tmp_path / "x.tif"))
+    assert "scene.tif" in line and "has 4" in line
+    (tmp_path / "junk.tif").write_text("not a raster")
+    line = _one_error_line(_cli("reference", "ndwi", tmp_path / "junk.tif", "--green", "2", "--nir", "4", "-o",
+                                tmp_path / "x.tif"))
+    assert "junk.tif: not a readable raster" in line
+    nocrs = write_raster(tmp_path / "nocrs.tif", np.ones((2, 8, 8), np.uint8), Affine(1, 0, 0, 0, -1, 8), crs=None)
+    line = _one_error_line(_cli("reference", "ndwi", nocrs, "--green", "1", "--nir", "2", "-o", tmp_path / "x.tif"))
+    assert "nocrs.tif" in line and "no CRS" in line
