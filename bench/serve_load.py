@@ -1,0 +1,157 @@
+"""A bounded load test of `geoseg serve` on 127.0.0.1: N clients pan a map
+for a while; every error is counted; latency percentiles are printed as a
+markdown table.
+
+The server runs in a child process (`geoseg serve` on the synthetic demo
+scene with the default model, a fresh cache): the clients (asyncio +
+httpx2 in this process) do not share its interpreter.  Each client starts
+at a random place, shows a 4 x 3 tile viewport (the rgb and classes layers,
+at most 6 requests at once like a browser) and pans one tile in a random
+direction, now and then zooming in or out, ``--pause`` seconds after each
+viewport has loaded (a person drags the map about once a second).
+
+    python bench/serve_load.py [--clients 50] [--seconds 30] [--pause 1] [--size 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def pct(v: list[float], q: float) -> float:
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(q / 100 * (len(v) - 1))))] if v else float("nan")
+
+
+async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors: list, http,
+                 pause: float) -> None:
+    from geoseg.serve import tiles as T
+
+    rng = random.Random(i)
+    w, s, e, n = scene["bounds"]
+    nz = scene["native_zoom"]
+    z = nz
+    sem = asyncio.Semaphore(6)
+    x0, y0 = T.lonlat_to_mercator(w, s)
+    x1, y1 = T.lonlat_to_mercator(e, n)
+
+    def extent(z):
+        t = T.tiles_covering((x0, y0, x1, y1), z)
+        return min(a for a, _ in t), max(a for a, _ in t), min(b for _, b in t), max(b for _, b in t)
+
+    ax0, ax1, ay0, ay1 = extent(z)
+    cx, cy = rng.randint(ax0, ax1), rng.randint(ay0, ay1)
+
+    async def fetch(layer, tx, ty):
+        url = f"{base}/api/scenes/{scene['id']}/tiles/{layer}/{z}/{tx}/{ty}.png"
+        async with sem:
+            t0 = time.perf_counter()
+            try:
+                r = await http.get(url)
+                dt = (time.perf_counter() - t0) * 1000
+                if r.status_code != 200 or r.headers.get("content-type") != "image/png":
+                    errors.append(f"{url}: HTTP {r.status_code} {r.text[:120]}")
+                    return
+                key = layer + (" (cached)" if r.headers.get("x-geoseg-cache") == "hit" else " (drawn)")
+                lat.setdefault(key, []).append(dt)
+                lat.setdefault("all", []).append(dt)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted
+                errors.append(f"{url}: {type(exc).__name__}: {exc}")
+
+    while time.time() < until:
+        tiles = [(cx + dx, cy + dy) for dy in (-1, 0, 1) for dx in (-2, -1, 0, 1)]
+        await asyncio.gather(*(fetch(layer, tx, ty) for layer in ("rgb", "classes") for tx, ty in tiles
+                               if T.valid_tile(z, tx, ty)))
+        await asyncio.sleep(pause)
+        r = rng.random()
+        if r < 0.1 and z < nz + 1:
+            z, cx, cy = z + 1, 2 * cx, 2 * cy
+        elif r < 0.2 and z > nz - 1:
+            z, cx, cy = z - 1, cx // 2, cy // 2
+        else:
+            dx, dy = rng.choice([(1, 0), (-1, 0), (0, 1), (0, -1)])
+            cx, cy = cx + dx, cy + dy
+        ax0, ax1, ay0, ay1 = extent(z)
+        cx, cy = min(max(cx, ax0), ax1), min(max(cy, ay0), ay1)
+
+
+async def run(base: str, n_clients: int, seconds: float, pause: float) -> tuple[dict, list, float, dict]:
+    import httpx2
+
+    limits = httpx2.Limits(max_connections=n_clients * 6, max_keepalive_connections=n_clients * 6)
+    async with httpx2.AsyncClient(timeout=60, limits=limits) as http:
+        scene = (await http.get(f"{base}/api/scenes")).json()["scenes"][0]
+        lat: dict[str, list[float]] = {}
+        errors: list[str] = []
+        t0 = time.time()
+        await asyncio.gather(*(client(i, base, scene, t0 + seconds, lat, errors, http, pause) for i in range(n_clients)))
+        wall = time.time() - t0
+        health = (await http.get(f"{base}/api/health")).json()
+    return lat, errors, wall, health
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--pause", type=float, default=1.0, help="seconds between a client's moves")
+    ap.add_argument("--size", type=int, default=4096, help="side of the synthetic scene (px)")
+    ap.add_argument("--scene", default=None, help="serve this scene instead of the synthetic one")
+    a = ap.parse_args()
+    from geoseg.demo import make_scene
+
+    with tempfile.TemporaryDirectory(prefix="geoseg-serve-load-") as tmp:
+        scene = a.scene
+        if scene is None:
+            scene = os.path.join(tmp, "demo_scene.tif")
+            make_scene(scene, size=a.size)
+        cmd = [sys.executable, "-c", "from geoseg.cli.serve import serve; serve()", scene, "--port", "0",
+               "--cache-dir", os.path.join(tmp, "cache")]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        try:
+            base = None
+            while base is None:
+                line = proc.stderr.readline()
+                if not line:
+                    print("geoseg serve did not start", file=sys.stderr)
+                    return 1
+                m = re.search(r"open (http://127\.0\.0\.1:\d+)/", line)
+                base = m.group(1) if m else None
+            import httpx2
+
+            for _ in range(200):
+                try:
+                    httpx2.get(base + "/api/health", timeout=2)
+                    break
+                except httpx2.HTTPError:
+                    time.sleep(0.05)
+            lat, errors, wall, health = asyncio.run(run(base, a.clients, a.seconds, a.pause))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            proc.stderr.close()
+    n = len(lat.get("all", []))
+    print(f"{a.clients} clients panning (a move every {a.pause:g} s after the viewport loaded) for {a.seconds:.0f} s ({wall:.1f} s wall) on a {a.size}² synthetic scene, "
+          f"server on 2 cores: {n} tiles, {n / wall:.0f} tiles/s, {len(errors)} errors; blocks computed "
+          f"{health['cache']['computed']} ({health['cache']['patches']} patches), joined in flight "
+          f"{health['cache']['joined']}, memory hits {health['cache']['memory_hits']}\n")
+    print("| requests | n | p50 ms | p90 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|")
+    for k in ["all"] + sorted(k for k in lat if k != "all"):
+        v = lat[k]
+        print(f"| {k} | {len(v)} | {pct(v, 50):.0f} | {pct(v, 90):.0f} | {pct(v, 99):.0f} | {max(v):.0f} |")
+    for e in errors[:10]:
+        print("error:", e)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

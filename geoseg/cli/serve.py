@@ -1,0 +1,97 @@
+"""``geoseg serve``: classify scenes in real time on a web map."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import click
+
+from ..errors import GeosegError, NotInstalledError
+from .options import fail, quiet_opt, setup_logging, verbose_opt
+
+
+def free_port(host: str) -> int:
+    """A port free on ``host`` now (for ``--port 0``)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host.strip("[]"), 0))
+        except OSError as exc:
+            fail(GeosegError(f"{host}: cannot listen ({exc.strerror}); choose another --host"))
+        return s.getsockname()[1]
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("serve", short_help="Real-time predictions on a web map (needs the serve extra).")
+@click.argument("sources", nargs=-1, metavar="[SCENE_OR_FOLDER...]")
+@click.option("-m", "--model", type=click.Path(dir_okay=False), default=None, help="ONNX model with a geoseg contract [default: the shipped model].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--token", default=None, envvar="GEOSEG_SERVE_TOKEN", help="Require this token on every API call (Authorization: Bearer T, or ?token=T) [env GEOSEG_SERVE_TOKEN].")
+@click.option("--upload-limit", type=click.FloatRange(0, min_open=True), default=512, show_default=True, help="Largest upload or URL download, in MB.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Blocks, uploads and job outputs [default: ~/.cache/geoseg/serve].")
+@click.option("--stride", type=click.IntRange(1), default=None, help="Pixels between patches; must divide the patch size [default: patch size].")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Threads computing blocks [default: cores].")
+@click.option("--no-disk-cache", is_flag=True, help="Keep computed blocks in memory only.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the map in a web browser.")
+@verbose_opt
+@quiet_opt
+def serve(sources, model, host, port, token, upload_limit, cache_dir, stride, workers, no_disk_cache,
+          open_browser, verbose, quiet):
+    """Serve SCENE files and FOLDERs of scenes on a web map: the scene, its
+    class map computed as you pan and zoom (identical to `geoseg classify`),
+    click for probabilities, classify the whole scene as a job, download the
+    outputs.  Only the given files and scenes under the given folders (and
+    uploads) are served.
+
+    \b
+    geoseg serve scenes/                      http://127.0.0.1:8000/
+    geoseg serve scene.tif --port 8080
+    geoseg serve scenes/ --host 0.0.0.0 --token SECRET
+    """
+    setup_logging(verbose, quiet)
+    if not is_loopback(host) and not token:
+        fail(GeosegError(f"--host {host}: listening beyond this machine needs --token (or GEOSEG_SERVE_TOKEN); "
+                         "choose a long random token, or keep --host 127.0.0.1"))
+    try:
+        import uvicorn
+
+        from ..serve.app import create_app
+        from ..serve.scenes import ServeOptions
+    except ImportError as exc:
+        fail(NotInstalledError(f"`geoseg serve` needs the serve extra ({exc.name} is missing): "
+                               "pip install 'geoseg[serve]'"))
+    try:
+        app = create_app(list(sources), model, token=token, upload_limit_mb=upload_limit, cache_dir=cache_dir,
+                         options=ServeOptions(stride=stride), workers=workers, disk_cache=not no_disk_cache)
+    except GeosegError as exc:
+        fail(exc)
+    reg = app.state.server.registry
+    if sources and not reg.scenes:
+        click.echo("geoseg: warning: no scene could be served from the given paths", err=True)
+    real_port = port or free_port(host)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{real_port}/" + (f"?token={token}" if token else "")
+    if not quiet:
+        click.echo(f"geoseg serve: {len(reg.scenes)} scene(s), model {app.state.server.model.contract.name}; "
+                   f"open {url}  (API docs: http://{shown}:{real_port}/docs; Ctrl-C stops)", err=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    # uvicorn binds host:port itself: its accepted connections then get TCP_NODELAY
+    # (with a socket handed over, keep-alive requests waited ~40 ms for delayed ACKs)
+    # keep-alive longer than browsers keep idle connections (uvicorn's 5 s closes
+    # connections a busy map is about to reuse: the client sees a read error)
+    config = uvicorn.Config(app, host=host.strip("[]"), port=real_port, timeout_keep_alive=75,
+                            log_level="warning" if not verbose else "info", access_log=verbose > 1)
+    uvicorn.Server(config).run()

@@ -1,0 +1,121 @@
+"""Caches of the tile server: computed cell blocks in memory (LRU, bounded by
+bytes) and on disk (one ``.npz`` per block), and rendered PNG tiles in memory.
+
+A block's disk key holds everything its values depend on: the scene's
+identity (real path, size, modification time), the model's SHA-256, the
+options that shape the results and the block size, so a changed file, model
+or option never reads a stale block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CellBlock:
+    """The classes and probabilities of one aligned block of the class grid."""
+
+    classes: np.ndarray  # (h, w) uint8, 255 = nodata
+    probs: np.ndarray  # (n_class, h, w) float32, NaN = nodata
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.classes.nbytes + self.probs.nbytes)
+
+
+def scene_cache_key(path: str, model_sha: str, options: dict, block_cells: int) -> str:
+    """Hex key of a scene's blocks: real path, size and mtime of the file, the
+    model hash, the result-shaping options and the block size."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    doc = {"path": real, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "model": model_sha,
+           "options": options, "block_cells": block_cells}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class LRU:
+    """A thread-safe least-recently-used map bounded by the summed ``size`` of its values."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._d: OrderedDict = OrderedDict()
+        self._size: dict = {}
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key, value, size: int) -> None:
+        with self._lock:
+            if key in self._d:
+                self._total -= self._size.pop(key)
+                del self._d[key]
+            self._d[key] = value
+            self._size[key] = size
+            self._total += size
+            while self._total > self.max_bytes and len(self._d) > 1:
+                k, _ = self._d.popitem(last=False)
+                self._total -= self._size.pop(k)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    @property
+    def nbytes(self) -> int:
+        return self._total
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+            self._size.clear()
+            self._total = 0
+
+
+class DiskCache:
+    """Blocks as ``ROOT/SCENE_KEY/ROW_COL.npz``, written atomically
+    (temporary name, then rename); an unreadable file counts as a miss."""
+
+    def __init__(self, root: str | None) -> None:
+        self.root = root
+
+    def _path(self, scene_key: str, br: int, bc: int) -> str:
+        return os.path.join(self.root, scene_key, f"{br}_{bc}.npz")
+
+    def load(self, scene_key: str, br: int, bc: int) -> CellBlock | None:
+        if not self.root:
+            return None
+        p = self._path(scene_key, br, bc)
+        try:
+            with np.load(p) as z:
+                return CellBlock(z["classes"], z["probs"])
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def save(self, scene_key: str, br: int, bc: int, block: CellBlock) -> None:
+        if not self.root:
+            return
+        p = self._path(scene_key, br, bc)
+        tmp = f"{p}.{uuid.uuid4().hex[:8]}.tmp.npz"
+        try:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            np.savez(tmp, classes=block.classes, probs=block.probs)
+            os.replace(tmp, p)
+        except OSError:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass

@@ -1,0 +1,140 @@
+"""Tiles and clicks of a served scene: the cells under a tile are found
+(:func:`geoseg.serve.tiles.pixel_to_cells`), their blocks fetched from the
+engine (cached or computed), and the cells drawn; the ``rgb`` layer reads the
+scene itself (decimated through its overviews when zoomed out).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import tiles as T
+from .engine import BlockEngine
+from .scenes import ServedScene
+
+LAYERS = ("rgb", "classes", "confidence")
+MAX_BLOCKS_PER_TILE = 64  # above this (zoomed far out), a tile shows only cached blocks
+
+
+@dataclass(frozen=True)
+class Tile:
+    png: bytes
+    partial: bool = False  # some blocks were not drawn (zoomed out, not cached yet)
+    empty: bool = False  # the tile does not meet the scene
+
+
+def _cells(scene: ServedScene, z: int, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+    return T.pixel_to_cells(scene.to_scene.transform, T.tile_transform(z, x, y), scene.cell_transform,
+                            scene.grid.n_cells)
+
+
+def _meets(scene: ServedScene, z: int, x: int, y: int) -> bool:
+    b = T.tile_bounds(z, x, y)
+    s = scene.bounds_3857
+    return not (b[2] <= s[0] or b[0] >= s[2] or b[3] <= s[1] or b[1] >= s[3])
+
+
+def cell_tile(scene: ServedScene, engine: BlockEngine, layer: str, z: int, x: int, y: int,
+              max_blocks: int | None = None) -> Tile:
+    """A ``classes`` or ``confidence`` tile: nearest cells of the class grid.
+
+    A tile that needs more than ``max_blocks`` blocks (default
+    :data:`MAX_BLOCKS_PER_TILE`; zoomed far out) computes nothing: it draws
+    the blocks already cached and is marked partial.
+    """
+    max_blocks = MAX_BLOCKS_PER_TILE if max_blocks is None else max_blocks
+    if not _meets(scene, z, x, y):
+        return Tile(T.empty_tile(), empty=True)
+    rows, cols = _cells(scene, z, x, y)
+    keys = T.blocks_of_cells(rows, cols, scene.block_cells)
+    if not keys:
+        return Tile(T.empty_tile(), empty=True)
+    partial = len(keys) > max_blocks
+    blocks = engine.peek(scene, keys) if partial else engine.get(scene, keys)
+    partial = partial and len(blocks) < len(keys)
+    colors = engine.model.contract.rgb_colors()
+    if layer == "classes":
+        cls = T.gather_cells(rows, cols, scene.block_cells, {k: b.classes for k, b in blocks.items()}, T.NODATA)
+        return Tile(T.encode_classes(cls, colors), partial)
+    conf = {k: np.nanmax(np.where(np.isnan(b.probs), -np.inf, b.probs), axis=0) for k, b in blocks.items()}
+    conf = {k: np.where(np.isfinite(v), v, np.nan).astype(np.float32) for k, v in conf.items()}
+    c = T.gather_cells(rows, cols, scene.block_cells, conf, np.nan, np.float32)
+    return Tile(T.encode_rgba(T.confidence_rgba(c, len(colors))), partial)
+
+
+def rgb_tile(scene: ServedScene, z: int, x: int, y: int) -> Tile:
+    """The scene's own imagery in a tile (nearest; uint8 as is, other types
+    stretched 2-98 %), transparent where it has no data.
+
+    Tile pixels are mapped to source pixels as class tiles are mapped to cells
+    (:func:`~geoseg.serve.tiles.pixel_to_cells`); the window they need is read
+    once, decimated by GDAL (through overviews) when zoomed out.
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    if not _meets(scene, z, x, y):
+        return Tile(T.empty_tile(), empty=True)
+    info = scene.info
+    rows, cols = T.pixel_to_cells(scene.to_scene.transform, T.tile_transform(z, x, y), info.transform,
+                                  (info.height, info.width))
+    ok = rows >= 0
+    if not ok.any():
+        return Tile(T.empty_tile(), empty=True)
+    r0, r1 = int(rows[ok].min()), int(rows[ok].max()) + 1
+    c0, c1 = int(cols[ok].min()), int(cols[ok].max()) + 1
+    h, w = r1 - r0, c1 - c0
+    f = max(1, min(h, w) // T.TILE_SIZE)  # source pixels per read pixel (zoomed out: > 1)
+    oh, ow = max(1, -(-h // f)), max(1, -(-w // f))
+    window = Window(c0, r0, w, h)
+    nb = len(info.bidx)
+    with rasterio.open(info.path) as src:
+        data = src.read(list(info.bidx), window=window, out_shape=(nb, oh, ow), resampling=Resampling.nearest)
+        if info.mask_kind == "none":
+            valid = np.ones((oh, ow), bool)
+        else:
+            m = src.read_masks(list(info.bidx), window=window, out_shape=(nb, oh, ow),
+                               resampling=Resampling.nearest)
+            valid = np.any(m > 0, axis=0)
+    if data.dtype.kind == "f":
+        valid &= np.all(np.isfinite(data), axis=0)
+        data = np.where(np.isfinite(data), data, 0)
+    rr = np.where(ok, np.minimum((rows - r0) * oh // h, oh - 1), 0)
+    cc = np.where(ok, np.minimum((cols - c0) * ow // w, ow - 1), 0)
+    rng = scene.display_range
+    rgba = T.stretch_bands(data[:, rr, cc], valid[rr, cc] & ok, None if rng is None else rng[:, 0],
+                           None if rng is None else rng[:, 1])
+    return Tile(T.encode_rgba(rgba))
+
+
+@dataclass(frozen=True)
+class PointAnswer:
+    inside: bool
+    row: int = -1
+    col: int = -1
+    cls: int | None = None
+    probs: np.ndarray | None = None
+
+
+def point(scene: ServedScene, engine: BlockEngine, lon: float, lat: float) -> PointAnswer:
+    """The cell under ``lon``, ``lat`` (WGS 84): its class and probabilities."""
+    sx, sy = scene.lonlat_to_scene.transform(lon, lat)
+    if not (np.isfinite(sx) and np.isfinite(sy)):
+        return PointAnswer(False)
+    ct = scene.cell_transform
+    cf = (sx - ct.c) / ct.a
+    rf = (sy - ct.f) / ct.e
+    rows, cols = scene.grid.n_cells
+    if not (0 <= cf < cols and 0 <= rf < rows):
+        return PointAnswer(False)
+    r, c = int(math.floor(rf)), int(math.floor(cf))
+    B = scene.block_cells
+    blk = engine.get(scene, [(r // B, c // B)])[(r // B, c // B)]
+    k = int(blk.classes[r % B, c % B])
+    if k == T.NODATA:
+        return PointAnswer(True, r, c, None, None)
+    return PointAnswer(True, r, c, k, blk.probs[:, r % B, c % B].astype(np.float64))
