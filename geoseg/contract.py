@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from .errors import ModelError
 
@@ -123,7 +123,7 @@ class ModelContract:
         return len(self.bands)
 
     def rgb_colors(self) -> list[tuple[int, int, int]]:
-        return [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in self.class_colors]
+        return [(int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)) for c in self.class_colors]
 
     # --- (de)serialisation -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -188,7 +188,8 @@ class ModelContract:
             input_name=str(d.get("input_name", "input")),
             input_layout=layout,
             input_dtype=dtype,
-            input_range=tuple(float(v) for v in d.get("input_range", (0.0, 255.0))),
+            # not length-checked: any length is accepted, as before
+            input_range=cast("tuple[float, float]", tuple(float(v) for v in d.get("input_range", (0.0, 255.0)))),
             scaling=scaling,
             min_valid_fraction=float(d.get("min_valid_fraction", 0.5)),
             training_resolution_m=None if res is None else float(res),

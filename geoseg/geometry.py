@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from typing import Any, cast
 
 import numpy as np
 from affine import Affine
@@ -59,7 +60,10 @@ def pixel_area_m2(transform: Affine, crs_wkt: str, rows: np.ndarray, cols: np.nd
     crs = _crs(crs_wkt)
     rows = np.asarray(rows, dtype=np.float64)
     cols = np.asarray(cols, dtype=np.float64)
-    xs, ys = transform @ (cols, rows)
+    # affine types `@` for float tuples only; it maps arrays element-wise too
+    xs: np.ndarray
+    ys: np.ndarray
+    xs, ys = cast(Any, transform) @ (cols, rows)
     if crs.is_geographic:
         geod = geod_for(crs_wkt)
         # area of a band between two latitudes, per degree of longitude, is
@@ -134,7 +138,9 @@ def geometry_area_m2(geoms, crs_wkt: str, max_segment: float | None = None, chun
 def _equal_area(wkt: str, lat0: float, lon0: float) -> Transformer:
     """lon/lat on the CRS's datum -> Lambert azimuthal equal-area metres."""
     geo = _crs(wkt).geodetic_crs
-    e = geo.ellipsoid
+    e = None if geo is None else geo.ellipsoid
+    if geo is None or e is None:  # unreachable from geometry_area_m2: _to_geographic fails first
+        raise AttributeError(f"CRS {_crs(wkt).name!r} has no geodetic CRS with an ellipsoid")
     laea = CRS.from_proj4(f"+proj=laea +lat_0={lat0} +lon_0={lon0} +a={e.semi_major_metre} "
                           f"+b={e.semi_minor_metre} +units=m +no_defs")
     return Transformer.from_crs(geo, laea, always_xy=True)

@@ -158,14 +158,14 @@ def polygonize(
     # corners at most), built into shapely polygons in one vectorised call
     # (each ring becomes a small array at once: Python tuples would take
     # 100 bytes a vertex, 30 MB more on a 32k² scene)
-    rings, ring_end, poly_end, vals = [], [0], [0], []
+    rings, ring_end, poly_end, labels = [], [0], [0], []
     for geom, val in features.shapes(classes, mask=classes != 255, transform=transform, connectivity=4):
         for ring in geom["coordinates"]:
             rings.append(np.array(ring, dtype=np.float64))
             ring_end.append(ring_end[-1] + len(ring))
         poly_end.append(len(ring_end) - 1)
-        vals.append(int(val))
-    vals = np.array(vals, dtype=np.int64)
+        labels.append(int(val))
+    vals = np.array(labels, dtype=np.int64)
     if len(vals):
         polys = shapely.from_ragged_array(
             shapely.GeometryType.POLYGON, np.concatenate(rings),

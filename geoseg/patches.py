@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .contract import Scaling
+from .contract import InputDtype, InputLayout, Scaling
 
 
 def patch_views(data: np.ndarray, valid: np.ndarray, patch: int, stride: int):
@@ -38,8 +38,8 @@ def to_model_input(
     scaling: Scaling,
     in_range: tuple[float, float],
     stats: np.ndarray | None,
-    layout: str,
-    dtype: str,
+    layout: InputLayout,
+    dtype: InputDtype,
 ) -> np.ndarray:
     """Turn gathered patches (n, band, p, p) into the model's input batch.
 
@@ -57,7 +57,7 @@ def to_model_input(
         if dtype == "float32":  # one copy: transpose and convert together
             return np.ascontiguousarray(raw.transpose(order), dtype=np.float32)
     x = scale_pixels(raw, scaling, in_range, stats, band_axis=1)
-    if not all_valid:
+    if valid is not None and not all_valid:  # (not all_valid implies valid is not None)
         x = fill_invalid(x, valid)
     if dtype == "uint8":
         x = np.round(np.clip(x, 0, 255)).astype(np.uint8)

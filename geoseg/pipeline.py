@@ -374,7 +374,7 @@ class SceneSink:
         if opts.polygons or opts.quicklook:
             classes, ctr, crs_wkt = read_classes(plan.tmp["classes"])
         try:
-            if opts.quicklook and self.canvas is not None:
+            if opts.quicklook and self.canvas is not None and self.canvas_ok is not None:
                 # drawn in a thread (PNG encoding releases the GIL) while the
                 # polygons are traced: the scene's last steps use both cores
                 ql_pool = ThreadPoolExecutor(1, thread_name_prefix="geoseg-quicklook")

@@ -403,6 +403,7 @@ class GridWriter:
                  overview_resampling="MODE", blocksize=256, BIGTIFF="IF_SAFER")
         os.remove(self.class_tmp + ".part.tif")
         if self._prb is not None:
+            assert self.probs_tmp is not None  # _prb is opened only with a probs_tmp
             for i, n in enumerate(names):
                 self._prb.set_band_description(i + 1, n)
             self._prb.update_tags(**tags, CLASS_NAMES=",".join(names))

@@ -15,7 +15,12 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import ctypes
+
+    from distributed import Client, LocalCluster
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ def release_free_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
-_LIBC = None
+_LIBC: ctypes.CDLL | Literal[False] | None = None
 
 
 def available_cores() -> int:
@@ -81,7 +86,7 @@ class Runner:
     def __init__(self, scheduler: str | Any = "threads", workers: int | None = None,
                  ort_threads: int | None = None) -> None:
         self._own_client = isinstance(scheduler, str)
-        self.client = None if self._own_client else scheduler
+        self.client: Client | None = None if isinstance(scheduler, str) else scheduler
         self.scheduler = validate_scheduler(scheduler) if self._own_client else "client"
         cores = available_cores()
         self.workers = 1 if self.scheduler == "synchronous" else max(1, int(workers or cores))
@@ -92,7 +97,7 @@ class Runner:
             self.ort_threads = 1
         else:
             self.ort_threads = max(1, cores // self.workers)
-        self._cluster = None
+        self._cluster: LocalCluster | None = None
         self._executor: Executor | None = None
 
     @property
@@ -121,7 +126,7 @@ class Runner:
                 self.client = Client(self.scheduler, set_as_default=False)
             else:  # processes
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=None, silence_logs=logging.ERROR, host="127.0.0.1")
+                                             dashboard_address=":0", silence_logs=logging.ERROR, host="127.0.0.1")
                 self.client = Client(self._cluster, set_as_default=False)
         self._executor = self.client.get_executor(pure=False, retries=1)
         log.info("dask client %s (%d task slots, %d onnxruntime threads each)",
