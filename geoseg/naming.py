@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 Product = Literal["classes", "probs", "polygons", "stats", "quicklook"]
 PRODUCTS: tuple[Product, ...] = ("classes", "probs", "polygons", "stats", "quicklook")
 # files that travel with a product (written and renamed with it)
-Sidecar = Literal["classes_qml", "classes_aux"]
+Sidecar = Literal["classes_qml", "classes_aux", "probs_qml"]
 
 RASTER_EXTENSIONS = (".tif", ".tiff", ".gtiff", ".vrt", ".img", ".jp2")
 _EXT: dict[str, str] = {"classes": ".tif", "probs": ".tif", "polygons": ".gpkg", "stats": ".json", "quicklook": ".png"}
@@ -45,9 +45,14 @@ def product_name(stem: str, product: str) -> str:
 
 
 def sidecar_names(stem: str) -> dict[str, str]:
-    """The class raster's QGIS style and GDAL PAM sidecars."""
+    """The rasters' QGIS styles and the class raster's GDAL PAM sidecar."""
     cls = product_name(stem, "classes")
-    return {"classes_qml": f"{stem}_classes.qml", "classes_aux": cls + ".aux.xml"}
+    return {"classes_qml": f"{stem}_classes.qml", "classes_aux": cls + ".aux.xml", "probs_qml": f"{stem}_probs.qml"}
+
+
+def sidecar_product(sidecar: str) -> str:
+    """The product a sidecar travels with (``probs_qml`` -> ``probs``)."""
+    return sidecar.rsplit("_", 1)[0]
 
 
 def manifest_name(stem: str) -> str:
@@ -64,8 +69,8 @@ def tmp_name(stem: str, product: str, token: str) -> str:
     """``.NAME_classes.PID-XXXXXXXX.tmp.tif``: the token starts with the
     writer's process id, so files of a dead run can be recognised."""
     ext = os.path.splitext(product_name(stem, product))[1] if product in _EXT else ""
-    if product == "classes_qml":
-        return f"{tmp_prefix(stem)}classes.{token}{TMP_MARK}.qml"
+    if product in ("classes_qml", "probs_qml"):
+        return f"{tmp_prefix(stem)}{sidecar_product(product)}.{token}{TMP_MARK}.qml"
     if product == "classes_aux":  # not "*.tif.aux.xml": GDAL would take it for the temporary raster's own
         return f"{tmp_prefix(stem)}classes.{token}{TMP_MARK}.tif.aux.xml{TMP_MARK}"
     return f"{tmp_prefix(stem)}{product}.{token}{TMP_MARK}{ext}"

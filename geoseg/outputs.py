@@ -13,15 +13,15 @@ import os
 import threading
 import uuid
 from dataclasses import dataclass
-from xml.sax.saxutils import escape
 
 import numpy as np
 from affine import Affine
 
+from . import styles
 from .contract import ModelContract
 from .errors import OutputError, OutputExistsError
 from .geometry import geometry_area_m2
-from .naming import PRODUCTS, product_name, sidecar_names, tmp_name, tmp_owner_pid
+from .naming import PRODUCTS, product_name, sidecar_names, sidecar_product, tmp_name, tmp_owner_pid
 
 _GPKG_LOCK = threading.Lock()
 
@@ -40,8 +40,8 @@ class OutputPlan:
     @classmethod
     def make(cls, outdir: str, name: str, products: tuple[str, ...]) -> OutputPlan:
         token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        keys = list(products) + (list(sidecar_names(name)) if "classes" in products else [])
         side = sidecar_names(name)
+        keys = list(products) + [k for k in side if sidecar_product(k) in products]
         final = {k: os.path.join(outdir, side[k] if k in side else product_name(name, k)) for k in keys}
         tmp = {k: os.path.join(outdir, tmp_name(name, k, token)) for k in keys}
         return cls(outdir, name, final, tmp)
@@ -202,10 +202,12 @@ def polygonize(
     return gdf[["class_index", "class_name", "color", "area_km2", "n_parts", "geometry"]]
 
 
-def write_polygons(gdf, path: str, timestamp: str | None = None) -> None:
-    """Write the GeoPackage.  ``timestamp`` (ISO 8601) is stored as its
-    last-change date instead of the current time, so the same inputs give a
-    byte-identical file."""
+def write_polygons(gdf, path: str, contract: ModelContract, timestamp: str | None = None) -> None:
+    """Write the GeoPackage (version 1.2, which older QGIS and GDAL builds
+    read and validate) with a default QGIS style (categorised on
+    ``class_name`` in the contract's colours) in its ``layer_styles`` table.
+    ``timestamp`` (ISO 8601) is stored as its last-change date instead of the
+    current time, so the same inputs give a byte-identical file."""
     import pyogrio
 
     # the GDAL option is process-wide: one GeoPackage written at a time
@@ -213,50 +215,36 @@ def write_polygons(gdf, path: str, timestamp: str | None = None) -> None:
         if timestamp:
             pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": timestamp})
         try:
-            gdf.to_file(path, driver="GPKG", engine="pyogrio", layer="classes")
+            gdf.to_file(path, driver="GPKG", engine="pyogrio", layer="classes",
+                        dataset_options=styles.GPKG_DATASET_OPTIONS)
         finally:
             if timestamp:
                 pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
+    styles.write_layer_styles(path, [styles.polygons_layer_style(contract)], timestamp=timestamp)
 
 
-# --- QGIS sidecars ----------------------------------------------------------
-def write_qml(path: str, contract: ModelContract) -> None:
-    """A QGIS paletted-renderer style; QGIS loads ``NAME_classes.qml`` with the raster."""
-    entries = "\n".join(
-        f'        <paletteEntry value="{i}" label="{escape(n)}" color="{c}" alpha="255"/>'
-        for i, (n, c) in enumerate(zip(contract.class_names, contract.class_colors))
-    )
-    text = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.28" styleCategories="AllStyleCategories">
-  <pipe>
-    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
-      <colorPalette>
-{entries}
-      </colorPalette>
-    </rasterrenderer>
-  </pipe>
-</qgis>
-"""
+# --- QGIS and GDAL sidecars (the styles are built in geoseg.styles) -----------
+def _write_text(path: str, text: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def write_qml(path: str, contract: ModelContract) -> None:
+    """QGIS style of the class raster (semi-transparent paletted classes); QGIS
+    loads ``NAME_classes.qml`` with ``NAME_classes.tif``."""
+    _write_text(path, styles.classes_qml(contract))
+
+
+def write_probs_qml(path: str, contract: ModelContract) -> None:
+    """QGIS style of the probability raster: the first class's probability on
+    a 0-1 ramp of its colour (pick another band in QGIS's layer styling)."""
+    _write_text(path, styles.probs_qml(contract))
 
 
 def write_aux_xml(path: str, contract: ModelContract) -> None:
-    """GDAL PAM sidecar with the category names of band 1 (read by GDAL and QGIS)."""
-    cats = [escape(n) for n in contract.class_names]
-    cats += [""] * (255 - len(cats)) + ["nodata"]
-    body = "\n".join(f"      <Category>{c}</Category>" for c in cats)
-    text = f"""<PAMDataset>
-  <PAMRasterBand band="1">
-    <Description>class</Description>
-    <CategoryNames>
-{body}
-    </CategoryNames>
-  </PAMRasterBand>
-</PAMDataset>
-"""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    """GDAL PAM sidecar of the class raster: category names and a colour table
+    of the classes only (so QGIS's legend lists the classes, not 256 values)."""
+    _write_text(path, styles.classes_aux_xml(contract))
 
 
 # --- quicklook --------------------------------------------------------------

@@ -38,7 +38,9 @@ from .contract import ModelContract, Scaling
 from .errors import GeosegError, InputError, MaskWarning, ResolutionWarning
 from .geometry import pixel_area_m2
 from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batch
-from .outputs import OutputPlan, polygonize, write_aux_xml, write_json_atomic, write_polygons, write_qml, write_quicklook
+from .outputs import (
+    OutputPlan, polygonize, write_aux_xml, write_json_atomic, write_polygons, write_probs_qml, write_qml, write_quicklook,
+)
 from .patches import (
     block_thumbnail, cell_valid_counts, fold_to_cells, gather_patches, patch_valid_fraction, patch_views, stretch_to_uint8,
     to_model_input,
@@ -370,6 +372,8 @@ class SceneSink:
             self.writer.finish(tags)
         write_qml(plan.tmp["classes_qml"], c)
         write_aux_xml(plan.tmp["classes_aux"], c)
+        if "probs_qml" in plan.tmp:
+            write_probs_qml(plan.tmp["probs_qml"], c)
         ql = None
         if opts.polygons or opts.quicklook:
             classes, ctr, crs_wkt = read_classes(plan.tmp["classes"])
@@ -384,7 +388,7 @@ class SceneSink:
             if opts.polygons:
                 with t.measure("polygons"):
                     gdf = polygonize(classes, ctr, crs_wkt, c, opts.min_area, opts.simplify)
-                    write_polygons(gdf, plan.tmp["polygons"], _source_time(scene.path))
+                    write_polygons(gdf, plan.tmp["polygons"], c, _source_time(scene.path))
         finally:
             if ql is not None:
                 ql.exception()  # let the quicklook thread finish before its file is committed or removed

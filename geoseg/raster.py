@@ -21,6 +21,7 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from . import styles
 from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning
 from .naming import scene_stem
@@ -381,9 +382,7 @@ class GridWriter:
         self._cls.write_colormap(1, self._colormap())
 
     def _colormap(self) -> dict[int, tuple[int, int, int, int]]:
-        cmap = {i: (*rgb, 255) for i, rgb in enumerate(self.contract.rgb_colors())}
-        cmap[255] = (0, 0, 0, 0)
-        return cmap
+        return styles.colormap(self.contract)
 
     def write(self, window: Window, classes: np.ndarray, probs: np.ndarray | None) -> None:
         self._cls.write(classes[None], window=window)

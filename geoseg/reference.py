@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -34,6 +33,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from . import styles
 from .errors import InputError, OutputError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -563,35 +563,17 @@ def _hex(c) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in c[:3])
 
 
-def write_category_aux(path: str, categories: dict[int, str], description: str, nodata: int = NODATA) -> None:
-    """GDAL PAM sidecar: band description and category names of band 1."""
-    n = max(max(categories, default=0), nodata) + 1
-    cats = [escape(categories.get(i, "")) for i in range(n)]
-    cats[nodata] = "nodata"
-    body = "\n".join(f"      <Category>{c}</Category>" for c in cats)
-    text = (f'<PAMDataset>\n  <PAMRasterBand band="1">\n    <Description>{escape(description)}</Description>\n'
-            f"    <CategoryNames>\n{body}\n    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
-def write_palette_qml(path: str, entries: list[tuple[int, str, tuple[int, int, int]]]) -> None:
-    """A QGIS paletted-renderer style (QGIS loads ``NAME.qml`` beside ``NAME.tif``)."""
-    rows = "\n".join(f'        <paletteEntry value="{v}" label="{escape(n)}" color="{_hex(c)}" alpha="255"/>'
-                     for v, n, c in entries)
-    text = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.28" styleCategories="AllStyleCategories">
-  <pipe>
-    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
-      <colorPalette>
-{rows}
-      </colorPalette>
-    </rasterrenderer>
-  </pipe>
-</qgis>
-"""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+def write_category_styles(aux_path: str, qml_path: str, categories: dict[int, str], colours: dict[int, tuple],
+                          description: str) -> None:
+    """The GDAL PAM sidecar (category names, a colour table of the categories
+    only) and the QGIS style of a categorical raster (:mod:`geoseg.styles`)."""
+    values = sorted(categories)
+    labels = [categories[v] for v in values]
+    hexes = [_hex(colours[v]) for v in values]
+    with open(aux_path, "w", encoding="utf-8") as f:
+        f.write(styles.categories_aux_xml(values, labels, hexes, description))
+    with open(qml_path, "w", encoding="utf-8") as f:
+        f.write(styles.categories_qml(values, labels, hexes))
 
 
 def tile_size(h: int, w: int) -> int:
@@ -630,8 +612,7 @@ class StyledOutput:
         return ds
 
     def style(self, categories: dict[int, str], colours: dict[int, tuple], description: str) -> None:
-        write_category_aux(self.tmps["aux"], categories, description)
-        write_palette_qml(self.tmps["qml"], [(v, categories[v], colours[v]) for v in sorted(categories)])
+        write_category_styles(self.tmps["aux"], self.tmps["qml"], categories, colours, description)
 
     def commit(self) -> None:
         # GDAL may leave its own PAM file beside the temporary tif
@@ -777,5 +758,5 @@ def _read_band(src, spec: BandSpec, win: Window) -> tuple[np.ndarray, np.ndarray
 __all__ = [
     "BandSpec", "ClassGrid", "NdwiResult", "RasterReference", "ReferenceChunk", "StyledOutput", "VectorReference",
     "ndwi_reference", "norm_name", "open_class_map", "open_reference", "parse_band", "raster_class_names",
-    "reference_on_grid", "reference_values", "write_category_aux", "write_palette_qml",
+    "reference_on_grid", "reference_values", "write_category_styles",
 ]

@@ -23,7 +23,8 @@ HASHES = Path(__file__).parent / "data" / "identity_hashes.json"
 RECORD = os.environ.get("GEOSEG_RECORD_IDENTITY") == "1"
 # products whose bytes depend only on the inputs (stats.json holds timings and
 # dates; the manifest holds paths and times)
-PRODUCTS = ("_classes.tif", "_classes.qml", "_classes.tif.aux.xml", "_probs.tif", "_polygons.gpkg", "_quicklook.png")
+PRODUCTS = ("_classes.tif", "_classes.qml", "_classes.tif.aux.xml", "_probs.tif", "_probs.qml", "_polygons.gpkg",
+            "_quicklook.png")
 FIXED_MTIME = 1_700_000_000  # sources get a fixed mtime: the GeoPackage stores it
 
 

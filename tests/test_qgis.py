@@ -2,8 +2,8 @@
 
 Outputs are made with ``geoseg.batch.classify_many`` (a synthetic scene with
 a known answer, and the shared RGB.byte.tif with the default model when
-../shared is present), restyled with :mod:`geoseg.styles` (until the writers
-use it), then loaded by ``tests/qgis_probe.py`` under the system Python,
+../shared is present), exactly as the writers leave them, then loaded by
+``tests/qgis_probe.py`` under the system Python,
 where PyQGIS lives.  Skips where ``/usr/bin/python3`` cannot import
 ``qgis.core`` (``scripts/install-qgis.sh`` installs it on Debian).
 """
@@ -60,22 +60,6 @@ TRUTH = np.array([[0, 1, 2, 3, 1, 3, 0],
                   [0, 3, 3, 1, 2, 0, 255]])
 
 
-def restyle(outdir: Path, stem: str, contract) -> None:
-    """What the writers will do once they use geoseg.styles (see the report
-    of issue 16): styles beside the rasters, a GeoPackage 1.2 with a default
-    style in its layer_styles table."""
-    import geopandas as gpd
-
-    (outdir / f"{stem}_classes.qml").write_text(styles.classes_qml(contract), encoding="utf-8")
-    (outdir / f"{stem}_classes.tif.aux.xml").write_text(styles.classes_aux_xml(contract), encoding="utf-8")
-    (outdir / f"{stem}_probs.qml").write_text(styles.probs_qml(contract), encoding="utf-8")
-    gpkg = outdir / f"{stem}_polygons.gpkg"
-    gdf = gpd.read_file(gpkg, engine="pyogrio", layer="classes")
-    gpkg.unlink()
-    gdf.to_file(gpkg, driver="GPKG", engine="pyogrio", layer="classes", dataset_options=styles.GPKG_DATASET_OPTIONS)
-    styles.write_layer_styles(gpkg, [styles.polygons_layer_style(contract)])
-
-
 def run_probe(files: list[Path], scene: Path, render: Path, on_map: list[Path]) -> dict:
     cmd = [SYSTEM_PYTHON, str(PROBE), *map(str, files), "--scene", str(scene), "--render", str(render),
            "--on-map", ",".join(map(str, on_map))]
@@ -118,7 +102,6 @@ def qgis_case(request, tmp_path_factory):
         run = classify_many([str(scene)], out, model, scheduler="synchronous", progress=False)
     assert [s.status for s in run.scenes] == ["done"], run.scenes[0].error
     stem = scene.stem
-    restyle(out, stem, contract)
     # the class raster alone with its .aux.xml, no .qml: QGIS's default style
     bare = out / "bare"
     bare.mkdir()
