@@ -17,7 +17,7 @@ from geoseg.errors import GeosegError
 @click.option("--opset", type=click.IntRange(13, 18), default=17, show_default=True)
 @click.option("--quantize", type=click.Choice(["int8"]), default=None, help="Also write MODEL.int8.onnx (static QDQ int8), if accurate enough.")
 @click.option("--name", default=None, help="Model name stored in the contract.")
-@click.option("--training-resolution", type=click.FloatRange(0, min_open=True), default=None, help="Ground pixel size (m) of the training images.")
+@click.option("--training-resolution", type=click.FloatRange(0, min_open=True), default=None, help="Ground pixel size (m) of the training images [default: the chips' pixel size, for a run trained on chips].")
 @click.option("--provenance", default=None, help="Training data description stored in the contract.")
 @click.option("--input-layout", type=click.Choice(["NCHW", "NHWC"]), default="NCHW", show_default=True,
               help="Layout of the ONNX input (NCHW: what the runtime cuts from rasterio windows without a transposing copy).")

@@ -87,6 +87,9 @@ def load_split_images(ctx: dict, split: str, size: int, limit: int | None = None
     if limit and len(recs) > limit:
         rng = np.random.default_rng(seed)
         recs = [recs[i] for i in sorted(rng.choice(len(recs), limit, replace=False))]
+    if D.is_chips_dir(cfg["data_dir"]):  # chips: read and scaled as in training (any band count)
+        got = D.load_chips_for_run(cfg["data_dir"], [r.file for r in recs], [r.label for r in recs], cfg)
+        return None if got is None else got[:2]
     xs, ys = [], []
     for r in recs:
         try:
@@ -125,9 +128,9 @@ def check_parity(model, onnx_path: str, x: np.ndarray, source: str, layout: str 
 
 
 def throughput(path: str, size: int, batch: int = 64, seconds: float = 3.0, threads: int = 2,
-               layout: str = "NHWC", dtype: str = "float32") -> float:
+               layout: str = "NHWC", dtype: str = "float32", bands: int = 3) -> float:
     sess = ort_session(path, threads)
-    x = feed(np.random.default_rng(0).integers(0, 255, (batch, size, size, 3)).astype(np.float32), layout, dtype)
+    x = feed(np.random.default_rng(0).integers(0, 255, (batch, size, size, bands)).astype(np.float32), layout, dtype)
     name = sess.get_inputs()[0].name
     sess.run(None, {name: x})
     n, t0 = 0, time.perf_counter()
@@ -145,6 +148,20 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
     classes = cfg.get("classes") or [f"class_{i}" for i in range(n_out)]
     if len(classes) != n_out:
         raise ExportError(f"config.json names {len(classes)} classes but the model has {n_out} outputs")
+    n_bands = int(model.inputs[0].shape[-1])
+    # chips runs record their band names, scaling and pixel size (config.json)
+    bands = tuple(cfg.get("bands") or ("red", "green", "blue"))
+    if len(bands) != n_bands:
+        raise ExportError(f"config.json names {len(bands)} bands ({', '.join(bands)}) but the model takes {n_bands}")
+    scaling = {
+        "uint8": Scaling("identity"),
+        "uint16": Scaling("percentile", low=2.0, high=98.0),
+        "float": Scaling("percentile", low=2.0, high=98.0),
+    }
+    for key, rule in (cfg.get("scaling") or {}).items():
+        scaling[key] = Scaling.from_dict(rule, f"config.json scaling[{key}]")
+    if resolution is None:
+        resolution = cfg.get("training_resolution_m")
     rep = ctx.get("report", {})
     metrics = {}
     if rep:
@@ -154,16 +171,12 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
         class_names=tuple(classes),
         class_colors=tuple(_palette(classes)),
         patch_size=size,
-        bands=("red", "green", "blue"),
+        bands=bands,
         input_name="input",
         input_layout=layout,
         input_dtype=dtype,
         input_range=(0.0, 255.0),
-        scaling={
-            "uint8": Scaling("identity"),
-            "uint16": Scaling("percentile", low=2.0, high=98.0),
-            "float": Scaling("percentile", low=2.0, high=98.0),
-        },
+        scaling=scaling,
         min_valid_fraction=0.5,
         training_resolution_m=resolution,
         name=name or f"{cfg.get('arch', 'model')}-{size}px",
@@ -213,7 +226,8 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
         raise ExportError(f"input {input_layout} {input_dtype}: layout must be one of {LAYOUTS}, dtype one of {DTYPES}")
     contract = build_contract(model, ctx, name, resolution, provenance, versions, input_layout, input_dtype)
     tmp = f"{out}.{os.getpid()}.tmp.onnx"
-    spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
+    n_bands = int(model.inputs[0].shape[-1])
+    spec = (tf.TensorSpec((None, size, size, n_bands), tf.float32, name="input"),)
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
         proto = adapt_input(proto, input_layout, input_dtype)
@@ -221,7 +235,8 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
             proto.metadata_props.add(key=k, value=v)
         proto.producer_name = "geoseg export"
         onnx.save(proto, tmp)
-        # parity on real images: the run's test split, else a sample of any split
+        # parity on real images (chips: read and scaled as in training): the
+        # run's test split, else a sample of any split
         data = load_split_images(ctx, "test", size, parity_limit)
         source = "test split of " + ctx.get("config", {}).get("data_dir", "?") if data is not None else None
         if data is None:
@@ -229,7 +244,7 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
             source = "training images" if data is not None else None
         if data is None:
             rng = np.random.default_rng(0)
-            data = (rng.integers(0, 256, (64, size, size, 3)).astype(np.float32), None)
+            data = (rng.integers(0, 256, (64, size, size, n_bands)).astype(np.float32), None)
             source = "random patches (no run folder with data beside the model)"
         parity = check_parity(model, tmp, data[0], source, input_layout, input_dtype)
         log.info("parity on %d images (%s): max |p_keras - p_onnx| = %.2e, argmax agreement %.4f",
@@ -256,12 +271,12 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
     if quantize:
         if quantize != "int8":
             raise ExportError(f"--quantize {quantize}: only int8 is supported")
-        res.quantized = quantize_int8(out, ctx, size, data, input_layout, input_dtype)
+        res.quantized = quantize_int8(out, ctx, size, data, input_layout, input_dtype, n_bands)
     return res
 
 
 def quantize_int8(float_path: str, ctx: dict, size: int, test_data, layout: str = "NCHW",
-                  dtype: str = "uint8") -> dict:
+                  dtype: str = "uint8", bands: int = 3) -> dict:
     """Static QDQ per-channel int8 quantization calibrated on training images.
     Writes ``NAME.int8.onnx`` beside the float model only if its test accuracy
     is within 0.5 point of the float model's."""
@@ -299,8 +314,8 @@ def quantize_int8(float_path: str, ctx: dict, size: int, test_data, layout: str 
         x, y = test_data
         acc_f = float((ort_predict(ort_session(float_path), x, layout=layout, dtype=dtype).argmax(1) == y).mean())
         acc_q = float((ort_predict(ort_session(tmp), x, layout=layout, dtype=dtype).argmax(1) == y).mean())
-        sp_f = throughput(float_path, size, layout=layout, dtype=dtype)
-        sp_q = throughput(tmp, size, layout=layout, dtype=dtype)
+        sp_f = throughput(float_path, size, layout=layout, dtype=dtype, bands=bands)
+        sp_q = throughput(tmp, size, layout=layout, dtype=dtype, bands=bands)
         rep = {"path": out, "size_bytes": os.path.getsize(tmp), "float_size_bytes": os.path.getsize(float_path),
                "accuracy_float": acc_f, "accuracy_int8": acc_q, "patches_per_s_float": sp_f,
                "patches_per_s_int8": sp_q, "n_test": int(len(y)), "calibration_images": int(len(x_cal))}

@@ -24,15 +24,17 @@ def _weights(value: str | None):
 
 
 
-@click.command("prepare", short_help="Clean, de-duplicate and split a folder of class folders.")
+@click.command("prepare", short_help="Clean, de-duplicate and split class folders or a chips folder.")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--input-size", type=click.IntRange(16), default=64, show_default=True)
+@click.option("--input-size", type=click.IntRange(16), default=None, help="Image side in px [default: 64; a chips folder: the chips' size].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @verbose_opt
 @quiet_opt
 def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
-    """Write RUN_DIR/manifest.csv, rejected.csv and data_report.md for DATA_DIR."""
+    """Write RUN_DIR/manifest.csv, rejected.csv and data_report.md for DATA_DIR
+    (class folders of images, or chips from `geoseg chips`: split by their
+    spatial groups)."""
     setup_logging(verbose + 1, quiet)
     from .data import prepare
 
@@ -48,7 +50,7 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--arch", type=click.Choice(["mobilenetv2", "efficientnetb0", "resnet50", "scratch"]), default="mobilenetv2", show_default=True)
 @click.option("--weights", default="none", show_default=True, help="imagenet | none | PATH to backbone weights (.weights.h5 from `geoseg pretrain`, or a Keras .h5).")
-@click.option("--input-size", type=click.IntRange(32), default=64, show_default=True)
+@click.option("--input-size", type=click.IntRange(16), default=None, help="Model input side in px [default: 64; a chips folder: the chips' size].")
 @click.option("--epochs", type=click.IntRange(1), default=6, show_default=True, help="Epochs with the backbone frozen (scratch: epochs + fine-tune epochs).")
 @click.option("--fine-tune-epochs", type=click.IntRange(0), default=10, show_default=True)
 @click.option("--fine-tune-fraction", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="Top fraction of backbone layers unfrozen for fine-tuning.")
@@ -62,8 +64,9 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
               batch_size, lr, fine_tune_lr, seed, split_from, no_augment, verbose, quiet):
-    """Prepare DATA_DIR (class folders), train, and write the model and its
-    evaluation report into RUN_DIR."""
+    """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
+    count with --arch scratch), train, and write the model and its evaluation
+    report into RUN_DIR."""
     setup_logging(verbose + 1, quiet)
     from .train import TrainConfig, train
 

@@ -1,5 +1,16 @@
 """Data preparation: decode, clean, de-duplicate, split and resize.
 
+Two kinds of data folder:
+
+- class folders of images (JPEG, PNG ...): decoded to RGB, resized;
+- a chips folder written by ``geoseg chips`` (``chips.csv`` beside the class
+  folders): georeferenced GeoTIFF chips of any band count, uint8 or wider.
+  Chips keep their size (it is the model's patch: the ground footprint the
+  runtime cuts), are scaled to 0-255 by the rule the contract will carry
+  (:func:`chip_scaling`, applied with the runtime's own
+  :func:`geoseg.patches.to_model_input`), and are split by the manifest's
+  spatial ``group`` (neighbouring windows never straddle the split).
+
 The step writes, into the run folder:
 
 - ``manifest.csv``: file, class, split, pixel hash, duplicate group, original
@@ -229,6 +240,189 @@ def split_groups(records: list[Record], fractions=(0.7, 0.15, 0.15), seed: int =
             have[k] += len(groups[g])
 
 
+# --- chips folders (``geoseg chips``) ------------------------------------------------
+CHIP_SCALE_PERCENTILE = 99.5
+
+
+@dataclass
+class ChipSet:
+    """What a chips folder tells about its chips (recorded in the data report,
+    then in the run's config.json and the exported contract)."""
+
+    size: int
+    band_names: list[str]
+    dtype: str
+    pixel_size_m: float | None
+    crs: str
+    block_size: str
+    n_groups: int
+    scaling_key: str = "uint8"
+    scaling: dict = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def is_chips_dir(data_dir: str) -> bool:
+    from geoseg.chips import is_chips_dir as _is
+
+    return _is(data_dir)
+
+
+def chip_scaling(raw: np.ndarray, dtype: str):
+    """The rule that brings chips of ``dtype`` to the 0-255 model input:
+    ``(contract key, Scaling)``.  uint8: identity.  Wider integers (key
+    ``uint16``) and floats (key ``float``): one linear scale for every band,
+    255 / the 99.5th percentile of the (training) pixels ``raw``."""
+    from geoseg.contract import Scaling
+
+    if dtype == "uint8":
+        return "uint8", Scaling("identity")
+    flat = raw.reshape(-1)
+    flat = flat[:: max(1, flat.size // 2_000_000)].astype(np.float64)
+    flat = flat[np.isfinite(flat)]
+    hi = float(np.percentile(flat, CHIP_SCALE_PERCENTILE)) if flat.size else 0.0
+    if hi <= 0:
+        raise ValueError(f"chips of dtype {dtype} have no positive pixel values; cannot derive a scaling")
+    key = "float" if np.dtype(dtype).kind == "f" else "uint16"
+    return key, Scaling("linear", scale=float(np.float32(255.0 / hi)), offset=0.0)
+
+
+def chips_to_input(raw: np.ndarray, scaling) -> np.ndarray:
+    """(n, band, p, p) raw chips -> (n, p, p, band) uint8 model input, exactly
+    as the runtime converts patches (:func:`geoseg.patches.to_model_input`)."""
+    from geoseg.patches import to_model_input
+
+    if not len(raw):
+        return np.zeros((0,) + raw.shape[2:] + raw.shape[1:2], np.uint8)
+    return to_model_input(raw, None, scaling, (0.0, 255.0), None, "NHWC", "uint8")
+
+
+def read_chip_arrays(data_dir: str, files: list[str]) -> tuple[list[int], list[dict], np.ndarray, list[list[str]]]:
+    """Read chips ``files`` (relative to ``data_dir``): indices of the readable
+    ones, rejected rows, their (n, band, p, p) raw pixels and band names."""
+    from geoseg.chips import read_chip
+
+    ok, rejected, arrays, names = [], [], [], []
+    for i, rel in enumerate(files):
+        try:
+            a, nm = read_chip(os.path.join(data_dir, rel))
+        except (ValueError, OSError) as exc:
+            rejected.append({"file": rel, "label": "", "reason": str(exc) or "cannot read"})
+            continue
+        if arrays and (a.shape != arrays[0].shape or a.dtype != arrays[0].dtype):
+            rejected.append({"file": rel, "label": "", "reason": f"{a.shape[0]} band(s) {a.shape[2]}x{a.shape[1]} "
+                             f"{a.dtype}, unlike the first chip ({arrays[0].shape[0]} band(s) "
+                             f"{arrays[0].shape[2]}x{arrays[0].shape[1]} {arrays[0].dtype})"})
+            continue
+        ok.append(i)
+        arrays.append(a)
+        names.append(nm)
+    x = np.stack(arrays) if arrays else np.zeros((0, 1, 1, 1), np.uint8)
+    return ok, rejected, x, names
+
+
+def _pixel_size(rows: list[dict]) -> float | None:
+    """The chips' common ground pixel size in metres (None: geographic CRS or mixed sizes)."""
+    from pyproj import CRS
+
+    sizes = {round(float(r["pixel_size_x"]), 6) for r in rows if r.get("pixel_size_x")}
+    crss = {r.get("crs", "") for r in rows}
+    try:
+        if any(CRS.from_user_input(c).is_geographic for c in crss if c):
+            return None
+    except Exception:  # noqa: BLE001 - an unreadable CRS: no resolution claimed
+        return None
+    if len(sizes) != 1:
+        if sizes:
+            log.warning("chips have several pixel sizes (%s); no training resolution recorded",
+                        ", ".join(map(str, sorted(sizes))))
+        return None
+    return sizes.pop()
+
+
+def group_chip_records(records: list[Record], keys: list[str]) -> int:
+    """Union chips of one spatial group (``keys``, the manifest's ``group``)
+    and chips with identical pixels into split groups (in place); returns
+    the number of groups."""
+    parent = list(range(len(records)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for attr in (keys, [r.sha for r in records]):
+        first: dict[str, int] = {}
+        for i, k in enumerate(attr):
+            if k in first:
+                parent[find(i)] = find(first[k])
+            else:
+                first[k] = i
+    roots: dict[int, int] = {}
+    for i, r in enumerate(records):
+        r.group = roots.setdefault(find(i), len(roots))
+    return len(roots)
+
+
+def scan_chips(data_dir: str, size: int | None):
+    """Read a chips folder: records (group = spatial group), rejected rows,
+    raw (n, band, p, p) pixels, class names and the :class:`ChipSet`."""
+    from geoseg.chips import read_chips_manifest
+
+    rows, side = read_chips_manifest(data_dir)
+    man = os.path.join(data_dir, "chips.csv")
+    if not rows:
+        raise ValueError(f"{man}: no chips listed; cut chips with `geoseg chips`")
+    classes = sorted({r["class"] for r in rows})
+    if len(classes) < 2:
+        raise ValueError(f"{man}: chips of {len(classes)} class(es) ({', '.join(classes)}), expected at least 2")
+    ok, rejected, raw, names = read_chip_arrays(data_dir, [r["chip"] for r in rows])
+    for rj in rejected:
+        rj["label"] = next(r["class"] for r in rows if r["chip"] == rj["file"])
+    if not ok:
+        raise ValueError(f"{data_dir}: none of the {len(rows)} chips could be read")
+    rows = [rows[i] for i in ok]
+    chip = int(raw.shape[-1])
+    if raw.shape[-2] != chip:
+        raise ValueError(f"{data_dir}: chips are {raw.shape[-1]}x{raw.shape[-2]} px; expected square chips")
+    if size is not None and size != chip:
+        raise ValueError(f"{data_dir}: chips are {chip} px but the input size is {size}; the model's patch must "
+                         f"cover the chips' ground footprint: pass --input-size {chip} (or leave it out), or cut "
+                         f"chips with --size {size}")
+    bad_names = [rows[i]["chip"] for i, nm in enumerate(names) if nm != names[0]]
+    if bad_names:
+        raise ValueError(f"{data_dir}: chips name their bands differently ({', '.join(names[0])} in "
+                         f"{rows[0]['chip']}, other in {bad_names[0]}); cut all chips with the same --bands")
+    records = []
+    for r, a in zip(rows, raw):
+        sha = hashlib.sha1(a.tobytes() + str(a.shape).encode()).hexdigest()
+        records.append(Record(r["chip"], r["class"], sha, sha, chip, chip, f"{a.dtype}x{a.shape[0]}"))
+    n_groups = group_chip_records(records, [r["group"] for r in rows])
+    info = ChipSet(size=chip, band_names=list(names[0]), dtype=str(raw.dtype), pixel_size_m=_pixel_size(rows),
+                   crs=",".join(sorted({r.get("crs", "") for r in rows})),
+                   block_size=str(side.get("block_size", "unknown")), n_groups=n_groups)
+    return records, rejected, raw, classes, info
+
+
+def load_chips_for_run(data_dir: str, files: list[str], labels: list[str], cfg: dict):
+    """Chips ``files`` as the run's model input (its recorded scaling):
+    (x (n, p, p, band) float32 0-255, y, indices of the files read) or None
+    when none can be read."""
+    from geoseg.contract import Scaling
+
+    ok, _, raw, _ = read_chip_arrays(data_dir, files)
+    if not ok:
+        return None
+    rule = next(iter((cfg.get("scaling") or {"uint8": {"method": "identity"}}).values()))
+    x = chips_to_input(raw, Scaling.from_dict(rule)).astype(np.float32)
+    y = np.array([cfg["classes"].index(labels[i]) for i in ok])
+    return x, y, ok
+
+
 def write_manifest(path: str, records: list[Record]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -246,17 +440,30 @@ def read_manifest(path: str) -> list[Record]:
                 for row in csv.DictReader(f)]
 
 
-def prepare(data_dir: str, run_dir: str, size: int = 64, seed: int = 0,
+def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
             split_from: str | None = None) -> tuple[list[Record], np.ndarray, list[str]]:
-    """The data-preparation step; returns records, images and class names.
+    """The data-preparation step; returns records, images (n, size, size,
+    bands) uint8 and class names.
+
+    ``data_dir``: class folders of images, or a chips folder (``geoseg
+    chips``; ``size`` None takes the chips' size, another size than theirs
+    is refused).  For chips the data report's ``chips`` entry records band
+    names, scaling, pixel size and the spatial block size.
 
     ``split_from``: a manifest whose split assignment is reused (same split
     for several models, e.g. the scratch baseline and the transfer model).
     """
     os.makedirs(run_dir, exist_ok=True)
-    classes = class_folders(data_dir)
-    records, rejected, x = scan(data_dir, size)
-    n_dup_groups = group_duplicates(records, x)
+    chips: ChipSet | None = None
+    if is_chips_dir(data_dir):
+        records, rejected, raw, classes, chips = scan_chips(data_dir, size)
+        n_dup_groups = sum(1 for s in Counter(r.group for r in records).values() if s > 1)
+        size = chips.size
+    else:
+        size = 64 if size is None else size
+        classes = class_folders(data_dir)
+        records, rejected, x = scan(data_dir, size)
+        n_dup_groups = group_duplicates(records, x)
     if split_from:
         old = {r.file: r.split for r in read_manifest(split_from)}
         missing = [r.file for r in records if r.file not in old]
@@ -275,12 +482,20 @@ def prepare(data_dir: str, run_dir: str, size: int = 64, seed: int = 0,
                 "the split leaks: make a new one with `geoseg prepare`")
     else:
         split_groups(records, seed=seed)
+    if chips is not None:
+        # the scaling is learnt from the training split only, then applied to all
+        tr = np.array([r.split == "train" for r in records])
+        key, rule = chip_scaling(raw[tr] if tr.any() else raw, chips.dtype)
+        chips.scaling_key, chips.scaling = key, rule.to_dict()
+        x = chips_to_input(raw, rule)
     write_manifest(os.path.join(run_dir, "manifest.csv"), records)
     with open(os.path.join(run_dir, "rejected.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, ["file", "label", "reason"])
         w.writeheader()
         w.writerows(rejected)
     report = data_report(records, rejected, classes, n_dup_groups, size)
+    if chips is not None:
+        report["chips"] = chips.to_dict()
     with open(os.path.join(run_dir, "data_report.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(run_dir, "data_report.md"), "w", encoding="utf-8") as f:
@@ -331,6 +546,14 @@ def data_report_md(rep: dict) -> str:
         lines.append(f"| {c} | {s.get('train', 0)} | {s.get('val', 0)} | {s.get('test', 0)} | "
                      f"{', '.join(f'{k}: {v}' for k, v in rep['original_sizes'][c].items())} | "
                      f"{', '.join(f'{k}: {v}' for k, v in rep['original_modes'][c].items())} |")
+    ch = rep.get("chips")
+    if ch:
+        res = f"{ch['pixel_size_m']:g} m" if ch.get("pixel_size_m") else "unknown"
+        lines[2] = (f"Kept {rep['kept']} chips of {ch['size']} px ({', '.join(ch['band_names'])}; {ch['dtype']}, "
+                    f"scaled by {ch['scaling_key']} rule {ch['scaling']}; pixel size {res}), rejected "
+                    f"{rep['rejected']}. Chips are split by spatial group: blocks of {ch['block_size']} per scene, "
+                    f"joined with chips of identical pixels, {ch['n_groups']} groups; groups split across sets: "
+                    f"{rep['groups_split_across_sets']}.")
     if rep["rejected_files"]:
         lines += ["", "## Rejected files", "", "| file | reason |", "|---|---|"]
         lines += [f"| {r['file']} | {r['reason']} |" for r in rep["rejected_files"]]

@@ -15,9 +15,14 @@ log = logging.getLogger(__name__)
 
 
 def _blur(x: np.ndarray, radius: float) -> np.ndarray:
+    """Gaussian blur of (n, h, w, band) uint8 images, band by band (any band count)."""
     from PIL import Image, ImageFilter
 
-    return np.stack([np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(radius))) for a in x])
+    if not len(x):
+        return x
+    return np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(a[..., b]))
+                                          .filter(ImageFilter.GaussianBlur(radius))) for b in range(a.shape[-1])], -1)
+                     for a in x])
 
 
 def sharpness(x: np.ndarray) -> np.ndarray:
@@ -164,7 +169,7 @@ def plot_errors(x, y, p, wrong, classes, path, records=None, max_n: int = 32) ->
         ax.axis("off")
     for k, i in enumerate(wrong[:n]):
         ax = axes.ravel()[k]
-        ax.imshow(x[i])
+        ax.imshow(x[i][..., :3] if x.shape[-1] >= 3 else x[i][..., 0], cmap="gray")  # first 3 bands as RGB
         ax.set_title(f"T:{classes[y[i]]}\nP:{classes[p[i].argmax()]} {p[i].max():.2f}", fontsize=7)
     fig.suptitle(f"misclassified test images: {len(wrong)}" + ("" if n else " (none)"), fontsize=9)
     fig.tight_layout()
@@ -184,6 +189,26 @@ def evaluate_run(run_dir: str, data_dir: str | None = None) -> dict:
         cfg = json.load(f)
     classes, size = cfg["classes"], cfg["input_size"]
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    src = data_dir or cfg["data_dir"]
+    if D.is_chips_dir(src):
+        if data_dir is None:
+            recs = [r for r in D.read_manifest(os.path.join(run_dir, "manifest.csv")) if r.split == "test"]
+            out_dir = run_dir
+        else:
+            from geoseg.chips import read_chips_manifest
+
+            rows, _ = read_chips_manifest(data_dir)
+            unknown = sorted({r["class"] for r in rows} - set(classes))
+            if unknown:
+                raise ValueError(f"{data_dir}: chip classes {unknown} are not model classes {classes}")
+            recs = [D.Record(r["chip"], r["class"]) for r in rows]
+            out_dir = os.path.join(run_dir, "eval_" + os.path.basename(os.path.normpath(data_dir)))
+        got = D.load_chips_for_run(src, [r.file for r in recs], [r.label for r in recs], cfg)
+        if got is None:
+            raise ValueError(f"{src}: none of the chips to evaluate could be read")
+        x, y, ok = got
+        return evaluate_arrays(model, np.round(x).astype(np.uint8), y, [recs[i] for i in ok], classes, out_dir,
+                               extra={"data": src})
     if data_dir is None:
         recs = [r for r in D.read_manifest(os.path.join(run_dir, "manifest.csv")) if r.split == "test"]
         base = cfg["data_dir"]

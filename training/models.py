@@ -67,9 +67,10 @@ def build_backbone(arch: str, size: int, weights: str | None) -> keras.Model:
     return m
 
 
-def build_scratch(n_classes: int, size: int, seed: int = 0) -> keras.Model:
-    """The seeds' from-scratch CNN, made sound: BatchNorm, global pooling, dropout."""
-    inp = keras.Input((size, size, 3), name="input")
+def build_scratch(n_classes: int, size: int, seed: int = 0, bands: int = 3) -> keras.Model:
+    """The seeds' from-scratch CNN, made sound: BatchNorm, global pooling,
+    dropout; any number of input bands (0-255 each)."""
+    inp = keras.Input((size, size, bands), name="input")
     x = preprocessing("scratch")(inp)
     for i, f in enumerate((32, 64, 128, 128)):
         x = layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
@@ -85,11 +86,17 @@ def build_scratch(n_classes: int, size: int, seed: int = 0) -> keras.Model:
 
 
 def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, seed: int = 0,
-                   dropout: float = 0.2, bn_inference: bool = True) -> tuple[keras.Model, keras.Model]:
+                   dropout: float = 0.2, bn_inference: bool = True, bands: int = 3) -> tuple[keras.Model, keras.Model]:
     """Backbone + new head.  The backbone is called with ``training=False`` so its
     BatchNorm layers stay in inference mode, also when fine-tuned
     (``bn_inference=False`` only for pre-training a backbone from scratch,
-    where BatchNorm must learn its statistics)."""
+    where BatchNorm must learn its statistics).
+
+    The backbones and their preprocessing take 3 bands (RGB); other band
+    counts are refused with the fix (``--arch scratch``)."""
+    if bands != 3:
+        raise ValueError(f"--arch {arch} takes 3 bands (red, green, blue), the data has {bands}: use --arch scratch "
+                         "(any band count), or cut chips with --bands of the red, green and blue bands")
     backbone = build_backbone(arch, size, weights)
     inp = keras.Input((size, size, 3), name="input")
     x = preprocessing(arch)(inp)

@@ -23,7 +23,7 @@ class TrainConfig:
     run_dir: str
     arch: str = "mobilenetv2"
     weights: str | None = None  # "imagenet", None or a path
-    input_size: int = 64
+    input_size: int | None = 64  # None: the chips' size (a chips folder), else 64
     epochs: int = 6  # frozen-head phase (scratch: all epochs)
     fine_tune_epochs: int = 10
     fine_tune_fraction: float = 0.3
@@ -43,8 +43,9 @@ def _tf():
     return tf
 
 
-def augment_fn(tf, seed: int):
-    """Flips, 90-degree rotations and colour jitter (other sensors, other days)."""
+def augment_fn(tf, seed: int, bands: int = 3):
+    """Flips, 90-degree rotations and colour jitter (other sensors, other days);
+    saturation and hue only for 3-band (RGB) images."""
 
     def aug(x, y):
         x = tf.cast(x, tf.float32) / 255.0
@@ -53,8 +54,9 @@ def augment_fn(tf, seed: int):
         x = tf.image.rot90(x, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
         x = tf.image.random_brightness(x, 0.08)
         x = tf.image.random_contrast(x, 0.85, 1.15)
-        x = tf.image.random_saturation(x, 0.85, 1.15)
-        x = tf.image.random_hue(x, 0.02)
+        if bands == 3:
+            x = tf.image.random_saturation(x, 0.85, 1.15)
+            x = tf.image.random_hue(x, 0.02)
         x = tf.clip_by_value(x, 0.0, 1.0) * 255.0
         return x, y
 
@@ -67,7 +69,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: in
     if train:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         if augment:
-            ds = ds.map(augment_fn(tf, seed), num_parallel_calls=2)
+            ds = ds.map(augment_fn(tf, seed, int(x.shape[-1])), num_parallel_calls=2)
         else:
             ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
     else:
@@ -125,6 +127,9 @@ def train(cfg: TrainConfig) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.perf_counter()
     records, x, classes = D.prepare(cfg.data_dir, cfg.run_dir, cfg.input_size, cfg.seed, cfg.split_from)
+    size, n_bands = int(x.shape[1]), int(x.shape[-1])
+    with open(os.path.join(cfg.run_dir, "data_report.json")) as f:
+        chips = json.load(f).get("chips")
     y = np.array([classes.index(r.label) for r in records], np.int64)
     split = np.array([r.split for r in records])
     tr, va, te = (split == "train"), (split == "val"), (split == "test")
@@ -136,20 +141,20 @@ def train(cfg: TrainConfig) -> dict:
     histories = []
     t1 = time.perf_counter()
     if cfg.arch == "scratch":
-        model = build_scratch(len(classes), cfg.input_size, cfg.seed)
+        model = build_scratch(len(classes), size, cfg.seed, bands=n_bands)
         model.compile(keras.optimizers.Adam(cfg.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs + cfg.fine_tune_epochs,
+        h = model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=cfg.epochs + cfg.fine_tune_epochs,
                       class_weight=cw, callbacks=_callbacks(cfg.run_dir, "scratch", cfg.patience + 1),
                       verbose=_verbose())
         histories.append(("scratch", h.history))
     else:
         pretrained = cfg.weights is not None
-        model, backbone = build_transfer(cfg.arch, len(classes), cfg.input_size, cfg.weights, cfg.seed,
-                                         bn_inference=pretrained)
+        model, backbone = build_transfer(cfg.arch, len(classes), size, cfg.weights, cfg.seed,
+                                         bn_inference=pretrained, bands=n_bands)
         # a random backbone has nothing to keep frozen: train it whole
         backbone.trainable = not pretrained
         model.compile(keras.optimizers.Adam(cfg.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, class_weight=cw,
+        h = model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=cfg.epochs, class_weight=cw,
                       callbacks=_callbacks(cfg.run_dir, "head", cfg.patience), verbose=_verbose())
         histories.append(("head", h.history))
         if cfg.fine_tune_epochs > 0 and pretrained:
@@ -157,7 +162,7 @@ def train(cfg: TrainConfig) -> dict:
             log.info("fine-tuning %d backbone layers at lr %g", n, cfg.fine_tune_lr)
             model.compile(keras.optimizers.Adam(cfg.fine_tune_lr), "sparse_categorical_crossentropy",
                           metrics=["accuracy"])
-            h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.fine_tune_epochs, class_weight=cw,
+            h = model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=cfg.fine_tune_epochs, class_weight=cw,
                           callbacks=_callbacks(cfg.run_dir, "finetune", cfg.patience), verbose=_verbose())
             histories.append(("finetune", h.history))
     t_train = time.perf_counter() - t1
@@ -165,8 +170,12 @@ def train(cfg: TrainConfig) -> dict:
     model.save(os.path.join(cfg.run_dir, "model.keras"))
     with open(os.path.join(cfg.run_dir, "history.json"), "w") as f:
         json.dump([{"phase": p, **{k: [float(v) for v in vs] for k, vs in hist.items()}} for p, hist in histories], f)
-    cfg_doc = {**asdict(cfg), "classes": classes, "versions": versions(),
+    cfg_doc = {**asdict(cfg), "input_size": size, "classes": classes, "versions": versions(),
                "timings_s": {"prepare": t_prep, "train": t_train}}
+    if chips:  # what the export's contract needs: band order, scaling, ground pixel size
+        cfg_doc.update(data_kind="chips", bands=chips["band_names"],
+                       scaling={chips["scaling_key"]: chips["scaling"]},
+                       training_resolution_m=chips["pixel_size_m"], chips=chips)
     with open(os.path.join(cfg.run_dir, "config.json"), "w") as f:
         json.dump(cfg_doc, f, indent=2)
     rep = evaluate_arrays(model, x[te], y[te], [records[i] for i in np.flatnonzero(te)], classes,
@@ -215,7 +224,7 @@ def pretrain(eurosat_dir: str, out: str, exclude_manifests: list[str], arch: str
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     ds_tr = make_dataset(x[tr], y[tr], batch_size, True, seed)
     ds_va = make_dataset(x[va], y[va], batch_size, False, seed)
-    h = model.fit(ds_tr, validation_data=ds_va, epochs=epochs, verbose=_verbose(), callbacks=[
+    h = model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=epochs, verbose=_verbose(), callbacks=[
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=1)])
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -1,0 +1,261 @@
+"""``geoseg chips``: windows, purity, groups and the manifest on a tiny labelled scene."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+from rasterio.enums import ColorInterp as CI
+from rasterio.errors import NotGeoreferencedWarning
+
+from geoseg.chips import (BlockSize, ChipConfig, block_of, make_chips, point_counts, points_to_labels,
+                          sample_per_class, window_grid, window_labels, window_sums)
+from geoseg.cli.chips import chips as chips_cmd
+from geoseg.errors import InputError, OutputExistsError
+
+X0, Y0, RES = 500000.0, 6000000.0, 10.0
+TRANSFORM = Affine(RES, 0, X0, 0, -RES, Y0)
+CRS = "EPSG:32633"
+H, W = 64, 96  # 4 x 6 windows of 16 px
+COLUMNS = ["chip", "class", "scene", "col_off", "row_off", "width", "height", "left", "bottom", "right", "top",
+           "crs", "pixel_size_x", "pixel_size_y", "purity", "group"]
+
+
+def px_box(c0, r0, c1, r1):
+    """A rectangle of scene pixels as a shapely box in the scene CRS."""
+    import shapely
+
+    return shapely.box(X0 + c0 * RES, Y0 - r1 * RES, X0 + c1 * RES, Y0 - r0 * RES)
+
+
+def px_point(r, c):
+    import shapely
+
+    return shapely.Point(X0 + c * RES, Y0 - r * RES)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """4-band uint16 scene (red, green, blue, nir), nodata 0 at one pixel of window (row 1, col 4)."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(500, 3000, (4, H, W)).astype(np.uint16)
+    img[:, 20, 70] = 0
+    path = tmp_path_factory.mktemp("scene") / "tiny_scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=W, height=H, count=4, dtype="uint16", crs=CRS,
+                       transform=TRANSFORM, nodata=0) as dst:
+        dst.write(img)
+        dst.colorinterp = [CI.red, CI.green, CI.blue, CI.nir]
+        dst.descriptions = ("B04", "B03", "B02", "B08")
+    return str(path)
+
+
+def write_vector(path, geoms, values, field="landcover", crs="EPSG:4326", extra=None):
+    import geopandas as gpd
+
+    cols = {field: values, **(extra or {})}
+    gdf = gpd.GeoDataFrame(cols, geometry=list(geoms), crs=CRS)
+    gdf = gdf.to_crs(crs) if crs else gdf.set_crs(None, allow_override=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)  # the unknown-CRS case
+        gdf.to_file(path, engine="pyogrio")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def polygons(tmp_path_factory):
+    """In EPSG:4326: water over px cols 0-48 / rows 0-32, forest over cols 48-96 (all rows),
+    field over cols 0-40 / rows 32-64 (window col 2 is half field: purity 0.5)."""
+    geoms = [px_box(0, 0, 48, 32), px_box(48, 0, 96, 64), px_box(0, 32, 40, 64)]
+    return write_vector(tmp_path_factory.mktemp("lab") / "labels.gpkg", geoms, ["water", "forest", "field"],
+                        extra={"area_ha": [1.0, 2.0, 3.0]})
+
+
+def read_manifest(d):
+    with open(os.path.join(d, "chips.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --- pure arithmetic ------------------------------------------------------------------
+def test_window_grid_and_sums():
+    r, c = window_grid(10, 7, 4, 3)
+    assert r.tolist() == [0, 3] and c.tolist() == [0, 3, 6]
+    m = np.arange(70).reshape(7, 10)
+    s = window_sums(m, 4, 3)
+    assert s.shape == (2, 3) and s[1, 2] == m[3:7, 6:10].sum() and s[0, 0] == m[:4, :4].sum()
+
+
+def test_window_labels_purity_and_ties():
+    lab = np.full((4, 8), -1)
+    lab[:, :4] = 2
+    lab[:2, 4:] = 5
+    lab[2:, 4:] = 1
+    best, pur = window_labels(lab, 4, 4)
+    assert best.tolist() == [[2, 1]] and pur.tolist() == [[1.0, 0.5]]  # tie 5 vs 1 (8 px each): lowest
+    best, pur = window_labels(np.full((4, 4), -1), 4, 4)
+    assert best.tolist() == [[-1]] and pur.tolist() == [[0.0]]
+
+
+def test_point_counts_and_blocks():
+    counts = point_counts(np.array([1.5, 5.5, 5.5]), np.array([1.5, 1.5, 6.5]), np.array([0, 1, 1]), 2, 4, 2, 3, 3)
+    lab, pur = points_to_labels(counts)
+    # the point at row 5.5 lies in window rows 1 (2-6) and 2 (4-8)
+    assert counts[1, :, 0].tolist() == [0, 1, 1] and lab[0, 0] == 0 and lab[2, 2] == 1 and lab[0, 2] == -1
+    assert pur[1, 0] == 1.0
+    br, bc = block_of(np.array([0, 16, 32]), np.array([48, 0, 16]), 16, 32)
+    assert br.tolist() == [0, 0, 1] and bc.tolist() == [1, 0, 0]
+    assert BlockSize.parse("640").pixels(10, False, "s") == 64 and BlockSize.parse("20px").pixels(10, False, "s") == 20
+
+
+def test_sample_per_class_is_seeded():
+    labels = ["a"] * 10 + ["b"] * 3
+    k1, k2 = sample_per_class(labels, 4, seed=3), sample_per_class(labels, 4, seed=3)
+    assert k1.tolist() == k2.tolist() and len(k1) == 7 and set(range(10, 13)) <= set(k1.tolist())
+
+
+# --- polygons in another CRS ----------------------------------------------------------
+def test_polygon_chips_counts_groups_manifest(scene, polygons, tmp_path):
+    out = tmp_path / "chips"
+    res = make_chips([scene], polygons, str(out), ChipConfig(size=16, block_size=BlockSize(32, "px")))
+    # water 3x2 windows; forest 3x4 less the one with a nodata pixel; field 2x2 (the half-field column is impure)
+    assert res.counts == {"field": 4, "forest": 11, "water": 6}
+    assert res.skipped["nodata"] == 1 and res.skipped["impure"] == 2 and res.skipped["unlabelled"] == 0
+    assert res.band_names == ["red", "green", "blue", "nir"] and res.dtype == "uint16"
+    rows = read_manifest(out)
+    assert list(rows[0]) == COLUMNS and len(rows) == 21
+    for r in rows:
+        ro, co = int(r["row_off"]), int(r["col_off"])
+        assert r["group"] == f"tiny_scene:{(ro + 8) // 32}:{(co + 8) // 32}"
+        assert float(r["purity"]) >= 0.9 and r["crs"] == CRS and float(r["pixel_size_x"]) == 10.0
+        assert float(r["left"]) == X0 + co * RES and float(r["top"]) == Y0 - ro * RES
+        assert os.path.isfile(out / r["chip"]) and r["chip"].startswith(r["class"] + "/")
+    assert res.n_groups == 6 == len({r["group"] for r in rows})
+    assert not {(r["row_off"], r["col_off"]) for r in rows} & {("16", "64"), ("32", "32"), ("48", "32")}
+    # a chip is a georeferenced GeoTIFF of the window, source dtype, band names carried over
+    r = next(r for r in rows if r["class"] == "forest")
+    with rasterio.open(out / r["chip"]) as c, rasterio.open(scene) as s:
+        ro, co = int(r["row_off"]), int(r["col_off"])
+        assert c.count == 4 and c.dtypes[0] == "uint16" and c.crs == s.crs and (c.width, c.height) == (16, 16)
+        assert c.transform == s.transform @ Affine.translation(co, ro)
+        assert list(c.colorinterp) == [CI.red, CI.green, CI.blue, CI.nir] and c.descriptions[3] == "B08"
+        assert np.array_equal(c.read(), s.read(window=((ro, ro + 16), (co, co + 16))))
+    side = json.loads((out / "chips.json").read_text())
+    assert side["block_size"] == "32px" and side["groups"] == 6 and side["band_names"][3] == "nir"
+    assert not [f for f in os.listdir(out / "water") if "tmp" in f]
+
+
+def test_purity_threshold_and_max_per_class(scene, polygons, tmp_path):
+    res = make_chips([scene], polygons, str(tmp_path / "a"), ChipConfig(size=16, min_purity=0.5))
+    assert res.counts == {"field": 6, "forest": 11, "water": 6}
+    cfg = ChipConfig(size=16, max_per_class=5, seed=7)
+    r1 = make_chips([scene], polygons, str(tmp_path / "b"), cfg)
+    make_chips([scene], polygons, str(tmp_path / "c"), cfg)
+    assert r1.counts == {"field": 4, "forest": 5, "water": 5}
+    assert [r["chip"] for r in read_manifest(tmp_path / "b")] == [r["chip"] for r in read_manifest(tmp_path / "c")]
+    # default block: 8 chips wide (128 px): the whole tiny scene is one group
+    assert r1.n_groups == 1 and r1.sidecar["block_size"] == "128px"
+
+
+def test_stride_and_field_choice(scene, polygons, tmp_path):
+    res = make_chips([scene], polygons, str(tmp_path / "s"), ChipConfig(size=32, stride=16, field="landcover"))
+    # 32 px windows every 16 px: 3 x 5 windows; water: (0,0) and (0,16); forest: cols 48 and 64 at
+    # rows 0, 16, 32 less the four holding the nodata pixel (row 20, col 70); field: (32,0)
+    assert res.counts == {"field": 1, "forest": 2, "water": 2}
+
+
+def test_outputs_are_not_overwritten(scene, polygons, tmp_path):
+    out = str(tmp_path / "o")
+    make_chips([scene], polygons, out, ChipConfig(size=16))
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        make_chips([scene], polygons, out, ChipConfig(size=16))
+    res = make_chips([scene], polygons, out, ChipConfig(size=32, overwrite=True))
+    assert sum(len(os.listdir(os.path.join(out, c))) for c in ("forest", "water", "field")
+               if os.path.isdir(os.path.join(out, c))) == res.n
+
+
+# --- raster labels --------------------------------------------------------------------
+def test_raster_labels(scene, tmp_path):
+    lab = np.zeros((32, 48), np.uint8)  # 20 m: twice the scene's pixel
+    lab[:, 24:] = 1
+    lab[16:, :12] = 255
+    path = tmp_path / "ref.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=48, height=32, count=1, dtype="uint8", crs=CRS,
+                       transform=Affine(20, 0, X0, 0, -20, Y0), nodata=255) as dst:
+        dst.write(lab, 1)
+        dst.update_tags(CLASS_NAMES="water,forest")
+    res = make_chips([scene], str(path), str(tmp_path / "c"), ChipConfig(size=16))
+    # water: 3 x 4 windows less 2 wholly nodata and 2 half nodata; forest: 3 x 4 less the nodata pixel
+    assert res.counts == {"forest": 11, "water": 8}
+    assert res.skipped == {"unlabelled": 2, "impure": 2, "nodata": 1, "over_max_per_class": 0}
+
+
+# --- points ---------------------------------------------------------------------------
+def test_points(scene, tmp_path):
+    pts = [px_point(4.5, 4.5), px_point(10.5, 20.5), px_point(12.5, 22.5), px_point(40.5, 70.5)]
+    path = write_vector(tmp_path / "pts.geojson", pts, ["water", "water", "forest", "forest"], field="class")
+    res = make_chips([scene], path, str(tmp_path / "c"), ChipConfig(size=16))
+    # window (0,1) holds a water and a forest point: mixed, skipped
+    assert res.counts == {"forest": 1, "water": 1} and res.skipped["impure"] == 1
+    rows = {r["class"]: (r["row_off"], r["col_off"]) for r in read_manifest(tmp_path / "c")}
+    assert rows == {"water": ("0", "0"), "forest": ("32", "64")}
+
+
+# --- bad inputs -----------------------------------------------------------------------
+def test_missing_field_lists_fields(scene, polygons, tmp_path):
+    with pytest.raises(InputError, match=r"labels\.gpkg: no field 'kind'; the fields are: landcover, area_ha"):
+        make_chips([scene], polygons, str(tmp_path / "c"), ChipConfig(size=16, field="kind"))
+
+
+def test_no_overlap(scene, tmp_path):
+    path = write_vector(tmp_path / "far.gpkg", [px_box(1000, 1000, 1100, 1100)], ["water"])
+    with pytest.raises(InputError, match="do not overlap any scene"), pytest.warns(UserWarning, match="do not overlap"):
+        make_chips([scene], path, str(tmp_path / "c"), ChipConfig(size=16))
+
+
+def test_unknown_crs(scene, tmp_path):
+    path = write_vector(tmp_path / "nocrs.gpkg", [px_box(0, 0, 48, 32)], ["water"], crs=None)
+    with pytest.raises(InputError, match="no CRS"):
+        make_chips([scene], path, str(tmp_path / "c"), ChipConfig(size=16))
+    bare = tmp_path / "bare.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        warnings.simplefilter("ignore", UserWarning)  # rasterio: 'crs' was not provided
+        with rasterio.open(bare, "w", driver="GTiff", width=32, height=32, count=1, dtype="uint8") as dst:
+            dst.write(np.ones((1, 32, 32), np.uint8))
+    ref = write_vector(tmp_path / "ok.gpkg", [px_box(0, 0, 48, 32)], ["water"])
+    with pytest.raises(InputError, match="bare.tif: the scene has no CRS"):
+        make_chips([str(bare)], ref, str(tmp_path / "d"), ChipConfig(size=16))
+
+
+def test_no_pure_window(scene, polygons, tmp_path):
+    with pytest.raises(InputError, match="lower --min-purity"):
+        make_chips([scene], polygons, str(tmp_path / "c"), ChipConfig(size=64))
+
+
+def test_cli(scene, polygons, tmp_path):
+    out = tmp_path / "cli"
+    r = CliRunner().invoke(chips_cmd, [scene, "--labels", polygons, "-o", str(out), "--size", "16",
+                                       "--block-size", "320m", "--bands", "1,2,3,4", "--max-per-class", "100"])
+    assert r.exit_code == 0, r.output
+    assert "21 chips (field: 4, forest: 11, water: 6) in 6 spatial groups of 320m" in r.output
+    r = CliRunner().invoke(chips_cmd, [scene, "--labels", polygons, "-o", str(out), "--size", "16"])
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    r = CliRunner().invoke(chips_cmd, [scene, "--labels", polygons, "-o", str(tmp_path / "x"), "--field", "nope"])
+    assert r.exit_code == 1 and "the fields are: landcover, area_ha" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_chunked_rows_give_the_same_chips(scene, polygons, tmp_path, monkeypatch):
+    import geoseg.chips as C
+
+    full = make_chips([scene], polygons, str(tmp_path / "a"), ChipConfig(size=16, stride=8))
+    monkeypatch.setattr(C, "CELL_BUDGET", 2000)  # one window row per chunk
+    chunked = make_chips([scene], polygons, str(tmp_path / "b"), ChipConfig(size=16, stride=8))
+    assert chunked.counts == full.counts and chunked.skipped == full.skipped
+    assert [r["chip"] for r in read_manifest(tmp_path / "a")] == [r["chip"] for r in read_manifest(tmp_path / "b")]
