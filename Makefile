@@ -5,10 +5,13 @@ DEMO_VENV ?= .venv-demo
 LOCK   := requirements/lock.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: help venv test test-fast demo bench lint clean default-model
+.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model
 
 help:
-	@echo "make test   - create $(VENV) (runtime + train + dev extras, locked) and run the tests"
+	@echo "make test   - create $(VENV) (runtime + train + serve + dev extras, locked), install the"
+	@echo "              system packages some tests use (QGIS, chromium; skipped where apt is not usable)"
+	@echo "              and run the tests"
+	@echo "make serve  - the web map (geoseg serve) on the demo scene, http://127.0.0.1:8000"
 	@echo "make demo   - runtime-only environment, classify the synthetic demo scene"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
 	@echo "make lint   - ruff"
@@ -16,12 +19,19 @@ help:
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(LOCK) -e '.[train,dev]'
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -c $(LOCK) -e '.[train,serve,dev]'
 	touch $@
 
 venv: $(VENV)/.installed
 
-test: $(VENV)/.installed
+# Debian packages for the QGIS test (PyQGIS) and the browser test (chromium);
+# each script exits 0 with a message where it cannot install, and its test
+# then skips with that reason
+test-deps:
+	sh scripts/install-qgis.sh
+	bash scripts/install-browser.sh
+
+test: $(VENV)/.installed test-deps
 	$(VENV)/bin/python -m pytest
 
 test-fast: $(VENV)/.installed
@@ -35,6 +45,10 @@ $(DEMO_VENV)/.installed: pyproject.toml $(LOCK)
 
 demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/python -m geoseg.demo demo-output
+
+serve: $(VENV)/.installed
+	@test -f demo-output/demo_scene.tif || $(VENV)/bin/python -c "import os; os.makedirs('demo-output', exist_ok=True); from geoseg.demo import make_scene; make_scene('demo-output/demo_scene.tif')"
+	$(VENV)/bin/geoseg serve demo-output/demo_scene.tif
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/run_all.py

@@ -1,12 +1,10 @@
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import make_model, paint, write_scene  # noqa: E402
+from helpers import make_image_dataset, make_model, paint, write_scene  # importable through pytest's `pythonpath = ["tests"]`
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED = Path(os.environ.get("GEOSEG_SHARED", SHARED))
@@ -36,3 +34,17 @@ def truth():
 @pytest.fixture
 def scene_u8(tmp_path, truth):
     return write_scene(tmp_path / "scene_u8.tif", paint(truth, 8))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny trained run (train extra): the scratch CNN, 32 px, a few epochs on
+    distinct colours; shared by the export and training CLI tests."""
+    from geoseg.training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("export")
+    data = make_image_dataset(root / "data")
+    cfg = TrainConfig(str(data), str(root / "run"), arch="scratch", input_size=32, epochs=3,
+                      fine_tune_epochs=0, batch_size=8, augment=False)
+    train(cfg)
+    return root / "run"

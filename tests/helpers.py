@@ -122,3 +122,13 @@ def make_image_dataset(root):
     (root / "water" / "water_0 (1).jpg").write_bytes((root / "water" / "water_0.jpg").read_bytes())
     Image.open(root / "water" / "water_1.jpg").save(root / "water" / "water_1_again.jpg", quality=80)
     return root
+
+
+def write_rgba(path, rgb: np.ndarray, alpha: np.ndarray, **kw) -> str:
+    """An RGB scene with an alpha band (colour interpretation red, green, blue, alpha)."""
+    from rasterio.enums import ColorInterp as CI
+
+    write_scene(path, np.concatenate([rgb, alpha[None].astype(rgb.dtype)]), colorinterp=False, **kw)
+    with rasterio.open(path, "r+") as d:
+        d.colorinterp = [CI.red, CI.green, CI.blue, CI.alpha]
+    return str(path)

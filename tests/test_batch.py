@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def digests(folder) -> dict:
         for f in files:
             if f.endswith(STABLE):
                 p = os.path.join(root, f)
-                out[os.path.relpath(p, folder)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+                out[os.path.relpath(p, folder)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
     return out
 
 
@@ -73,7 +74,7 @@ def test_rerun_skips_and_redoes_changed(scenes, tmp_path, model8):
         assert [s.status for s in run3.scenes] == ["done", "done", "skipped"]
         run4 = classify_many([str(scenes)], out, model8, ClassifyOptions(stride=4), runner=r)
         assert [s.status for s in run4.scenes] == ["done"] * 3
-    m = json.load(open(out / "s2_manifest.json"))
+    m = json.loads((out / "s2_manifest.json").read_text())
     assert m["model_sha256"] and m["options"]["stride"] == 4 and m["outputs"]["classes"]["sha256"]
 
 
@@ -149,15 +150,39 @@ def test_sigkill_then_rerun_completes_identically(tmp_path, model8):
             with rasterio.open(p) as s:
                 s.read()
         elif f.endswith(".json"):
-            json.load(open(p))
+            json.loads(p.read_text())
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rep = json.load(open(tmp_path / "out" / "run.json"))
+    rep = json.loads((tmp_path / "out" / "run.json").read_text())
     assert rep["n_failed"] == 0 and rep["n_skipped"] == len(finished) and rep["n_done"] == 8 - len(finished)
     assert not [f for f in os.listdir(tmp_path / "out") if ".tmp" in f]
     # an undisturbed run gives the same bytes
     subprocess.run(cmd[:6] + [str(tmp_path / "clean")] + cmd[7:], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     assert digests(tmp_path / "out") == digests(tmp_path / "clean")
+
+
+def test_scene_names_agree_whatever_the_status(tmp_path, model8):
+    """d/x.dat: done, skipped and failed results all carry the stem x.dat,
+    the same stem as its products and its manifest (skipped and failed once
+    used another)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    x = write_scene(d / "x.dat", paint(np.random.default_rng(2).integers(0, 4, (4, 5)), 8))
+    out = tmp_path / "out"
+    with Runner("synchronous") as r:
+        done = classify_many([x], out, model8, runner=r)
+        skipped = classify_many([x], out, model8, runner=r)
+        (d / "x.dat").write_text("not a raster any more")
+        failed = classify_many([x], out, model8, runner=r)
+    assert [(s.status, s.name) for s in done.scenes + skipped.scenes + failed.scenes] == [
+        ("done", "x.dat"), ("skipped", "x.dat"), ("failed", "x.dat")]
+    assert "not a readable raster" in failed.scenes[0].error
+    assert (out / "x.dat_classes.tif").exists() and (out / "x.dat_manifest.json").exists()
+    assert os.path.basename(done.scenes[0].outputs["classes"]) == "x.dat_classes.tif"
+    assert {os.path.basename(v) for v in done.scenes[0].outputs.values()} >= {
+        "x.dat_probs.tif", "x.dat_polygons.gpkg", "x.dat_stats.json", "x.dat_quicklook.png"}
+    rep = json.loads((out / "run.json").read_text())
+    assert [s["name"] for s in rep["scenes"]] == ["x.dat"]
 
 
 def test_python_api_result_objects(scenes, tmp_path, model8):
@@ -180,7 +205,7 @@ def test_existing_cluster_by_address(scenes, tmp_path, model8):
     from geoseg.cli import main
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         r = CliRunner().invoke(main, ["classify", str(scenes), "-o", str(tmp_path / "tcp"), "-m", model8,
                                       "--scheduler", cluster.scheduler_address, "-q"])
     assert r.exit_code == 0, r.output

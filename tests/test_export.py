@@ -1,5 +1,6 @@
-"""Keras -> ONNX export: parity, contract round trip, refusal of a broken graph,
-int8 quantization (skipped without the train extra)."""
+"""Keras -> ONNX export (geoseg.export): parity, contract round trip, refusal of
+a broken graph, int8 quantization (skipped without the train extra); the
+trained run is the session fixture ``tiny_run`` of conftest.py."""
 
 import os
 
@@ -8,21 +9,6 @@ import pytest
 
 tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
 pytestmark = pytest.mark.train
-
-from helpers import make_image_dataset  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A tiny trained run: the scratch CNN, 32 px, a few epochs on distinct colours."""
-    from geoseg.training.train import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("export")
-    data = make_image_dataset(root / "data")
-    cfg = TrainConfig(str(data), str(root / "run"), arch="scratch", input_size=32, epochs=3,
-                      fine_tune_epochs=0, batch_size=8, augment=False)
-    train(cfg)
-    return root / "run"
 
 
 def test_export_parity_and_contract_round_trip(tiny_run, tmp_path):
@@ -142,42 +128,3 @@ def test_int8_quantization_report_and_refusal(tiny_run, tmp_path, monkeypatch):
     with pytest.raises(C.ExportError, match="0.5 point"):
         C.export_model(str(tiny_run / "model.keras"), str(tmp_path / "r.onnx"), quantize="int8")
     assert not (tmp_path / "r.int8.onnx").exists()
-
-
-def test_evaluate_cli_on_split_and_other_folder(tiny_run, tmp_path):
-    import json as _json
-
-    from click.testing import CliRunner
-
-    from geoseg.cli import main
-
-    r = CliRunner().invoke(main, ["evaluate", str(tiny_run)])
-    assert r.exit_code == 0, r.output
-    out = _json.loads(r.output[r.output.index("{"):])
-    assert 0 <= out["accuracy"] <= 1 and set(out["recall"]) == {"desert", "green_area", "water"}
-    data = _json.load(open(tiny_run / "config.json"))["data_dir"]
-    r = CliRunner().invoke(main, ["evaluate", str(tiny_run), "--data", data])
-    assert r.exit_code == 0, r.output
-    rep = _json.load(open(tiny_run / "eval_data" / "report.json"))
-    assert rep["n"] >= 40 and (tiny_run / "eval_data" / "confusion.png").exists()
-
-
-def test_pretrain_excludes_evaluation_images(tiny_run, tmp_path):
-    """Pre-training on a folder that holds the 4-class images leaves out every
-    image of the run's validation and test split."""
-    import json as _json
-
-    from geoseg.training import data as D
-    from geoseg.training.train import pretrain
-
-    data = _json.load(open(tiny_run / "config.json"))["data_dir"]
-    manifest = str(tiny_run / "manifest.csv")
-    held_out = sum(r.split in ("val", "test") for r in D.read_manifest(manifest))
-    out = tmp_path / "bb.weights.h5"
-    doc = pretrain(data, str(out), [manifest], arch="mobilenetv2", size=32, epochs=1, batch_size=16)
-    assert out.exists() and (tmp_path / "bb.json").exists()
-    assert doc["n_excluded"] >= held_out > 0
-    # the weights load as a backbone for training
-    from geoseg.training.models import build_backbone
-
-    build_backbone("mobilenetv2", 32, str(out))

@@ -149,12 +149,20 @@ def test_polygons_layer_style_is_categorised_on_class_name(contract):
 
 
 def _gpkg(path):
-    import geopandas as gpd
-    import shapely
+    """Written in a fresh interpreter: where TensorFlow was imported (the
+    training tests' modules are collected in the same session), its SQLite
+    lacks the R-tree module and GDAL writes other triggers."""
+    import subprocess
+    import sys
 
-    gdf = gpd.GeoDataFrame({"class_name": ["desert", "water"]},
-                           geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)], crs="EPSG:32633")
-    gdf.to_file(path, driver="GPKG", engine="pyogrio", layer="classes", dataset_options=styles.GPKG_DATASET_OPTIONS)
+    code = (
+        "import sys, geopandas as gpd, shapely; from geoseg import styles\n"
+        "gdf = gpd.GeoDataFrame({'class_name': ['desert', 'water']}, "
+        "geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)], crs='EPSG:32633')\n"
+        "gdf.to_file(sys.argv[1], driver='GPKG', engine='pyogrio', layer='classes', "
+        "dataset_options=styles.GPKG_DATASET_OPTIONS)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=120)
     return str(path)
 
 

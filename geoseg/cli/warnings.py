@@ -15,6 +15,8 @@ import warnings
 
 import click
 
+from ..errors import GeosegWarning
+
 _seen: set[str] = set()
 _lock = threading.Lock()
 
@@ -46,8 +48,8 @@ def capture_warnings(quiet: bool = False) -> None:
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - warnings API
         name = getattr(category, "__name__", "Warning")
         text = str(message)
-        if not name.startswith(("Geoseg", "UserWarning")) and not text.startswith(name):
-            text = f"{text} ({name})"
+        if not issubclass(category, (GeosegWarning,)) and category is not UserWarning:
+            text = f"{text} ({name})"  # a library's warning says whose it is
         _once(text, quiet)
 
     warnings.showwarning = show

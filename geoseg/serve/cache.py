@@ -92,13 +92,14 @@ class DiskCache:
     def __init__(self, root: str | None) -> None:
         self.root = root
 
-    def _path(self, scene_key: str, br: int, bc: int) -> str:
-        return os.path.join(self.root, scene_key, f"{br}_{bc}.npz")
+    @staticmethod
+    def _path(root: str, scene_key: str, br: int, bc: int) -> str:
+        return os.path.join(root, scene_key, f"{br}_{bc}.npz")
 
     def load(self, scene_key: str, br: int, bc: int) -> CellBlock | None:
         if not self.root:
             return None
-        p = self._path(scene_key, br, bc)
+        p = self._path(self.root, scene_key, br, bc)
         try:
             with np.load(p) as z:
                 return CellBlock(z["classes"], z["probs"])
@@ -108,7 +109,7 @@ class DiskCache:
     def save(self, scene_key: str, br: int, bc: int, block: CellBlock) -> None:
         if not self.root:
             return
-        p = self._path(scene_key, br, bc)
+        p = self._path(self.root, scene_key, br, bc)
         tmp = f"{p}.{uuid.uuid4().hex[:8]}.tmp.npz"
         try:
             os.makedirs(os.path.dirname(p), exist_ok=True)

@@ -16,10 +16,16 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..model import ModelInfo
 from ..scheduling import available_cores
 from .cache import CellBlock, DiskCache, LRU
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from .scenes import ServedScene
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +77,16 @@ class BlockEngine:
         self.ort_threads = max(1, cores // self.workers)
         self.mem = LRU(mem_bytes)
         self.counters = Counters()
-        self._inflight: dict[tuple[str, int, int], Future] = {}
+        self._inflight: dict[tuple[str, int, int], Future[CellBlock]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="geoseg-serve-block")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def peek(self, scene, keys: list[BlockKey]) -> dict[BlockKey, CellBlock]:
+    def peek(self, scene: ServedScene, keys: list[BlockKey]) -> dict[BlockKey, CellBlock]:
         """The blocks of ``keys`` that are cached (memory, then disk); computes nothing."""
-        out = {}
+        out: dict[BlockKey, CellBlock] = {}
         for br, bc in keys:
             k = (scene.cache_key, br, bc)
             b = self.mem.get(k)
@@ -92,10 +98,10 @@ class BlockEngine:
                 out[(br, bc)] = b
         return out
 
-    def get(self, scene, keys: list[BlockKey], timeout: float | None = None) -> dict[BlockKey, CellBlock]:
+    def get(self, scene: ServedScene, keys: list[BlockKey], timeout: float | None = None) -> dict[BlockKey, CellBlock]:
         """The blocks of ``keys``, computing those not cached (on the pool)."""
         out: dict[BlockKey, CellBlock] = {}
-        waiting: dict[BlockKey, Future] = {}
+        waiting: dict[BlockKey, Future[CellBlock]] = {}
         n_mem = n_join = 0
         with self._lock:
             for br, bc in keys:
@@ -118,7 +124,7 @@ class BlockEngine:
                 out[key] = fut.result(timeout=0)  # re-raises a failed block's error
         return out
 
-    def _load_or_compute(self, scene, br: int, bc: int) -> CellBlock:
+    def _load_or_compute(self, scene: ServedScene, br: int, bc: int) -> CellBlock:
         k = (scene.cache_key, br, bc)
         try:
             b = self.disk.load(scene.cache_key, br, bc)
@@ -136,23 +142,22 @@ class BlockEngine:
                 self._inflight.pop(k, None)
 
 
-def pipeline():
-    """The scene-pipeline module (``geoseg.pipeline``; ``geoseg.tiler`` before
-    the rename): the one place the server names it."""
-    try:
-        from .. import pipeline as mod
-    except ImportError:  # pragma: no cover - the layout before the rename
-        from .. import tiler as mod  # type: ignore[no-redef]
+def pipeline() -> ModuleType:
+    """The scene-pipeline module :mod:`geoseg.pipeline`, imported on first use
+    (it loads rasterio; importing the server stays light)."""
+    from .. import pipeline as mod
+
     return mod
 
 
-def compute_block(scene, br: int, bc: int, model: ModelInfo, ort_threads: int) -> tuple[CellBlock, int]:
+def compute_block(scene: ServedScene, br: int, bc: int, model: ModelInfo, ort_threads: int) -> tuple[CellBlock, int]:
     """Classify one aligned block of ``scene``'s class grid exactly as
     ``geoseg classify`` does (same task function, patch grid, scaling,
     percentiles, batch size and validity rule); returns it and its patches."""
-    p = pipeline()
+    from ..pipeline import BlockJob, classify_block
+
     block = scene.block(br, bc)
-    job = p.BlockJob(scene.info, scene.grid, block, model.path, model.sha256, ort_threads, model.contract,
-                   scene.scaling, scene.stats, scene.batch_size, scene.min_valid, 0)
-    r = p.classify_block(job)
+    job = BlockJob(scene.info, scene.grid, block, model.path, model.sha256, ort_threads, model.contract,
+                 scene.scaling, scene.stats, scene.batch_size, scene.min_valid, 0)
+    r = classify_block(job)
     return CellBlock(r.classes, r.probs), r.n_patches

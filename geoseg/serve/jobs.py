@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import GeosegError
+from ..model import ModelInfo
 from ..scheduling import Runner
 from .scenes import NotFoundError, ServedScene, ServeOptions
 
@@ -57,7 +58,7 @@ class JobRunner(Runner):
         super().__init__(**kw)
         self._on_total, self._on_done, self._cancelled = on_total, on_done, cancelled
 
-    def stream(self, fn, jobs: Iterable[Any], in_flight: int | None = None) -> Iterator[Any]:
+    def stream(self, fn: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int | None = None) -> Iterator[Any]:
         jobs = list(jobs)  # plain BlockJobs: cheap to hold, and their count is the total
         self._on_total(sum(j.block.n_patches for j in jobs))
         if self._cancelled.is_set():
@@ -88,7 +89,7 @@ class Job:
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     version: int = 0  # bumped on every change (server-sent events wait on it)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "scene": self.scene, "scene_name": self.scene_name, "status": self.status,
             "done": self.done, "total": self.total,
@@ -114,7 +115,7 @@ class JobManager:
         Block threads of a job (default: the cores).
     """
 
-    def __init__(self, root: str, model, options: ServeOptions, workers: int | None = None,
+    def __init__(self, root: str, model: ModelInfo, options: ServeOptions, workers: int | None = None,
                  polygons: bool = True) -> None:
         self.root = root
         self.model, self.options, self.workers, self.polygons = model, options, workers, polygons
@@ -178,9 +179,7 @@ class JobManager:
         self._update(job, done=job.done + n)
 
     def _run(self, job: Job, scene: ServedScene) -> None:
-        from .engine import pipeline
-
-        ClassifyOptions, classify_scene = pipeline().ClassifyOptions, pipeline().classify_scene
+        from ..pipeline import ClassifyOptions, classify_scene
 
         if job.cancel_event.is_set():
             if job.status != "cancelled":

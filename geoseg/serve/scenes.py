@@ -19,11 +19,21 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import GeosegError, InputError
 from ..model import ModelInfo
+
+if TYPE_CHECKING:  # rasterio, pyproj and the scene modules load only when a scene is prepared
+    from affine import Affine
+    from pyproj import Transformer
+    from rasterio.crs import CRS
+
+    from ..contract import Scaling
+    from ..raster import SceneInfo
+    from ..windows import Block, PatchGrid
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +72,9 @@ class ServedScene:
     name: str
     path: str
     uploaded: bool
-    info: object  # geoseg.raster.SceneInfo
-    grid: object  # geoseg.windows.PatchGrid
-    scaling: object  # geoseg.contract.Scaling
+    info: SceneInfo
+    grid: PatchGrid
+    scaling: Scaling
     stats: np.ndarray | None
     batch_size: int
     min_valid: float
@@ -74,20 +84,20 @@ class ServedScene:
     bounds_3857: tuple[float, float, float, float]
     native_zoom: int
     display_range: np.ndarray | None  # (band, 2) stretch of the rgb layer; None for uint8
-    crs: object = field(repr=False, default=None)  # rasterio CRS
-    to_scene: object = field(repr=False, default=None)  # pyproj: EPSG:3857 -> scene
-    lonlat_to_scene: object = field(repr=False, default=None)  # pyproj: EPSG:4326 -> scene
-    _blocks: list = field(repr=False, default_factory=list)
+    crs: CRS = field(repr=False)
+    to_scene: Transformer = field(repr=False)  # EPSG:3857 -> scene
+    lonlat_to_scene: Transformer = field(repr=False)  # EPSG:4326 -> scene
+    _blocks: list[Block] = field(repr=False, default_factory=list)
 
     @property
-    def cell_transform(self):
+    def cell_transform(self) -> Affine:
         return self.grid.cell_transform(self.info.transform)
 
     @property
     def n_block_cols(self) -> int:
         return math.ceil(self.grid.n_cells[1] / self.block_cells)
 
-    def block(self, br: int, bc: int):
+    def block(self, br: int, bc: int) -> Block:
         """The :class:`geoseg.windows.Block` at block row ``br``, column ``bc``."""
         return self._blocks[br * self.n_block_cols + bc]
 
@@ -95,7 +105,7 @@ class ServedScene:
     def n_blocks(self) -> int:
         return len(self._blocks)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         g = self.grid
         return {
             "id": self.id, "name": self.name, "bounds": list(self.bounds_lonlat), "crs": self.crs.to_string(),
@@ -173,11 +183,13 @@ def prepare_scene(path: str, model: ModelInfo, options: ServeOptions, uploaded: 
 
     opts = {"stride": stride, "batch_size": options.batch_size, "min_valid": min_valid,
             "scaling": scaling.to_dict(), "bidx": list(info.bidx)}
+    bounds_lonlat = (float(lonlat[0]), float(lonlat[1]), float(lonlat[2]), float(lonlat[3]))
+    bounds_3857 = (float(merc[0]), float(merc[1]), float(merc[2]), float(merc[3]))
     return ServedScene(
         id=scene_id(path), name=info.name, path=os.path.realpath(path), uploaded=uploaded, info=info,
         grid=grid, scaling=scaling, stats=stats, batch_size=options.batch_size, min_valid=min_valid,
         block_cells=bcells, cache_key=scene_cache_key(path, model.sha256, opts, bcells),
-        bounds_lonlat=tuple(float(v) for v in lonlat), bounds_3857=tuple(float(v) for v in merc),
+        bounds_lonlat=bounds_lonlat, bounds_3857=bounds_3857,
         native_zoom=native_zoom(px_m, lat), display_range=display, crs=crs,
         to_scene=Transformer.from_crs("EPSG:3857", crs, always_xy=True),
         lonlat_to_scene=Transformer.from_crs("EPSG:4326", crs, always_xy=True),

@@ -1,18 +1,20 @@
-"""End-to-end classification of tiny painted scenes with a known answer."""
+"""classify_scene end to end (geoseg.pipeline): tiny painted scenes with a known answer."""
 
 import json
 import os
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.enums import ColorInterp
 
 from geoseg.errors import InputError, OutputExistsError
 from geoseg.scheduling import Runner
 from geoseg.pipeline import ClassifyOptions, classify_scene
-from helpers import CLASS_NAMES, make_model, paint, write_scene
+from helpers import CLASS_NAMES, make_model, paint, write_rgba, write_scene
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +47,42 @@ def test_known_answer_projected(tmp_path, model8, truth, scene_u8, sync):
         pr = p.read()
         assert np.allclose(pr.sum(0), 1, atol=1e-5)
         assert (pr.argmax(0) == truth).all()
-    stats = json.load(open(res.outputs["stats"]))
+    stats = json.loads(Path(res.outputs["stats"]).read_text())
     cells = {c["name"]: c["cells"] for c in stats["classes"]}
     assert cells == {n: int((truth == i).sum()) for i, n in enumerate(CLASS_NAMES)}
     # UTM zone 33, 10 m pixels: a cell is 80 m x 80 m = 0.0064 km², on the ellipsoid within 0.1%
     total = sum(c["area_km2"] for c in stats["classes"])
     assert total == pytest.approx(truth.size * 0.0064, rel=2e-3)
     assert stats["model"]["sha256"] and stats["timings_s"]["total"] > 0
-    gdf = gpd.read_file(res.outputs["polygons"])
-    assert gdf.crs == rasterio.open(scene_u8).crs
+    gdf = gpd.read_file(res.outputs["polygons"], layer="classes")
+    with rasterio.open(scene_u8) as src:
+        assert gdf.crs == src.crs
     assert set(gdf["class_name"]) == set(CLASS_NAMES)
     assert gdf["area_km2"].sum() == pytest.approx(total, rel=1e-6)
     assert os.path.getsize(res.outputs["quicklook"]) > 1000
-    assert open(res.outputs["classes_qml"]).read().count("paletteEntry") == 4
+    assert Path(res.outputs["classes_qml"]).read_text().count("paletteEntry") == 4
     assert not [f for f in os.listdir(tmp_path / "out") if ".tmp" in f or ".part" in f]
+
+
+@pytest.mark.parametrize("shape,stride", [((48, 56), 8), ((1100, 1300), 4)])
+def test_class_and_probability_rasters_are_cogs(tmp_path, model8, sync, shape, stride):
+    """The README promises Cloud Optimized GeoTIFFs: NAME_classes.tif and
+    NAME_probs.tif pass rio-cogeo's validator, small (one tile, no overviews)
+    and larger than a tile (with overviews)."""
+    from rio_cogeo.cogeo import cog_validate
+
+    rng = np.random.default_rng(4)
+    p = write_scene(tmp_path / "cog.tif", paint(rng.integers(0, 4, (shape[0] // 8, shape[1] // 8)), 8))
+    res = classify_scene(p, tmp_path / "out", model8,
+                         ClassifyOptions(stride=stride, polygons=False, quicklook=False), sync)
+    assert os.path.basename(res.outputs["classes"]) == "cog_classes.tif"
+    assert os.path.basename(res.outputs["probs"]) == "cog_probs.tif"
+    for key in ("classes", "probs"):
+        valid, errors, warns = cog_validate(res.outputs[key], strict=True)
+        assert valid and errors == [] and warns == [], (key, errors, warns)
+        with rasterio.open(res.outputs[key]) as s:
+            assert s.profile["tiled"] and s.block_shapes[0] == (256, 256)
+            assert bool(s.overviews(1)) == (min(s.shape) > 256)
 
 
 def test_geographic_crs_area_on_ellipsoid(tmp_path, model8, truth, sync):
@@ -73,9 +97,9 @@ def test_geographic_crs_area_on_ellipsoid(tmp_path, model8, truth, sync):
     h, w = truth.shape
     lat0, lat1 = 60.0 - h * 0.008, 60.0
     expected, _ = g.polygon_area_perimeter([10, 10 + w * 0.008, 10 + w * 0.008, 10], [lat0, lat0, lat1, lat1])
-    stats = json.load(open(res.outputs["stats"]))
+    stats = json.loads(Path(res.outputs["stats"]).read_text())
     assert stats["classified_area_km2"] == pytest.approx(abs(expected) / 1e6, rel=1e-3)
-    gdf = gpd.read_file(res.outputs["polygons"])
+    gdf = gpd.read_file(res.outputs["polygons"], layer="classes")
     assert gdf["area_km2"].sum() == pytest.approx(abs(expected) / 1e6, rel=1e-3)
 
 
@@ -147,34 +171,6 @@ def test_model_input_layouts_and_dtypes_agree(tmp_path, truth, sync, layout, dty
             assert np.abs(pa[ok] - pb[ok]).max() < (1e-4 if exact else 0.05)  # 1e-4: summation order
 
 
-def test_polygons_valid_and_areas_on_the_ellipsoid(tmp_path):
-    """Diagonal touches, holes and islands in holes give valid MultiPolygons
-    that cover exactly the classified cells; areas agree with pyproj.Geod."""
-    import shapely
-    from pyproj import CRS, Geod
-
-    from geoseg.geometry import geometry_area_m2
-    from geoseg.outputs import polygonize
-    from helpers import make_contract
-
-    cb = (np.indices((40, 40)).sum(0) % 2).astype(np.uint8)  # checkerboard: corners only
-    cb[10:20, 10:20] = 2
-    cb[13:17, 13:17] = 3  # a lake in the forest
-    cb[14:16, 14:16] = 2  # an island in the lake
-    cb[5, 5] = 255
-    tr = Affine(10, 0, 500000, 0, -10, 6000000)
-    wkt = CRS("EPSG:32633").to_wkt()
-    gdf = polygonize(cb, tr, wkt, make_contract(8))
-    assert shapely.is_valid(gdf.geometry.values).all()
-    for k, g in zip(gdf["class_index"], gdf.geometry):
-        assert g.area == pytest.approx((cb == k).sum() * 100.0)
-    assert dict(zip(gdf["class_index"], gdf["n_parts"]))[3] == 1
-    # a 1 x 1 degree square at 60 N: geodesic area within 1e-6
-    sq = shapely.box(10, 60, 11, 61)
-    ref = abs(Geod(ellps="WGS84").geometry_area_perimeter(shapely.segmentize(sq, 0.001))[0])
-    assert geometry_area_m2([sq], CRS("EPSG:4326").to_wkt(), 0.01)[0] == pytest.approx(ref, rel=1e-6)
-
-
 def test_edges_partial_patches_are_classified(tmp_path, model8, truth, sync):
     img = paint(truth, 8)[:, :-3, :-5]  # last row/col of patches only partly present
     p = write_scene(tmp_path / "edge.tif", img)
@@ -195,7 +191,7 @@ def test_nodata_value_and_dark_data(tmp_path, model8, truth, sync):
     assert (cls[0] == 255).all()
     assert cls[1, 1] != 255  # the dark patch is classified
     assert (cls[2:] == t2[2:]).all()
-    stats = json.load(open(res.outputs["stats"]))
+    stats = json.loads(Path(res.outputs["stats"]).read_text())
     assert stats["nodata_cells"] == truth.shape[1]
     # --nodata overrides: 1 is now nodata, 0 is data
     res = classify_scene(p, tmp_path / "out2", model8, ClassifyOptions(nodata=1.0), sync)
@@ -226,6 +222,55 @@ def test_alpha_band_masks(tmp_path, model8, truth, sync):
     res = classify_scene(str(p), tmp_path / "out", model8, ClassifyOptions(), sync)
     cls = read(res.outputs["classes"])[0]
     assert (cls[:, 0] == 255).all() and (cls[:, 1:] == truth[:, 1:]).all()
+
+
+def test_nodata_and_alpha_give_one_mask_warning(tmp_path, model8, truth, sync):
+    """GDAL masks by the nodata value and ignores the alpha band: one
+    MaskWarning says so, and nothing else warns."""
+    from geoseg.errors import MaskWarning
+
+    rgb = paint(truth, 8)
+    rgb[:, 8:16, :] = 0  # second row of patches: nodata by value
+    alpha = np.full(rgb.shape[1:], 255, np.uint8)
+    alpha[:, :8] = 0  # first column of patches: transparent, but ignored
+    p = write_rgba(tmp_path / "rgba_nd.tif", rgb, alpha, nodata=0)
+    with pytest.warns(MaskWarning, match=r"nodata value \(0\) and an alpha band; GDAL masks by the nodata") as rec:
+        res = classify_scene(p, tmp_path / "out", model8, ClassifyOptions(), sync)
+    assert [w.category for w in rec] == [MaskWarning]
+    cls = read(res.outputs["classes"])[0]
+    assert (cls[1] == 255).all() and (cls[0] == truth[0]).all() and (cls[2:, 0] == truth[2:, 0]).all()
+
+
+def test_all_nodata_scene_warns(tmp_path, model8, truth, sync):
+    from geoseg.errors import MaskWarning
+
+    p = write_scene(tmp_path / "allnd.tif", np.zeros_like(paint(truth, 8)), nodata=0)
+    with pytest.warns(MaskWarning, match="no patch had enough valid pixels; every cell is nodata"):
+        res = classify_scene(p, tmp_path / "out", model8, ClassifyOptions(), sync)
+    assert (read(res.outputs["classes"])[0] == 255).all()
+
+
+def test_resolution_far_from_training_warns(tmp_path, truth, sync):
+    from geoseg.errors import ResolutionWarning
+    from helpers import make_contract
+
+    m = make_model(tmp_path / "m.onnx", 8, contract=make_contract(8, training_resolution_m=0.5))
+    p = write_scene(tmp_path / "s.tif", paint(truth, 8))  # 10 m pixels
+    with pytest.warns(ResolutionWarning, match="pixel size 10 m, the model was trained at 0.5 m"):
+        res = classify_scene(p, tmp_path / "out", m, ClassifyOptions(), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+
+
+def test_bands_by_position_warn(tmp_path, model8, truth, sync):
+    from geoseg.errors import BandWarning
+
+    img = np.concatenate([paint(truth, 8), np.zeros((1,) + paint(truth, 8).shape[1:], np.uint8)])
+    p = write_scene(tmp_path / "four.tif", img, colorinterp=False)
+    with rasterio.open(p, "r+") as d:
+        d.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * 3  # no colours, no alpha
+    with pytest.warns(BandWarning, match=r"4 bands without colour interpretation; using bands 1,2,3"):
+        res = classify_scene(p, tmp_path / "out", model8, ClassifyOptions(), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
 
 
 def test_nan_in_float_scene(tmp_path, model8, truth, sync):
@@ -283,10 +328,10 @@ def test_same_output_across_schedulers(tmp_path, model8):
 
 def test_existing_output_needs_overwrite(tmp_path, model8, scene_u8, sync):
     classify_scene(scene_u8, tmp_path / "o", model8, ClassifyOptions(), sync)
-    before = open(tmp_path / "o" / "scene_u8_classes.tif", "rb").read()
+    before = (tmp_path / "o" / "scene_u8_classes.tif").read_bytes()
     with pytest.raises(OutputExistsError, match="--overwrite"):
         classify_scene(scene_u8, tmp_path / "o", model8, ClassifyOptions(), sync)
-    assert open(tmp_path / "o" / "scene_u8_classes.tif", "rb").read() == before
+    assert (tmp_path / "o" / "scene_u8_classes.tif").read_bytes() == before
     classify_scene(scene_u8, tmp_path / "o", model8, ClassifyOptions(overwrite=True), sync)
 
 

@@ -1,0 +1,112 @@
+"""Patches: views, validity, gap filling, model input, folding to cells (geoseg.patches)."""
+
+import numpy as np
+import pytest
+
+from geoseg.patches import fill_invalid, fold_to_cells, patch_valid_fraction
+
+
+def test_patch_views_positions():
+    from geoseg.patches import gather_patches, patch_views
+
+    a = np.arange(2 * 12 * 12).reshape(2, 12, 12)
+    valid = np.ones((12, 12), bool)
+    pix, val = patch_views(a, valid, 4, 4)
+    assert pix.shape == (2, 3, 3, 4, 4) and val.shape == (3, 3, 4, 4)
+    p, v = gather_patches(pix, val, np.array([1]), np.array([2]))
+    assert p.shape == (1, 2, 4, 4) and (p[0, 0] == a[0, 4:8, 8:12]).all() and v.all()
+    assert (p[0, 1] == a[1, 4:8, 8:12]).all()
+    pix, _ = patch_views(a, valid, 4, 2)
+    assert pix.shape == (2, 5, 5, 4, 4)
+    assert (pix[1, 1, 3] == a[1, 2:6, 6:10]).all()
+
+
+@pytest.mark.parametrize("size,stride", [(8, 4), (8, 8), (8, 2)])
+def test_valid_fraction_matches_loops(size, stride):
+    """With every pixel inside the scene, the fraction is the patch's valid
+    pixel count (a box sum) over size², whatever the overlap."""
+    rng = np.random.default_rng(0)
+    m = rng.random((20, 24)) > 0.3
+    inside = np.ones(m.shape, bool)
+    s = patch_valid_fraction(m, inside, size, stride) * size * size
+    assert s.shape == ((20 - size) // stride + 1, (24 - size) // stride + 1)
+    for i in range(s.shape[0]):
+        for j in range(s.shape[1]):
+            assert s[i, j] == m[i * stride : i * stride + size, j * stride : j * stride + size].sum()  # exact: size² is a power of 2
+    assert (patch_valid_fraction(inside, inside, size, stride) == 1.0).all()  # the gap-free shortcut
+    with pytest.raises(ValueError, match="stride must divide size"):
+        patch_valid_fraction(m, inside, 8, 3)
+
+
+def test_padding_counts_neither_way():
+    valid = np.zeros((8, 8), bool)
+    inside = np.zeros((8, 8), bool)
+    valid[:, :2] = inside[:, :2] = True  # only 2 columns lie in the scene, all valid
+    assert patch_valid_fraction(valid, inside, 8, 8)[0, 0] == 1.0
+    valid[:4, :2] = False
+    assert patch_valid_fraction(valid, inside, 8, 8)[0, 0] == 0.5
+
+
+def test_fill_invalid_uses_patch_mean():
+    p = np.zeros((1, 3, 2, 2), np.float32)
+    p[0, :, 0, 0] = [10, 20, 30]
+    p[0, :, 0, 1] = [30, 40, 50]
+    v = np.array([[[True, True], [False, False]]])
+    out = fill_invalid(p, v)
+    assert np.allclose(out[0, :, 1, 1], [20, 30, 40])
+    assert np.allclose(out[0, :, 0, 0], [10, 20, 30])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_to_model_input_layouts_and_dtypes(layout, dtype):
+    from geoseg.contract import Scaling
+    from geoseg.patches import to_model_input
+
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 256, (5, 3, 4, 4)).astype(np.uint8)  # (n, band, p, p)
+    valid = np.ones((5, 4, 4), bool)
+    want = raw.transpose(0, 2, 3, 1) if layout == "NHWC" else raw
+    x = to_model_input(raw, valid, Scaling("identity"), (0, 255), None, layout, dtype)
+    assert x.dtype == np.dtype(dtype) and x.flags.c_contiguous
+    assert np.array_equal(x, want.astype(dtype))
+    # a gap: filled with the patch's mean colour, then converted (rounded for uint8)
+    valid[0, 0, 0] = False
+    x = to_model_input(raw, valid, Scaling("identity"), (0, 255), None, layout, dtype)
+    mean = raw[0].reshape(3, -1)[:, 1:].mean(axis=1)
+    got = x[0, 0, 0] if layout == "NHWC" else x[0, :, 0, 0]
+    assert np.allclose(got, np.round(mean) if dtype == "uint8" else mean, atol=1e-4)
+    assert np.array_equal(np.delete(x.reshape(5, -1), 0, axis=0), np.delete(want.astype(dtype).reshape(5, -1), 0, axis=0))
+    # 16-bit pixels with linear scaling into 0..255, rounded and clipped for uint8 models
+    raw16 = (raw.astype(np.uint16) * 16)
+    x = to_model_input(raw16, np.ones((5, 4, 4), bool), Scaling("linear", scale=1 / 16), (0, 255), None, layout, dtype)
+    assert np.allclose(x.astype(np.float32), want.astype(np.float32), atol=0.51)
+
+
+def test_fold_to_cells_averages_covering_patches():
+    # 3x3 patches, overlap 2: cell (1,1) is covered by patches (0,0),(0,1),(1,0),(1,1)
+    probs = np.zeros((3, 3, 2), np.float32)
+    probs[..., 0] = np.arange(9).reshape(3, 3)
+    probs[..., 1] = 1
+    ok = np.ones((3, 3), bool)
+    mean, cnt = fold_to_cells(probs, ok, 2, (0, 3), (0, 3), (0, 0), (4, 4))
+    assert cnt[0, 0] == 1 and cnt[1, 1] == 4 and cnt[3, 3] == 1
+    assert mean[0, 1, 1] == pytest.approx((0 + 1 + 3 + 4) / 4)
+    ok[0, 0] = False
+    mean, cnt = fold_to_cells(probs, ok, 2, (0, 3), (0, 3), (0, 0), (4, 4))
+    assert cnt[0, 0] == 0 and mean[0, 1, 1] == pytest.approx((1 + 3 + 4) / 3)
+
+
+def test_percentile_scaling_band_first_and_last_agree():
+    from geoseg.contract import Scaling
+    from geoseg.patches import percentile_stats, scale_pixels
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 20000, (3, 30, 30)).astype(np.uint16)
+    st = percentile_stats(a, np.ones((30, 30), bool), 2, 98)
+    s = Scaling("percentile", low=2, high=98)
+    first = scale_pixels(a, s, (0, 255), st)
+    last = scale_pixels(np.moveaxis(a, 0, -1), s, (0, 255), st, band_axis=-1)
+    assert np.allclose(np.moveaxis(first, 0, -1), last)
+    assert first.min() == 0 and first.max() == 255
+    assert 0.01 < (first == 0).mean() < 0.03  # ~2% clipped low per band

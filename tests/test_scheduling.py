@@ -1,0 +1,69 @@
+"""Running tasks (geoseg.scheduling): schedulers, the streaming loop, the progress bar."""
+
+import threading
+import time
+
+import pytest
+
+from geoseg.scheduling import Runner, available_cores, progress_bar, validate_scheduler
+
+
+def test_validate_scheduler():
+    for s in ("threads", "processes", "synchronous", "tcp://127.0.0.1:8786", "tls://h:1"):
+        assert validate_scheduler(s) == s
+    with pytest.raises(ValueError, match="is not threads, processes, synchronous or tcp://HOST:PORT"):
+        validate_scheduler("gpu")
+
+
+def test_workers_and_onnxruntime_threads():
+    cores = available_cores()
+    assert Runner("synchronous", 8).workers == 1
+    r = Runner("threads", 1)
+    assert r.workers == 1 and r.ort_threads == cores and r.slots == 1
+    assert Runner("threads", 2, ort_threads=3).ort_threads == 3
+    assert Runner("tcp://127.0.0.1:1").ort_threads == 1  # a remote cluster: one thread per task
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
+def test_stream_yields_every_result(scheduler):
+    with Runner(scheduler, 2) as r:
+        assert r.parallel == (scheduler == "threads")
+        got = list(r.stream(lambda j: j * j, range(20)))
+    assert sorted(got) == [j * j for j in range(20)]
+
+
+def test_stream_bounds_the_tasks_in_flight():
+    lock = threading.Lock()
+    state = {"submitted": 0, "consumed": 0, "ahead": 0}
+
+    def jobs():
+        for j in range(30):
+            with lock:
+                state["submitted"] += 1
+                state["ahead"] = max(state["ahead"], state["submitted"] - state["consumed"])
+            yield j
+
+    with Runner("threads", 2) as r:
+        for _ in r.stream(lambda j: time.sleep(0.001) or j, jobs(), in_flight=3):
+            with lock:
+                state["consumed"] += 1
+    assert state["consumed"] == 30 and state["ahead"] <= 4  # 3 in flight + the one being handed over
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
+def test_stream_reraises_a_failed_task(scheduler):
+    def fn(j):
+        if j == 5:
+            raise RuntimeError("task 5 failed")
+        return j
+
+    with Runner(scheduler, 2) as r, pytest.raises(RuntimeError, match="task 5 failed"):
+        list(r.stream(fn, range(10)))
+
+
+def test_progress_bar_enabled_flags():
+    with progress_bar(3, "x", "it", enabled=False) as bar:
+        assert bar.disable
+        bar.update(3)
+    with progress_bar(3, "x", "it", enabled=True) as bar:
+        assert not bar.disable and bar.total == 3

@@ -1,0 +1,59 @@
+"""Preparing image datasets (geoseg.training.data) on a tiny synthetic dataset
+(skipped without the train extra)."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
+pytestmark = pytest.mark.train
+
+from geoseg.training import data as D  # noqa: E402
+from helpers import make_image_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_image_dataset(tmp_path_factory.mktemp("data"))
+
+
+def test_cmyk_decodes_to_right_colours(dataset):
+    im, mode = D.decode_rgb(str(dataset / "desert" / "cmyk.jpg"))
+    assert mode == "CMYK"
+    with Image.open(dataset / "desert" / "desert_0.jpg") as ref_im:
+        ref = np.asarray(ref_im, float).mean((0, 1))
+    got = np.asarray(im, float).mean((0, 1))
+    assert np.abs(got - ref).max() < 12  # not inverted, not a colour cast
+
+
+def test_prepare_rejects_and_keeps_duplicates_together(dataset, tmp_path):
+    recs, x, classes = D.prepare(str(dataset), str(tmp_path), size=32, seed=1)
+    assert classes == ["desert", "green_area", "water"]
+    assert x.shape == (len(recs), 32, 32, 3) and x.dtype == np.uint8
+    with open(tmp_path / "rejected.csv", newline="") as f:
+        rejected = {r["file"]: r["reason"] for r in csv.DictReader(f)}
+    assert "cannot decode" in rejected[os.path.join("water", "corrupt.jpg")]
+    assert "not an image extension" in rejected[os.path.join("water", "notes.txt")]
+    assert os.path.join("green_area", "png_named.jpg") in rejected
+    by_file = {r.file: r for r in recs}
+    for a, b in (("water_0.jpg", "water_0 (1).jpg"), ("water_1.jpg", "water_1_again.jpg")):
+        ra, rb = by_file[os.path.join("water", a)], by_file[os.path.join("water", b)]
+        assert ra.group == rb.group and ra.split == rb.split
+    rep = json.loads((tmp_path / "data_report.json").read_text())
+    assert rep["groups_split_across_sets"] == 0 and rep["duplicate_groups"] >= 2
+    assert {r.split for r in recs} == {"train", "val", "test"}
+    # the same seed gives the same split
+    recs2, _, _ = D.prepare(str(dataset), str(tmp_path / "again"), size=32, seed=1)
+    assert [r.split for r in recs] == [r.split for r in recs2]
+
+
+def test_resize_is_antialiased():
+    # a 1-px checkerboard has no landscape content: down-sampled it must turn grey
+    a = (np.indices((128, 128)).sum(0) % 2 * 255).astype(np.uint8)
+    im = Image.fromarray(np.stack([a] * 3, -1))
+    out = D.resize_rgb(im, 32)
+    assert out.std() < 10 and abs(out.mean() - 127.5) < 10
