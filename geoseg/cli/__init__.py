@@ -50,7 +50,12 @@ def main() -> None:
     \b
     geoseg classify SCENE.tif -o out/          classify with the default model
     geoseg info MODEL.onnx                     print a model's contract
-    geoseg train / evaluate / export           (need the `train` extra)
+    geoseg evaluate-scene CLASSES.tif --reference REF -o DIR
+                                               score a class map against a reference
+    geoseg reference ndwi SCENE.tif ...        a water reference from the scene itself
+    geoseg chips SCENE.tif --labels L -o DIR   training chips from scenes and labels
+    geoseg serve SCENES/                       the web map (needs the `serve` extra)
+    geoseg prepare / train / evaluate / export (need the `train` extra)
     """
 
 
