@@ -19,6 +19,7 @@ from .naming import RUN_REPORT, manifest_name, product_name, scene_stem
 from .outputs import write_json_atomic
 from .scheduling import Runner, progress_bar
 from .pipeline import ClassifyOptions, SceneResult, classify_scene
+from .sources import GdalConfig, is_prefix, is_remote, is_stac_item, join, list_prefix, read_bytes, read_json, source_id
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +28,53 @@ RASTER_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
 
 @dataclass(frozen=True)
 class SceneTask:
-    path: str
+    path: str  # a file, a remote source or a STAC item, as the user gave it
     outdir: str
+    name: str | None = None  # the outputs' stem when it is not the path's (a STAC item's id)
+
+    @property
+    def stem(self) -> str:
+        return self.name or scene_stem(self.path)
+
+
+def _key(path: str) -> str:
+    return path if is_remote(path) else os.path.abspath(path)
 
 
 def find_inputs(
-    inputs: list[str], outdir: str, recursive: bool = False, pattern: str | None = None
+    inputs: list[str], outdir: str, recursive: bool = False, pattern: str | None = None,
+    config: GdalConfig = (),
 ) -> list[SceneTask]:
-    """Expand files, folders and list files (``.txt``, one path a line) into scenes.
+    """Expand files, folders, list files (``.txt``, one path or URL a line),
+    object-store prefixes (``s3://bucket/prefix/``) and STAC items into scenes.
 
-    Scenes found in a folder keep their sub-folder under ``outdir`` (with
-    ``recursive``), so equal names in different folders do not collide.
+    Scenes found in a folder or under a prefix keep their sub-folder under
+    ``outdir`` (with ``recursive``), so equal names in different folders do
+    not collide.  ``config``: the GDAL settings (``--gdal-config``), whose
+    endpoint and credential variables the listing uses too.
     """
     pats = (pattern,) if pattern else RASTER_PATTERNS
     out: list[SceneTask] = []
     for item in inputs:
-        if os.path.isdir(item):
+        if is_prefix(item):
+            listed = list_prefix(item, pats, recursive, config)
+            if not listed:
+                log.warning("%s: no object matching %s under this prefix", item, " or ".join(pats))
+            for src, rel in listed:
+                out.append(SceneTask(src, os.path.normpath(os.path.join(outdir, rel))))
+        elif is_stac_item(item):
+            from .stac import safe_id
+
+            doc = read_json(item, config)
+            out.append(SceneTask(item, outdir, safe_id(str(doc.get("id") or scene_stem(item)))))
+        elif is_remote(item) and item.lower().endswith((".txt", ".lst")):
+            for line in read_bytes(item, config).decode("utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    out.append(SceneTask(join(item, line), outdir))
+        elif is_remote(item):
+            out.append(SceneTask(item, outdir))
+        elif os.path.isdir(item):
             found = []
             for root, dirs, files in os.walk(item):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
@@ -60,16 +92,16 @@ def find_inputs(
                 for line in fh:
                     line = line.strip()
                     if line and not line.startswith("#"):
-                        p = line if os.path.isabs(line) else os.path.join(base, line)
+                        p = line if os.path.isabs(line) or is_remote(line) else os.path.join(base, line)
                         out.append(SceneTask(p, outdir))
         else:
             out.append(SceneTask(item, outdir))
     # one output name per scene
     seen: dict[tuple[str, str], str] = {}
     for t in out:
-        stem = scene_stem(t.path)
+        stem = t.stem
         key = (os.path.abspath(t.outdir), stem)
-        if key in seen and os.path.abspath(seen[key]) != os.path.abspath(t.path):
+        if key in seen and _key(seen[key]) != _key(t.path):
             raise InputError(
                 f"{t.path}: its outputs would overwrite those of {seen[key]} (same name "
                 f"{stem!r}); use folder inputs with --recursive or separate runs"
@@ -77,7 +109,7 @@ def find_inputs(
         seen[key] = t.path
     uniq, done = [], set()
     for t in out:
-        k = os.path.abspath(t.path)
+        k = _key(t.path)
         if k not in done:
             done.add(k)
             uniq.append(t)
@@ -85,19 +117,25 @@ def find_inputs(
 
 
 # --- manifests ----------------------------------------------------------------
-def manifest_path(outdir: str, path: str) -> str:
-    return os.path.join(outdir, manifest_name(scene_stem(path)))
+def manifest_path(outdir: str, path: str, name: str | None = None) -> str:
+    return os.path.join(outdir, manifest_name(name or scene_stem(path)))
 
 
-def _source_id(path: str) -> dict:
-    st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _task_manifest(task: SceneTask) -> str:
+    return manifest_path(task.outdir, task.path, task.name)
 
 
-def _manifest(task: SceneTask, model: ModelInfo, options: ClassifyOptions, res: SceneResult) -> dict:
+def _source_id(path: str, config: GdalConfig = ()) -> dict:
+    """Size and mtime of a file; size, ETag and Last-Modified of a remote object
+    (HTTP HEAD, S3 HeadObject): see :func:`geoseg.sources.source_id`."""
+    return source_id(path, config)
+
+
+def _manifest(task: SceneTask, model: ModelInfo, options: ClassifyOptions, res: SceneResult,
+              source: dict | None = None) -> dict:
     return {
         "geoseg_version": __version__,
-        "source": _source_id(task.path),
+        "source": source if source is not None else _source_id(task.path, options.gdal_config),
         "model_sha256": model.sha256,
         "options": options.to_dict(),
         "outputs": {k: {"file": os.path.basename(v), "sha256": file_sha256(v)}
@@ -106,14 +144,17 @@ def _manifest(task: SceneTask, model: ModelInfo, options: ClassifyOptions, res: 
     }
 
 
-def is_up_to_date(task: SceneTask, model: ModelInfo, options: ClassifyOptions) -> bool:
+def is_up_to_date(task: SceneTask, model: ModelInfo, options: ClassifyOptions, source: dict | None = None) -> bool:
     """True when the scene's manifest matches this source, model and options and
-    every output it lists is present with its recorded hash."""
-    mp = manifest_path(task.outdir, task.path)
+    every output it lists is present with its recorded hash.  ``source``: the
+    source's identity when the caller has it (a remote source's costs a request)."""
+    mp = _task_manifest(task)
     try:
         with open(mp, encoding="utf-8") as f:
             m = json.load(f)
-        if m.get("source") != _source_id(task.path) or m.get("model_sha256") != model.sha256:
+        if source is None:
+            source = _source_id(task.path, options.gdal_config)
+        if m.get("source") != json.loads(json.dumps(source)) or m.get("model_sha256") != model.sha256:
             return False
         if m.get("options") != json.loads(json.dumps(options.to_dict())):
             return False
@@ -179,7 +220,7 @@ def classify_many(
     options = options or ClassifyOptions()
     outdir = str(outdir)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    tasks = find_inputs([str(i) for i in inputs], outdir, recursive, pattern)
+    tasks = find_inputs([str(i) for i in inputs], outdir, recursive, pattern, options.gdal_config)
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
     t0 = time.perf_counter()
     run = RunResult()
@@ -193,26 +234,28 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
     def one(task: SceneTask) -> SceneResult:
         ts = time.perf_counter()
         try:
-            if not options.overwrite and is_up_to_date(task, info, options):
+            # the source's identity before the work: a source changed meanwhile is redone next time
+            sid = _source_id(task.path, options.gdal_config) if is_remote(task.path) else None
+            if not options.overwrite and is_up_to_date(task, info, options, sid):
                 log.info("%s: up to date, skipped", task.path)
-                return SceneResult(task.path, scene_stem(task.path), "skipped")
+                return SceneResult(task.path, task.stem, "skipped")
             opts = options if progress is None else replace(options, progress=progress)
             if not opts.overwrite and _made_by_geoseg(task):
                 # outputs of an earlier run (stale, or interrupted before its
                 # manifest): redo them; anything else under those names is refused
                 opts = replace(opts, overwrite=True)
             res = classify_scene(task.path, task.outdir, info, opts, runner)
-            write_json_atomic(manifest_path(task.outdir, task.path), _manifest(task, info, options, res))
+            write_json_atomic(_task_manifest(task), _manifest(task, info, options, res, sid))
             log.info("%s: done in %.1f s (%.0f patches/s)", task.path, res.seconds, res.patches_per_s)
             return res
         except GeosegError as exc:
             log.error("%s", exc)
-            return SceneResult(task.path, scene_stem(task.path), "failed",
+            return SceneResult(task.path, task.stem, "failed",
                                seconds=time.perf_counter() - ts, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one scene must not stop the run
             msg = f"{task.path}: unexpected {type(exc).__name__}: {exc}".splitlines()[0]
             log.error("%s", msg, exc_info=log.isEnabledFor(logging.DEBUG))
-            return SceneResult(task.path, scene_stem(task.path), "failed",
+            return SceneResult(task.path, task.stem, "failed",
                                seconds=time.perf_counter() - ts, error=msg)
 
     n_par = concurrent_scenes or (2 if runner.parallel else 1)
@@ -243,9 +286,9 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
 def _made_by_geoseg(task: SceneTask) -> bool:
     """True when the scene's existing outputs were written by geoseg: it has a
     manifest, or its class raster carries geoseg's tags."""
-    if os.path.exists(manifest_path(task.outdir, task.path)):
+    if os.path.exists(_task_manifest(task)):
         return True
-    cls = os.path.join(task.outdir, product_name(scene_stem(task.path), "classes"))
+    cls = os.path.join(task.outdir, product_name(task.stem, "classes"))
     if not os.path.exists(cls):
         return False
     try:

@@ -49,6 +49,7 @@ from .raster import (
     GridWriter, SceneInfo, check_readable, open_scene, read_classes, read_window, scaling_for, scene_percentiles,
 )
 from .naming import basename
+from .sources import GdalConfig, display_path, gdal_env, is_remote, is_stac_item, normalize_config, scene_config, source_time
 from .scheduling import Runner, progress_bar, release_free_memory
 from .windows import Block, PatchGrid, choose_block_cells, plan_blocks
 
@@ -74,14 +75,26 @@ class ClassifyOptions:
     block_px: int = 2048
     block_cells: int | None = None  # force a block size (tests, benchmarks)
     progress: bool | None = None  # None: a bar only on a terminal
+    gdal_config: GdalConfig = ()  # GDAL settings of the reads (--gdal-config); a dict is accepted
+    assets: tuple[str, ...] | None = None  # STAC item inputs: the RGB asset keys (--assets)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gdal_config", normalize_config(self.gdal_config))
+        if self.assets is not None:
+            object.__setattr__(self, "assets", tuple(self.assets))
 
     def to_dict(self) -> dict:
-        """The options that shape the results (not overwrite, progress or the
-        block size, which change nothing in the outputs)."""
+        """The options that shape the results (not overwrite, progress, the
+        block size or the GDAL settings, which change nothing in the outputs;
+        the STAC assets only when chosen)."""
         d = asdict(self)
         d["scaling"] = self.scaling.to_dict() if self.scaling else None
-        for k in ("progress", "overwrite", "block_px", "block_cells"):
+        for k in ("progress", "overwrite", "block_px", "block_cells", "gdal_config"):
             d.pop(k)
+        if d["assets"] is None:
+            d.pop("assets")
+        else:
+            d["assets"] = list(d["assets"])
         return d
 
 
@@ -101,6 +114,7 @@ class BlockJob:
     batch_size: int
     min_valid: float
     thumb_k: int = 0  # quicklook pixels per cell side (0: no quicklook)
+    gdal_config: GdalConfig = ()  # entered by the task itself: GDAL settings are per thread
 
 
 @dataclass
@@ -124,7 +138,8 @@ def classify_block(job: BlockJob) -> BlockResult:
     t0 = time.perf_counter()
     g, b, c = job.grid, job.block, job.contract
     P, S = g.patch, g.stride
-    data, valid, inside = read_window(job.scene, b.read_window(g))
+    with gdal_env(job.gdal_config):
+        data, valid, inside = read_window(job.scene, b.read_window(g))
     t1 = time.perf_counter()
     frac = patch_valid_fraction(valid, inside, P, S)  # (npr, npc)
     todo = frac >= job.min_valid
@@ -208,29 +223,53 @@ class SceneSetup:
     scaling: Scaling
     stats: np.ndarray | None  # per-band percentiles for percentile scaling
     min_valid: float
+    gdal_config: GdalConfig = ()  # the GDAL settings of the scene's reads (sources.scene_config)
+    source_time: datetime | None = None  # the source's mtime / Last-Modified (the GeoPackage's timestamp)
+    source: str = ""  # what the user gave (a STAC item for a scene read through its VRT)
+    item_time: datetime | None = None  # a STAC input item's datetime
 
     def jobs(self, blocks: list[Block], model: ModelInfo, runner: Runner, options: ClassifyOptions,
              thumb_k: int) -> Iterator[BlockJob]:
         """The tasks' inputs, one per block (built lazily, as the runner asks)."""
         for b in blocks:
             yield BlockJob(self.scene, self.grid, b, model.path, model.sha256, runner.ort_threads, model.contract,
-                           self.scaling, self.stats, options.batch_size, self.min_valid, thumb_k)
+                           self.scaling, self.stats, options.batch_size, self.min_valid, thumb_k, self.gdal_config)
 
 
-def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions) -> SceneSetup:
-    """Open and check a scene against the model; raises :class:`InputError`."""
+def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir: str | None = None) -> SceneSetup:
+    """Open and check a scene against the model; raises :class:`InputError`.
+
+    ``path`` is a local file, a remote source (:mod:`geoseg.sources`) or a
+    STAC Item (``*.json``: its RGB assets are stacked into ``OUTDIR/ID.vrt``,
+    so ``outdir`` is needed).  The reads run under the scene's GDAL settings
+    (:func:`geoseg.sources.scene_config`).
+    """
     c = model.contract
-    scene = open_scene(path, c, options.bidx, options.nodata)
-    try:
-        grid = PatchGrid(scene.width, scene.height, c.patch_size, options.stride or c.patch_size)
-    except ValueError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    scaling = scaling_for(scene, c, options.scaling)
-    check_readable(scene)
-    stats = scene_percentiles(scene, scaling.low, scaling.high) if scaling.method == "percentile" else None
+    source, item_time = path, None
+    if is_stac_item(path):
+        from .stac import stac_input
+
+        if outdir is None:
+            raise InputError(f"{path}: a STAC item needs an output folder for its VRT")
+        si = stac_input(path, outdir, options.assets, options.gdal_config)
+        path, item_time = si.vrt, si.datetime
+    config = scene_config(path, options.gdal_config)
+    with gdal_env(config):
+        # a remote source's headers first: 404 and 403 get their one-line errors before GDAL opens it
+        when = item_time if item_time or source != path else source_time(path, config) if is_remote(path) else None
+        scene = open_scene(path, c, options.bidx, options.nodata)
+        if when is None and source == path:
+            when = source_time(path, config)
+        try:
+            grid = PatchGrid(scene.width, scene.height, c.patch_size, options.stride or c.patch_size)
+        except ValueError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        scaling = scaling_for(scene, c, options.scaling)
+        check_readable(scene)
+        stats = scene_percentiles(scene, scaling.low, scaling.high) if scaling.method == "percentile" else None
     _warn_resolution(scene, c)
     min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
-    return SceneSetup(scene, grid, scaling, stats, min_valid)
+    return SceneSetup(scene, grid, scaling, stats, min_valid, config, when, source, item_time)
 
 
 class _Tally:
@@ -270,7 +309,7 @@ def _stats_doc(setup: SceneSetup, model: ModelInfo, options: ClassifyOptions, ta
         })
     return {
         "scene": {
-            "path": os.path.abspath(scene.path), "width": scene.width, "height": scene.height,
+            "path": display_path(setup.source or scene.path), "width": scene.width, "height": scene.height,
             "dtype": scene.dtype, "bands": list(scene.bidx), "band_choice": scene.band_choice,
             "crs": scene.crs_wkt, "transform": list(scene.transform)[:6],
             "pixel_size": list(scene.res), "mask": scene.mask_kind,
@@ -388,7 +427,7 @@ class SceneSink:
             if opts.polygons:
                 with t.measure("polygons"):
                     gdf = polygonize(classes, ctr, crs_wkt, c, opts.min_area, opts.simplify)
-                    write_polygons(gdf, plan.tmp["polygons"], c, _source_time(scene.path))
+                    write_polygons(gdf, plan.tmp["polygons"], c, _iso_time(self.setup.source_time))
         finally:
             if ql is not None:
                 ql.exception()  # let the quicklook thread finish before its file is committed or removed
@@ -446,7 +485,7 @@ def classify_scene(
             return classify_scene(path, outdir, model, options, r)
     t_start = time.perf_counter()
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
-    setup = prepare_scene(str(path), info, options)
+    setup = prepare_scene(str(path), info, options, str(outdir))
     scene, grid = setup.scene, setup.grid
     plan = OutputPlan.make(str(outdir), scene.name, products_of(options))
     plan.check(options.overwrite)
@@ -474,10 +513,14 @@ def classify_scene(
         sink.abort()
         plan.cleanup()
         raise
+    item = _write_item(setup, info, plan, t_start)
     n_unique = grid.n_patches[0] * grid.n_patches[1]
+    outputs = {k: v for k, v in plan.final.items() if os.path.exists(v)}
+    if item:
+        outputs["item"] = item
     return SceneResult(
         path=str(path), name=scene.name, status="done",
-        outputs={k: v for k, v in plan.final.items() if os.path.exists(v)},
+        outputs=outputs,
         stats=doc, seconds=time.perf_counter() - t_start, n_patches=n_unique,
         patches_per_s=n_unique / tiles_wall if tiles_wall > 0 else 0.0,
     )
@@ -522,10 +565,31 @@ def _thumb_k(grid: PatchGrid) -> int:
     return k
 
 
-def _source_time(path: str) -> str:
-    """The source's modification time, ISO 8601 (a reproducible timestamp)."""
-    ts = datetime.fromtimestamp(int(os.stat(path).st_mtime), timezone.utc)
+def _iso_time(when: datetime | None) -> str:
+    """A timestamp as the GeoPackage stores it, ISO 8601 to whole seconds
+    (the source's mtime or Last-Modified, else the epoch: reproducible)."""
+    ts = (when or datetime(1970, 1, 1, tzinfo=timezone.utc)).astimezone(timezone.utc)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _write_item(setup: SceneSetup, model: ModelInfo, plan: OutputPlan, t_start: float) -> str | None:
+    """Write ``NAME_item.json`` (STAC) beside the committed outputs; its
+    datetime is the STAC input's, else the source's time, else the run's."""
+    from .stac import scene_item
+
+    when = setup.item_time or setup.source_time
+    if when is None or when.timestamp() == 0:
+        when = datetime.now(timezone.utc).replace(microsecond=0)
+    final = {k: v for k, v in plan.final.items() if os.path.exists(v)}
+    path = os.path.join(plan.outdir, f"{setup.scene.name}_item.json")
+    try:
+        doc = scene_item(setup.scene.name, setup.scene, setup.grid, final, model.contract, when,
+                         display_path(setup.source or setup.scene.path))
+        write_json_atomic(path, doc)
+    except OSError as exc:
+        log.warning("%s: cannot write the STAC item (%s)", path, exc)
+        return None
+    return path
 
 
 def _warn_resolution(scene: SceneInfo, c: ModelContract) -> None:

@@ -26,6 +26,7 @@ from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning
 from .naming import scene_stem
 from .patches import percentile_stats
+from .sources import gdal_path, is_remote, remote_error
 from .windows import is_north_up
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class SceneInfo:
     transform: Affine
     bidx: tuple[int, ...]
     nodata: float | None  # the value used for masking, if masking by value
-    user_nodata: bool  # True when --nodata overrides the file's masks
+    mask_by_value: bool  # validity by comparing pixels with ``nodata`` (--nodata, or a nodata value shadowing an alpha band)
     mask_kind: MaskKind
     tile: int | None  # internal tile side, if square tiles
     res: tuple[float, float] = (1.0, 1.0)
@@ -69,6 +70,14 @@ def _first_line(exc: BaseException) -> str:
     return s.splitlines()[0][:200] if s else type(exc).__name__
 
 
+def _raise_remote(path: str, exc: BaseException) -> None:
+    """Raise the one-line error of a network failure (404, 403, retries
+    exhausted) when ``exc`` is one; return otherwise."""
+    err = remote_error(path, str(exc))
+    if err is not None:
+        raise err from None
+
+
 def open_scene(
     path: str | os.PathLike,
     contract: ModelContract,
@@ -77,21 +86,27 @@ def open_scene(
 ) -> SceneInfo:
     """Open a scene, check it against the model contract and describe it.
 
+    ``path`` is a local file or a remote source (``https://``, ``s3://``,
+    ``/vsicurl/``...: see :mod:`geoseg.sources`); the caller enters the GDAL
+    settings of its reads (:func:`geoseg.sources.gdal_env`).
+
     Raises
     ------
     InputError
         One line naming the file, what was found, what was expected and the fix.
     """
     path = str(path)
-    if not os.path.exists(path):
-        raise InputError(f"{path}: file not found")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF")
+    if not is_remote(path):
+        if not os.path.exists(path):
+            raise InputError(f"{path}: file not found")
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
+            src = rasterio.open(gdal_path(path))
     except RasterioError as exc:
+        _raise_remote(path, exc)
         raise InputError(
             f"{path}: not a readable raster ({_first_line(exc)}); expected a GeoTIFF"
         ) from None
@@ -189,7 +204,9 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
         transform=t,
         bidx=chosen,
         nodata=nodata if nodata is not None else src.nodata,
-        user_nodata=nodata is not None,
+        # GDAL's nodata mask, computed from the values: the same pixels, without
+        # rasterio's NodataShadowWarning at every read of a nodata + alpha scene
+        mask_by_value=nodata is not None or (mask_kind == "nodata" and bool(alpha)),
         mask_kind=mask_kind,
         tile=tile,
         res=src.res,
@@ -251,10 +268,11 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
     inner = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
     sl = (slice(rr0 - r0, rr1 - r0), slice(cc0 - c0, cc1 - c0))
     try:
-        with rasterio.open(scene.path) as src:
+        with rasterio.open(gdal_path(scene.path)) as src:
             arr = src.read(scene.bidx, window=inner)
-            masks = None if scene.user_nodata or scene.mask_kind == "none" else src.read_masks(scene.bidx, window=inner)
+            masks = None if scene.mask_by_value or scene.mask_kind == "none" else src.read_masks(scene.bidx, window=inner)
     except RasterioError as exc:
+        _raise_remote(scene.path, exc)
         raise InputError(
             f"{scene.path}: cannot read window {inner} ({_first_line(exc)}); the file may be "
             "truncated or corrupt"
@@ -282,7 +300,7 @@ def validity(arr: np.ndarray, masks: np.ndarray | None, scene: SceneInfo) -> np.
     be finite.  ``masks`` may be None when they are not needed (``--nodata``,
     or a scene without masks).
     """
-    if scene.user_nodata:
+    if scene.mask_by_value:
         nd = scene.nodata
         if nd is not None and np.isnan(nd):
             v = ~np.all(np.isnan(arr), axis=0)
@@ -304,14 +322,18 @@ def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int =
     regular 8 x 8 grid of 128 x 128 px windows: either way bounded time and
     memory whatever the scene size, and deterministic.
     """
-    with rasterio.open(scene.path) as src:
+    need_masks = not (scene.mask_by_value or scene.mask_kind == "none")
+    with rasterio.open(gdal_path(scene.path)) as src:
+
+        def masks(**kw: object) -> np.ndarray | None:
+            return src.read_masks(scene.bidx, **kw) if need_masks else None
+
         if src.overviews(scene.bidx[0]):
             f = max(1, int(np.ceil(max(scene.width, scene.height) / max_side)))
             shape = (max(1, scene.height // f), max(1, scene.width // f))
             out_shape = (len(scene.bidx),) + shape
             arr = src.read(scene.bidx, out_shape=out_shape, resampling=Resampling.nearest)
-            m = src.read_masks(scene.bidx, out_shape=out_shape, resampling=Resampling.nearest)
-            samples = [(arr, m)]
+            samples = [(arr, masks(out_shape=out_shape, resampling=Resampling.nearest))]
         else:
             n, side = 8, 128
             rows = np.linspace(0, max(0, scene.height - side), n).astype(int)
@@ -320,10 +342,10 @@ def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int =
             for r in np.unique(rows):
                 for c in np.unique(cols):
                     w = Window(int(c), int(r), min(side, scene.width), min(side, scene.height))
-                    samples.append((src.read(scene.bidx, window=w), src.read_masks(scene.bidx, window=w)))
+                    samples.append((src.read(scene.bidx, window=w), masks(window=w)))
     arr = np.concatenate([a.reshape(a.shape[0], -1) for a, _ in samples], axis=1)
-    masks = np.concatenate([m.reshape(m.shape[0], -1) for _, m in samples], axis=1)
-    valid = validity(arr, masks, scene)
+    flat = [m.reshape(m.shape[0], -1) for _, m in samples if m is not None]
+    valid = validity(arr, np.concatenate(flat, axis=1) if flat else None, scene)
     if not valid.any():
         raise InputError(f"{scene.path}: the sampled pixels are all nodata; pass --scaling linear:SCALE "
                          "(percentile scaling needs valid pixels)")
@@ -336,10 +358,11 @@ def check_readable(scene: SceneInfo) -> None:
     Damage elsewhere fails the block that meets it, with the same message."""
     w, h = scene.width, scene.height
     try:
-        with rasterio.open(scene.path) as src:
+        with rasterio.open(gdal_path(scene.path)) as src:
             for c, r in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
                 src.read(scene.bidx, window=Window(c, r, 1, 1))
     except RasterioError as exc:
+        _raise_remote(scene.path, exc)
         raise InputError(
             f"{scene.path}: cannot read pixel data ({_first_line(exc)}); the file is truncated "
             "or corrupt: re-download or re-export it"

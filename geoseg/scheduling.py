@@ -108,6 +108,21 @@ class Runner:
         return self.workers
 
     @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard of the cluster in use (None for threads and synchronous runs)."""
+        return self.client.dashboard_link if self.client is not None else None
+
+    def performance_report(self, filename: str) -> Any:
+        """A context manager writing Dask's performance report of the tasks run
+        inside it to ``filename`` (HTML; cluster runs only, needs ``bokeh``)."""
+        if self.client is None:
+            raise ValueError(f"{filename}: a performance report needs a Dask cluster (--workers N or "
+                             f"--scheduler tcp://...), not the {self.scheduler} scheduler")
+        from distributed import performance_report
+
+        return _ReportOn(self.client, performance_report(filename=filename))
+
+    @property
     def parallel(self) -> bool:
         """Tasks run beside the caller (not inline)."""
         return self._executor is not None
@@ -181,6 +196,31 @@ class Runner:
 
 
 _END = object()
+
+
+class _ReportOn:
+    """``distributed.performance_report`` on a given client: the report finds
+    its client through ``get_client()``, and a runner's client is not the
+    default one (``set_as_default=False``), so it is made current meanwhile."""
+
+    def __init__(self, client: Any, report: Any) -> None:
+        self.client, self.report = client, report
+        self._cm: Any = None
+
+    def __enter__(self) -> Any:
+        self._cm = self.client.as_current()
+        self._cm.__enter__()
+        try:
+            return self.report.__enter__()
+        except BaseException:
+            self._cm.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.report.__exit__(*exc)
+        finally:
+            self._cm.__exit__(None, None, None)
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool | None = None, leave: bool = False):

@@ -34,13 +34,18 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("-r", "--recursive", is_flag=True, help="Search folders recursively.")
 @click.option("--pattern", default=None, help="File pattern inside folders [default: *.tif, *.tiff].")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and redo finished scenes.")
+@click.option("--gdal-config", "gdal_config", multiple=True, metavar="KEY=VALUE", help="A GDAL configuration option for the reads (repeatable), e.g. GDAL_HTTP_MAX_RETRY=5 or AWS_S3_ENDPOINT=host:port; overrides the remote defaults (docs/cloud.md). Credentials go in environment variables.")
+@click.option("--assets", default=None, metavar="red,green,blue", help="STAC item inputs: the asset keys holding the red, green and blue bands (3), or one RGB asset [default: by eo:bands common names, else red/green/blue or visual].")
+@click.option("--dashboard", is_flag=True, help="Print the link of the Dask dashboard of the cluster in use.")
+@click.option("--performance-report", "performance_report", type=click.Path(dir_okay=False), default=None, metavar="FILE.html", help="Write Dask's performance report of the run (cluster runs: --workers N or tcp://; needs bokeh).")
 @verbose_opt
 @quiet_opt
 def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler, workers, ort_threads,
              scaling, min_valid, no_polygons, no_probs, no_quicklook, min_area, simplify, block_px,
-             recursive, pattern, overwrite, verbose, quiet):
-    """Classify INPUT scenes (GeoTIFF files, folders of them, or .txt lists of
-    paths) into OUTDIR.
+             recursive, pattern, overwrite, gdal_config, assets, dashboard, performance_report, verbose, quiet):
+    """Classify INPUT scenes (GeoTIFF files, folders of them, .txt lists of
+    paths or URLs, https:// and s3:// URLs, s3:// prefixes ending with /, STAC
+    item .json files) into OUTDIR.
 
     \b
     For a scene NAME.tif, OUTDIR gets:
@@ -61,27 +66,65 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
         validate_scheduler(scheduler)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scheduler") from None
+    from ..sources import normalize_config, parse_gdal_config
+
+    try:
+        config = normalize_config(parse_gdal_config(gdal_config))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gdal-config") from None
+    asset_keys = tuple(a.strip() for a in assets.split(",") if a.strip()) if assets else None
+    if asset_keys is not None and len(asset_keys) not in (1, 3):
+        raise click.BadParameter(f"{assets!r}: expected 3 asset keys (red,green,blue) or 1", param_hint="--assets")
     from ..batch import classify_many
     from ..pipeline import ClassifyOptions
+    from ..scheduling import Runner
 
     opts = ClassifyOptions(
         stride=stride, nodata=nodata, bidx=bidx, batch_size=batch_size, min_valid=min_valid,
         scaling=scaling, polygons=not no_polygons, probs=not no_probs,
         quicklook=not no_quicklook, min_area=min_area, simplify=simplify,
-        overwrite=overwrite, block_px=block_px,
+        overwrite=overwrite, block_px=block_px, gdal_config=config, assets=asset_keys,
     )
     progress = False if quiet else None
     try:
-        run = classify_many(list(inputs), outdir, model, opts, scheduler=scheduler,
-                            workers=workers, ort_threads=ort_threads, recursive=recursive,
-                            pattern=pattern, progress=progress)
+        with Runner(scheduler, workers, ort_threads) as runner:
+            if dashboard:
+                link = runner.dashboard_link
+                click.echo(f"dashboard: {link}" if link else
+                           f"dashboard: none (the {runner.scheduler} scheduler has no Dask dashboard; use --workers N "
+                           "or --scheduler tcp://HOST:PORT)", err=True)
+            report = _report(runner, performance_report)
+            with report:
+                run = classify_many(list(inputs), outdir, model, opts, runner=runner, recursive=recursive,
+                                    pattern=pattern, progress=progress)
     except GeosegError as exc:
         fail(exc)
+    if performance_report and not quiet:
+        click.echo(f"performance report: {performance_report}", err=True)
     if not run.scenes:
         fail(GeosegError(f"{', '.join(inputs)}: no scene found; expected GeoTIFF files or folders holding them"))
     if not quiet:
         _print_table(run)
     sys.exit(0 if run.ok else 1)
+
+
+def _report(runner, filename):
+    """Dask's performance report around the run, or nothing."""
+    import contextlib
+
+    if not filename:
+        return contextlib.nullcontext()
+    from ..errors import NotInstalledError
+
+    if runner.client is None:
+        raise click.BadParameter(f"{filename}: a performance report needs a Dask cluster (--workers N or "
+                                 f"--scheduler tcp://HOST:PORT), not the {runner.scheduler} scheduler",
+                                 param_hint="--performance-report")
+    try:
+        import bokeh  # noqa: F401 - the report is drawn with bokeh
+    except ImportError:
+        fail(NotInstalledError(f"{filename}: Dask's performance report needs bokeh; pip install bokeh"))
+    return runner.performance_report(filename)
 
 
 def _print_table(run) -> None:
