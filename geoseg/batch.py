@@ -210,12 +210,21 @@ def classify_many(
     concurrent_scenes: int | None = None,
     progress: bool | None = None,
     runner: Runner | None = None,
+    scene_tasks: bool = False,
 ) -> RunResult:
     """Classify files, folders and list files; never stops at a failed scene.
 
     Finished scenes whose manifest matches are skipped (``options.overwrite``
     redoes them).  Writes ``run.json`` into ``outdir``.  Raises only for
     problems of the whole run (model, unwritable folder, clashing names).
+
+    ``scene_tasks``: each scene is one task, run whole on a worker, which
+    writes the scene's outputs itself (into ``outdir``, which the workers must
+    see at the same path); the caller receives only each scene's small
+    result, no pixels.  For folders of many scenes on a cluster: as many
+    scenes run at once as the runner has task slots.  The outputs are the same
+    bytes as in the default mode (blocks of every scene spread over the
+    workers, written by the caller).
     """
     options = options or ClassifyOptions()
     outdir = str(outdir)
@@ -226,11 +235,19 @@ def classify_many(
     run = RunResult()
     if runner is None:
         with Runner(scheduler, workers, ort_threads) as r:
-            return _run(tasks, outdir, info, options, r, concurrent_scenes, progress, run, t0)
-    return _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0)
+            return _run(tasks, outdir, info, options, r, concurrent_scenes, progress, run, t0, scene_tasks)
+    return _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0, scene_tasks)
 
 
-def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0) -> RunResult:
+def classify_scene_task(path: str, outdir: str, model_path: str, options: ClassifyOptions,
+                        ort_threads: int) -> SceneResult:
+    """One whole scene, as a task on a worker (``scene_tasks`` mode): its
+    blocks run inline there and its outputs are written there."""
+    with Runner("synchronous", ort_threads=ort_threads) as inline:
+        return classify_scene(path, outdir, model_path, replace(options, progress=False), inline)
+
+
+def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0, scene_tasks=False) -> RunResult:
     def one(task: SceneTask) -> SceneResult:
         ts = time.perf_counter()
         try:
@@ -244,7 +261,10 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
                 # outputs of an earlier run (stale, or interrupted before its
                 # manifest): redo them; anything else under those names is refused
                 opts = replace(opts, overwrite=True)
-            res = classify_scene(task.path, task.outdir, info, opts, runner)
+            if scene_tasks:
+                res = runner.call(classify_scene_task, task.path, task.outdir, info.path, opts, runner.ort_threads)
+            else:
+                res = classify_scene(task.path, task.outdir, info, opts, runner)
             write_json_atomic(_task_manifest(task), _manifest(task, info, options, res, sid))
             log.info("%s: done in %.1f s (%.0f patches/s)", task.path, res.seconds, res.patches_per_s)
             return res
@@ -258,7 +278,7 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
             return SceneResult(task.path, task.stem, "failed",
                                seconds=time.perf_counter() - ts, error=msg)
 
-    n_par = concurrent_scenes or (2 if runner.parallel else 1)
+    n_par = concurrent_scenes or (runner.slots if scene_tasks and runner.parallel else 2 if runner.parallel else 1)
     results: dict[int, SceneResult] = {}
     with progress_bar(len(tasks), "scenes", "scene", progress if len(tasks) > 1 else False, leave=True) as bar:
         if n_par <= 1 or len(tasks) <= 1:

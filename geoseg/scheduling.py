@@ -161,6 +161,12 @@ class Runner:
             self._cluster.close()
             self._cluster = None
 
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` as one task (on a worker where the runner has them), waited for."""
+        if self._executor is None:
+            return fn(*args)
+        return self._executor.submit(fn, *args).result()
+
     def stream(self, fn: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int | None = None) -> Iterator[Any]:
         """Yield ``fn(job)`` for every job as tasks complete (any order).
 

@@ -93,6 +93,36 @@ def test_byte_identical_across_workers_and_blocks(scenes, tmp_path, model8):
         assert d == ref, (sched, workers, block)
 
 
+def test_scene_tasks_write_the_same_bytes_on_the_workers(scenes, tmp_path, model8):
+    """--scene-tasks: each scene runs whole on a worker process, which writes
+    its outputs; the caller gets small results only, and the bytes are those
+    of the default mode."""
+    with Runner("synchronous") as r:
+        ref = classify_many([str(scenes)], tmp_path / "ref", model8, ClassifyOptions(stride=4), runner=r)
+    with Runner("processes", 2) as r:
+        run = classify_many([str(scenes)], tmp_path / "scenes", model8, ClassifyOptions(stride=4), runner=r,
+                            scene_tasks=True)
+        worker_pids = set(r.client.run(os.getpid).values())
+    assert run.ok and [s.status for s in run.scenes] == ["done"] * 3
+    assert digests(tmp_path / "scenes") == digests(tmp_path / "ref")
+    assert len(digests(tmp_path / "scenes")) == 3 * len(STABLE)
+    # the results carry statistics, not pixels, and the manifests are written by the caller
+    assert all(a.stats["classified_cells"] == b.stats["classified_cells"] for a, b in zip(run.scenes, ref.scenes))
+    assert os.getpid() not in worker_pids
+    assert sorted(p.name for p in (tmp_path / "scenes").glob("*_manifest.json")) == [
+        "s0_manifest.json", "s1_manifest.json", "s2_manifest.json"]
+
+
+def test_scene_tasks_report_a_failed_scene_and_go_on(scenes, tmp_path, model8):
+    (scenes / "broken.tif").write_bytes(b"not a tiff")
+    with Runner("processes", 2) as r:
+        run = classify_many([str(scenes)], tmp_path / "o", model8, runner=r, scene_tasks=True)
+    st = {s.name: s.status for s in run.scenes}
+    assert st == {"broken": "failed", "s0": "done", "s1": "done", "s2": "done"}
+    err = next(s.error for s in run.scenes if s.name == "broken")
+    assert "broken.tif: not a readable raster" in err
+
+
 class KillingRunner(Runner):
     """Kills one worker process after a few blocks have come back."""
 

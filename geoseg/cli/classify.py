@@ -21,6 +21,7 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("-b", "--bidx", callback=parse_bidx, default=None, metavar="1,2,3", help="Source bands in the model's band order [default: by colour interpretation, else the first bands].")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Patches per onnxruntime call (fixed: the last batch of a block is padded).")
 @click.option("--scheduler", default=None, metavar="threads|processes|synchronous|tcp://HOST:PORT", help="Where block tasks run [default: threads; processes when --workers is given].")
+@click.option("--scene-tasks", is_flag=True, help="Run each scene whole as one task on a worker, which writes its outputs itself (folders of many scenes on a cluster; workers must see OUTDIR).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Workers of the local Dask cluster: N worker processes, or N threads with --scheduler threads [default: cores].")
 @click.option("--ort-threads", type=click.IntRange(1), default=None, help="onnxruntime threads per task [default: cores // workers].")
 @click.option("--scaling", callback=parse_scaling, default=None, metavar="identity|linear:S[,O]|percentile:LO,HI", help="How raw pixels become model input [default: the model contract's for the scene dtype].")
@@ -40,7 +41,7 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("--performance-report", "performance_report", type=click.Path(dir_okay=False), default=None, metavar="FILE.html", help="Write Dask's performance report of the run (cluster runs: --workers N or tcp://; needs bokeh).")
 @verbose_opt
 @quiet_opt
-def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler, workers, ort_threads,
+def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler, scene_tasks, workers, ort_threads,
              scaling, min_valid, no_polygons, no_probs, no_quicklook, min_area, simplify, block_px,
              recursive, pattern, overwrite, gdal_config, assets, dashboard, performance_report, verbose, quiet):
     """Classify INPUT scenes (GeoTIFF files, folders of them, .txt lists of
@@ -95,7 +96,8 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
                            "or --scheduler tcp://HOST:PORT)", err=True)
             report = _report(runner, performance_report)
             with report:
-                run = classify_many(list(inputs), outdir, model, opts, runner=runner, recursive=recursive,
+                run = classify_many(list(inputs), outdir, model, opts, runner=runner, scene_tasks=scene_tasks,
+                                    recursive=recursive,
                                     pattern=pattern, progress=progress)
     except GeosegError as exc:
         fail(exc)
