@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GeosegWarning, InputError, OutputError, OutputExistsError
+from .errors import GeosegWarning, InputError, OutputError, OutputExistsError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -274,32 +274,6 @@ class RasterLabels:
         return self.names.get(int(value), str(int(value)))
 
 
-def _first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return s.splitlines()[0][:200] if s else type(exc).__name__
-
-
-def choose_field(path: str, fields: list[str], dtypes: list[str], name: str | None) -> str:
-    """The class field: ``name``, else the only string field, else ``class`` /
-    ``class_name``.  A one-line :class:`InputError` listing the fields otherwise."""
-    listed = ", ".join(fields) or "none"
-    if name:
-        if name in fields:
-            return name
-        close = [f for f in fields if f.lower() == name.lower()]
-        if close:
-            return close[0]
-        raise InputError(f"{path}: no field {name!r}; the fields are: {listed}; pass --field NAME")
-    strings = [f for f, d in zip(fields, dtypes) if d in ("object", "str", "string") or d.startswith("str")]
-    if len(strings) == 1:
-        return strings[0]
-    for cand in ("class", "class_name"):
-        for f in fields:
-            if f.lower() == cand:
-                return f
-    raise InputError(f"{path}: cannot tell which field holds the class (fields: {listed}); pass --field NAME")
-
-
 def _value_name(v: Any) -> str:
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))
@@ -358,7 +332,7 @@ def _open_vector(path: str, field_name: str | None) -> VectorLabels:
     try:
         info = pyogrio.read_info(path)
     except Exception as exc:  # noqa: BLE001 - GDAL/OGR errors of many kinds
-        raise InputError(f"{path}: not a readable raster or vector file ({_first_line(exc)}); expected polygons "
+        raise InputError(f"{path}: not a readable raster or vector file ({first_line(exc)}); expected polygons "
                          "or points (GeoPackage, GeoJSON, Shapefile) or a class raster (GeoTIFF)") from None
     fields = [str(f) for f in info["fields"]]
     dtypes = [str(d) for d in info["dtypes"]]
@@ -371,11 +345,13 @@ def _open_vector(path: str, field_name: str | None) -> VectorLabels:
     except CRSError:
         raise InputError(f"{path}: the labels' CRS cannot be read ({str(crs)[:60]}); set one, e.g. "
                          f"`ogr2ogr -a_srs EPSG:XXXX fixed.gpkg {os.path.basename(path)}`") from None
+    from .reference import choose_field
+
     fname = choose_field(path, fields, dtypes, field_name)
     try:
         gdf = pyogrio.read_dataframe(path, columns=[fname])
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: cannot read features ({_first_line(exc)}); the file may be corrupt") from None
+        raise InputError(f"{path}: cannot read features ({first_line(exc)}); the file may be corrupt") from None
     geoms = gdf.geometry.values
     ok = ~(gdf[fname].isna().to_numpy()) & ~np.asarray(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     tid = np.asarray(shapely.get_type_id(geoms))
@@ -428,23 +404,15 @@ class Scene:
 
 
 def open_chip_scene(path: str, bands: tuple[int, ...] | None) -> Scene:
-    import rasterio
     from affine import Affine
     from rasterio.enums import ColorInterp
-    from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     from .naming import scene_stem
     from .windows import is_north_up
 
-    if not os.path.exists(path):
-        raise InputError(f"{path}: file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
-    except RasterioError as exc:
-        raise InputError(f"{path}: not a readable raster ({_first_line(exc)}); expected a GeoTIFF scene") from None
-    with src:
+    from .raster import open_raster
+
+    with open_raster(path, "scene") as src:
         if src.crs is None:
             raise InputError(f"{path}: the scene has no CRS (unknown coordinate system); assign one "
                              "(e.g. `rio edit-info --crs EPSG:XXXX`)")
@@ -701,7 +669,7 @@ def _prepare_out(out_dir: str, overwrite: bool) -> None:
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{out_dir}: cannot create the folder ({_first_line(exc)})") from None
+        raise OutputError(f"{out_dir}: cannot create the folder ({first_line(exc)})") from None
 
 
 def _write_chips(opened: list[Scene], stems: list[str], cands: list[_Candidate], names: list[str], out_dir: str,
@@ -742,7 +710,7 @@ def _write_chips(opened: list[Scene], stems: list[str], cands: list[_Candidate],
                 except (OSError, rasterio.errors.RasterioError) as exc:
                     if os.path.exists(tmp):
                         os.remove(tmp)
-                    raise OutputError(f"{final}: cannot write the chip ({_first_line(exc)})") from None
+                    raise OutputError(f"{final}: cannot write the chip ({first_line(exc)})") from None
                 left, top = t @ (0, 0)
                 right, bottom = t @ (size, size)
                 rows.append({"chip": rel.replace(os.sep, "/"), "class": cls, "scene": os.path.abspath(sc.path),
@@ -802,7 +770,7 @@ def read_chip(path: str) -> tuple[np.ndarray, list[str]]:
             names = [band_name(c, d, i + 1) for i, (c, d) in enumerate(zip(src.colorinterp, src.descriptions))]
             return src.read(), names
     except RasterioError as exc:
-        raise ValueError(f"cannot read chip ({_first_line(exc)})") from None
+        raise ValueError(f"cannot read chip ({first_line(exc)})") from None
 
 
 __all__ = ["BlockSize", "ChipConfig", "ChipsResult", "ChipWarning", "make_chips", "window_grid", "window_sums",

@@ -9,6 +9,13 @@ what was expected and how to fix it.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (a library's multi-line or
+    empty message made fit for a one-line error)."""
+    s = str(exc).strip()
+    return s.splitlines()[0][:limit] if s else type(exc).__name__
+
+
 class GeosegError(Exception):
     """Root of all geoseg errors."""
 

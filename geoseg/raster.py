@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from . import styles
 from .contract import ModelContract, Scaling
-from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning
+from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line
 from .naming import scene_stem
 from .patches import percentile_stats
 from .sources import gdal_path, is_remote, remote_error
@@ -65,9 +65,24 @@ class SceneInfo:
         return scene_stem(self.path)
 
 
-def _first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return s.splitlines()[0][:200] if s else type(exc).__name__
+def open_raster(path: str, what: str = "scene"):
+    """``rasterio.open`` for reading, with geoseg's one-line errors: a missing
+    or empty local file, an unreadable raster, or a remote source's 404/403/
+    network failure (``path`` may be remote: :mod:`geoseg.sources`).  ``what``
+    names the file's role in the messages (scene, class map, reference...)."""
+    path = str(path)
+    if not is_remote(path):
+        if not os.path.exists(path):
+            raise InputError(f"{path}: file not found; check the path of the {what}")
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF {what}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(gdal_path(path))
+    except RasterioError as exc:
+        _raise_remote(path, exc)
+        raise InputError(f"{path}: not a readable raster ({first_line(exc)}); expected a GeoTIFF {what}") from None
 
 
 def _raise_remote(path: str, exc: BaseException) -> None:
@@ -96,21 +111,7 @@ def open_scene(
         One line naming the file, what was found, what was expected and the fix.
     """
     path = str(path)
-    if not is_remote(path):
-        if not os.path.exists(path):
-            raise InputError(f"{path}: file not found")
-        if os.path.isfile(path) and os.path.getsize(path) == 0:
-            raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(gdal_path(path))
-    except RasterioError as exc:
-        _raise_remote(path, exc)
-        raise InputError(
-            f"{path}: not a readable raster ({_first_line(exc)}); expected a GeoTIFF"
-        ) from None
-    with src:
+    with open_raster(path, "scene") as src:
         return _describe(src, path, contract, bidx, nodata)
 
 
@@ -274,7 +275,7 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
     except RasterioError as exc:
         _raise_remote(scene.path, exc)
         raise InputError(
-            f"{scene.path}: cannot read window {inner} ({_first_line(exc)}); the file may be "
+            f"{scene.path}: cannot read window {inner} ({first_line(exc)}); the file may be "
             "truncated or corrupt"
         ) from None
     v = validity(arr, masks, scene)
@@ -364,7 +365,7 @@ def check_readable(scene: SceneInfo) -> None:
     except RasterioError as exc:
         _raise_remote(scene.path, exc)
         raise InputError(
-            f"{scene.path}: cannot read pixel data ({_first_line(exc)}); the file is truncated "
+            f"{scene.path}: cannot read pixel data ({first_line(exc)}); the file is truncated "
             "or corrupt: re-download or re-export it"
         ) from None
 
@@ -400,7 +401,7 @@ class GridWriter:
                     nodata=float("nan"), predictor=3, **common
                 )
         except (RasterioError, OSError) as exc:
-            raise OutputError(f"{class_tmp}: cannot create output ({_first_line(exc)})") from None
+            raise OutputError(f"{class_tmp}: cannot create output ({first_line(exc)})") from None
         # initialise everything as nodata: blocks fill what they cover
         self._cls.write_colormap(1, self._colormap())
 

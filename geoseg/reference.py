@@ -34,7 +34,8 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from . import styles
-from .errors import InputError, OutputError, OutputExistsError
+from .errors import InputError, OutputError, OutputExistsError, first_line
+from .raster import open_raster
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,6 @@ VECTOR_EXTENSIONS = (".gpkg", ".geojson", ".json", ".shp", ".parquet", ".geoparq
                      ".geojsonl", ".geojsons", ".sqlite")
 PARQUET_EXTENSIONS = (".parquet", ".geoparquet")
 SOURCE_BUDGET = 8_000_000  # reference pixels (raster) or sub-cells (vector) per chunk
-
-
-def _first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return s.splitlines()[0][:200] if s else type(exc).__name__
 
 
 def norm_name(name: str) -> str:
@@ -109,19 +105,6 @@ def _aux_names(aux: str, nodata) -> dict[int, str]:
     return out
 
 
-def _open_raster(path: str, what: str):
-    if not os.path.exists(path):
-        raise InputError(f"{path}: file not found; check the path of the {what}")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF {what}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioError as exc:
-        raise InputError(f"{path}: not a readable raster ({_first_line(exc)}); expected a GeoTIFF {what}") from None
-
-
 def _check_georef(src, path: str, what: str) -> None:
     if src.crs is None:
         raise InputError(f"{path}: the {what} has no CRS; assign one (e.g. `rio edit-info --crs EPSG:XXXX`)")
@@ -158,14 +141,14 @@ class ClassGrid:
             with rasterio.open(self.path) as src:
                 return src.read(1, window=Window(0, r0, self.width, r1 - r0))
         except RasterioError as exc:
-            raise InputError(f"{self.path}: cannot read rows {r0}-{r1} ({_first_line(exc)}); "
+            raise InputError(f"{self.path}: cannot read rows {r0}-{r1} ({first_line(exc)}); "
                              "the file may be truncated or corrupt") from None
 
 
 def open_class_map(path: str | os.PathLike) -> ClassGrid:
     """Describe a class raster; refuse one without class names or CRS."""
     path = str(path)
-    src = _open_raster(path, "class map")
+    src = open_raster(path, "class map")
     with src:
         _check_georef(src, path, "class map")
         dtype = src.dtypes[0]
@@ -243,7 +226,7 @@ def open_reference(path: str | os.PathLike, grid: ClassGrid, field: str | None =
             pyogrio.read_info(path)
         except Exception:  # noqa: BLE001 - neither a raster nor a vector file
             raise InputError(
-                f"{path}: not a readable raster or vector file ({_first_line(exc)}); expected a class raster "
+                f"{path}: not a readable raster or vector file ({first_line(exc)}); expected a class raster "
                 "(GeoTIFF) or polygons (GeoPackage, GeoJSON, Shapefile, GeoParquet)") from None
         return _open_vector(path, grid, field)
     with src:
@@ -313,11 +296,11 @@ def _open_vector(path: str, grid: ClassGrid, field_name: str | None) -> VectorRe
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - pyogrio/pyarrow errors of many kinds
-        raise InputError(f"{path}: not a readable vector file ({_first_line(exc)}); expected a GeoPackage, "
+        raise InputError(f"{path}: not a readable vector file ({first_line(exc)}); expected a GeoPackage, "
                          "GeoJSON, Shapefile or GeoParquet with polygons") from None
     if not crs:
         raise InputError(f"{path}: the reference has no CRS; set one (e.g. `ogr2ogr -a_srs EPSG:XXXX out.gpkg {os.path.basename(path)}`)")
-    fname = _choose_field(path, fields, dtypes, field_name)
+    fname = choose_field(path, fields, dtypes, field_name)
     try:
         crs_wkt = CRS.from_user_input(crs).to_wkt()
     except CRSError:
@@ -339,7 +322,7 @@ def _open_vector(path: str, grid: ClassGrid, field_name: str | None) -> VectorRe
 
             gdf = gpd.read_file(path, engine="pyogrio", columns=[fname], bbox=bbox)
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: cannot read features ({_first_line(exc)}); the file may be corrupt") from None
+        raise InputError(f"{path}: cannot read features ({first_line(exc)}); the file may be corrupt") from None
     if gdf.crs is None:
         gdf = gdf.set_crs(crs_wkt, allow_override=True)
     if len(gdf) == 0:
@@ -379,7 +362,10 @@ def _value_name(v) -> str:
     return str(v).strip()
 
 
-def _choose_field(path: str, fields: list[str], dtypes: list[str], field_name: str | None) -> str:
+def choose_field(path: str, fields: list[str], dtypes: list[str], field_name: str | None) -> str:
+    """The class field: ``field_name`` (any case), else the only text field,
+    else ``class`` / ``class_name``; a one-line :class:`InputError` listing the
+    fields otherwise."""
     listed = ", ".join(fields) or "none"
     if field_name:
         if field_name in fields:
@@ -464,7 +450,7 @@ def _raster_chunks(ref: RasterReference, grid: ClassGrid, rows_per_chunk: int | 
     try:
         src = rasterio.open(ref.path)
     except RasterioError as exc:
-        raise InputError(f"{ref.path}: not a readable raster ({_first_line(exc)})") from None
+        raise InputError(f"{ref.path}: not a readable raster ({first_line(exc)})") from None
     with src:
         for r0 in range(0, grid.height, rows_per_chunk):
             r1 = min(grid.height, r0 + rows_per_chunk)
@@ -489,7 +475,7 @@ def _raster_chunks(ref: RasterReference, grid: ClassGrid, rows_per_chunk: int | 
                 a = src.read(1, window=win)
                 m = src.read_masks(1, window=win) > 0
             except RasterioError as exc:
-                raise InputError(f"{ref.path}: cannot read window {win} ({_first_line(exc)}); the file may "
+                raise InputError(f"{ref.path}: cannot read window {win} ({first_line(exc)}); the file may "
                                  "be truncated or corrupt") from None
             sl = (slice(ir0 - sr0, ir1 - sr0), slice(ic0 - sc0, ic1 - sc0))
             vals[sl] = a
@@ -607,7 +593,7 @@ class StyledOutput:
                                dtype="uint8", nodata=NODATA, crs=crs, transform=transform, tiled=True,
                                blockxsize=bs, blockysize=bs, compress="deflate", BIGTIFF="IF_SAFER")
         except (RasterioError, OSError) as exc:
-            raise OutputError(f"{self.final}: cannot create output ({_first_line(exc)})") from None
+            raise OutputError(f"{self.final}: cannot create output ({first_line(exc)})") from None
         ds.write_colormap(1, colormap)
         return ds
 
@@ -682,7 +668,7 @@ def ndwi_reference(scene: str | os.PathLike, green: BandSpec, nir: BandSpec, out
     """
     scene = str(scene)
     out = str(out)
-    src = _open_raster(scene, "scene")
+    src = open_raster(scene, "scene")
     with src:
         _check_georef(src, scene, "scene")
         H, W, T, crs = src.height, src.width, src.transform, src.crs
@@ -726,7 +712,7 @@ def ndwi_reference(scene: str | os.PathLike, green: BandSpec, nir: BandSpec, out
 
 
 def _check_band(spec: BandSpec, what: str, scene: str, shape, transform: Affine, crs) -> None:
-    src = _open_raster(spec.path, f"{what} band")
+    src = open_raster(spec.path, f"{what} band")
     with src:
         if spec.path != scene:
             _check_georef(src, spec.path, f"{what} band")
@@ -749,7 +735,7 @@ def _read_band(src, spec: BandSpec, win: Window) -> tuple[np.ndarray, np.ndarray
         a = src.read(spec.band, window=win).astype(np.float64)
         v = src.read_masks(spec.band, window=win) > 0
     except RasterioError as exc:
-        raise InputError(f"{spec.path}: cannot read window {win} ({_first_line(exc)}); the file may be truncated "
+        raise InputError(f"{spec.path}: cannot read window {win} ({first_line(exc)}); the file may be truncated "
                          "or corrupt") from None
     v &= np.isfinite(a)
     return np.where(v, a, 0.0), v

@@ -170,16 +170,16 @@ def test_path_with_spaces_and_non_ascii(tmp_path, model8, truth):
 
 
 def test_workers_alone_start_a_process_cluster(tmp_path, model8, scene_u8, monkeypatch):
-    import geoseg.batch as B
+    import geoseg.scheduling as S
 
     seen = {}
-    real = B.classify_many
 
-    def spy(*a, **k):
-        seen.update(scheduler=k["scheduler"], workers=k["workers"])
-        return real(*a, **k)
+    class Spy(S.Runner):
+        def __init__(self, scheduler="threads", workers=None, ort_threads=None):
+            seen.update(scheduler=scheduler, workers=workers)
+            super().__init__(scheduler, workers, ort_threads)
 
-    monkeypatch.setattr(B, "classify_many", spy)
+    monkeypatch.setattr(S, "Runner", Spy)
     r = run("classify", scene_u8, "-o", tmp_path / "o", "-m", model8, "--workers", "2", "-q")
     assert r.exit_code == 0, r.output
     assert seen == {"scheduler": "processes", "workers": 2}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,10 @@ def test_503_for_ever_is_named(scenes, model8, tmp_path):
         url = srv.url("sc.tif")
         run = classify_many([url], tmp_path / "out", model8, opts(gdal={"GDAL_HTTP_MAX_RETRY": "2"}),
                             scheduler="synchronous", progress=False)
+        for _ in range(200):  # the server thread logs a request after answering it
+            if len(srv.log) >= 3:
+                break
+            time.sleep(0.01)
         n = len(srv.log)
     err = run.scenes[0].error
     assert run.scenes[0].status == "failed" and "\n" not in err

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import fail, quiet_opt, setup_logging, verbose_opt
-
-
-def _parse_bands(ctx, param, value):
-    if not value:
-        return None
-    try:
-        out = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of band numbers, e.g. 1,2,3,4") from None
-    if any(b < 1 for b in out):
-        raise click.BadParameter("band numbers start at 1")
-    return out
+from .options import fail, parse_bidx, quiet_opt, setup_logging, verbose_opt
 
 
 def _parse_block(ctx, param, value):
@@ -41,7 +29,7 @@ def _parse_block(ctx, param, value):
 @click.option("--stride", type=click.IntRange(1), default=None, help="Step between windows (px) [default: --size].")
 @click.option("--min-purity", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
               help="Share of a window its class must cover (area for polygons, pixels for a raster, points for points).")
-@click.option("--bands", callback=_parse_bands, default=None, help="Bands to keep, e.g. 1,2,3,4 [default: all but alpha].")
+@click.option("--bands", callback=parse_bidx, default=None, help="Bands to keep, e.g. 1,2,3,4 [default: all but alpha].")
 @click.option("--max-per-class", type=click.IntRange(1), default=None, help="Keep a seeded random sample of at most N chips per class.")
 @click.option("--block-size", callback=_parse_block, default=None,
               help="Side of the spatial blocks chips are grouped by for the split: metres (640, 640m) or pixels (512px) [default: 8 chips].")
