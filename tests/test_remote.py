@@ -252,7 +252,7 @@ def test_cli_404_is_one_line(server, model8, tmp_path):
     r = cli("classify", url, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
     assert r.exit_code == 1
     errors = [ln for ln in r.stderr.splitlines() if "error" in ln.lower()]
-    assert errors == [f"geoseg: ERROR: {url}: not found (HTTP 404); expected an existing object: check the URL, "
+    assert errors == [f"geoseg: error: {url}: not found (HTTP 404); expected an existing object: check the URL, "
                       "bucket and key"]
     assert "Traceback" not in r.output
 

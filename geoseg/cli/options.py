@@ -25,12 +25,24 @@ def setup_logging(verbose: int, quiet: int) -> None:
 
     level = logging.WARNING - 10 * verbose + 10 * quiet
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("geoseg: %(levelname)s: %(message)s"))
+    handler.setFormatter(_Formatter())
     root = logging.getLogger("geoseg")
     root.handlers[:] = [handler]
     root.setLevel(max(logging.DEBUG, min(level, logging.ERROR)))
     root.propagate = False
     capture_warnings(quiet > 0)
+
+
+class _Formatter(logging.Formatter):
+    """``geoseg: error: ...``, ``geoseg: warning: ...``: log lines look like
+    the command's own errors and warnings (lower-case level, one line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage().strip().splitlines()
+        line = f"geoseg: {record.levelname.lower()}: {msg[0] if msg else ''}"
+        if record.exc_info:  # only logged with -vv (debugging): the traceback is wanted then
+            line += "\n" + self.formatException(record.exc_info)
+        return line
 
 
 def fail(exc: BaseException | str) -> NoReturn:

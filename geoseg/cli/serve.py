@@ -77,7 +77,8 @@ def serve(sources, model, host, port, token, upload_limit, cache_dir, stride, wo
         fail(exc)
     reg = app.state.server.registry
     if sources and not reg.scenes:
-        click.echo("geoseg: warning: no scene could be served from the given paths", err=True)
+        fail(GeosegError(f"{', '.join(sources)}: no scene could be served from the given paths (see the warnings "
+                         "above); give GeoTIFF files or folders holding them, or none to start empty and upload"))
     real_port = port or free_port(host)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{real_port}/" + (f"?token={token}" if token else "")
