@@ -1,7 +1,5 @@
 """Loading ONNX models, reading their contract, and one cached
-onnxruntime session per worker process.
-
-This and :mod:`geoseg.raster` are the modules that open files.
+onnxruntime session per worker thread (an I/O module: it opens model files).
 """
 
 from __future__ import annotations

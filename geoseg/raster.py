@@ -1,8 +1,8 @@
 """Raster I/O: opening and validating scenes, reading windows with their
 validity masks, and the single writer of the class and probability rasters.
 
-With :mod:`geoseg.model` and :mod:`geoseg.outputs`, the only modules that
-touch files.  Open datasets never leave a function: tasks receive a
+One of the I/O modules (see the README's layout: the pure modules never open
+a file).  Open datasets never leave a function: tasks receive a
 :class:`SceneInfo` (plain, picklable data) and open the file themselves.
 """
 
