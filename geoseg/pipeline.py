@@ -255,10 +255,12 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
         path, item_time = si.vrt, si.datetime
     config = scene_config(path, options.gdal_config)
     with gdal_env(config):
-        # a remote source's headers first: 404 and 403 get their one-line errors before GDAL opens it
-        when = item_time if item_time or source != path else source_time(path, config) if is_remote(path) else None
+        # a remote source's headers come first: 404 and 403 get their one-line errors before GDAL opens it
+        when = source_time(path, config) if source == path and is_remote(path) else None
         scene = open_scene(path, c, options.bidx, options.nodata)
-        if when is None and source == path:
+        if source != path:  # a STAC item, read through its VRT
+            when = item_time
+        elif when is None:  # a local file, now known to exist
             when = source_time(path, config)
         try:
             grid = PatchGrid(scene.width, scene.height, c.patch_size, options.stride or c.patch_size)
