@@ -23,19 +23,26 @@ from geoseg.errors import GeosegError
               help="Layout of the ONNX input (NCHW: what the runtime cuts from rasterio windows without a transposing copy).")
 @click.option("--input-dtype", type=click.Choice(["uint8", "float32"]), default="uint8", show_default=True,
               help="Dtype of the ONNX input (uint8: 8-bit pixels, cast to float inside the graph).")
+@click.option("--wide-scaling", default=None, help="Contract rule for uint16 and float scenes [default: percentile:2,98]; e.g. percentile:2,98:25-222,46-189,67-182 stretches each band's 2nd-98th percentiles to those values (the training data's range) instead of 0-255.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Also write the export's figures (parity, int8) as JSON here.")
 @verbose_opt
 @quiet_opt
 def export_cmd(keras_model, out, opset, quantize, name, training_resolution, provenance, input_layout, input_dtype,
-               report_path, verbose, quiet):
+               wide_scaling, report_path, verbose, quiet):
     """Export KERAS_MODEL (RUN_DIR/model.keras) to ONNX.  Parity with Keras is
     checked on the run's test images; the export fails if it is not met."""
     setup_logging(verbose + 1, quiet)
+    from geoseg.contract import Scaling
+
     from .convert import export_model
 
     try:
+        wide = None if wide_scaling is None else Scaling.parse(wide_scaling)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wide-scaling") from None
+    try:
         res = export_model(keras_model, out, opset, quantize, name, training_resolution, provenance,
-                           input_layout=input_layout, input_dtype=input_dtype)
+                           input_layout=input_layout, input_dtype=input_dtype, wide_scaling=wide)
     except (GeosegError, ValueError, OSError) as exc:
         fail(exc)
     p = res.parity

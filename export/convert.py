@@ -141,7 +141,8 @@ def throughput(path: str, size: int, batch: int = 64, seconds: float = 3.0, thre
 
 
 def build_contract(model, ctx: dict, name: str | None, resolution: float | None, provenance: str | None,
-                   versions: dict, layout: str = "NCHW", dtype: str = "uint8") -> ModelContract:
+                   versions: dict, layout: str = "NCHW", dtype: str = "uint8",
+                   wide_scaling: Scaling | None = None) -> ModelContract:
     cfg = ctx.get("config", {})
     size = int(model.inputs[0].shape[1])
     n_out = int(model.outputs[0].shape[-1])
@@ -158,6 +159,11 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
         "uint16": Scaling("percentile", low=2.0, high=98.0),
         "float": Scaling("percentile", low=2.0, high=98.0),
     }
+    if wide_scaling is not None:  # --wide-scaling: the rule for uint16 and float scenes
+        if wide_scaling.targets and len(wide_scaling.targets) != n_bands:
+            raise ExportError(f"--wide-scaling has {len(wide_scaling.targets)} targets but the model takes "
+                              f"{n_bands} bands: give one OUT_LOW-OUT_HIGH pair per band")
+        scaling["uint16"] = scaling["float"] = wide_scaling
     for key, rule in (cfg.get("scaling") or {}).items():
         scaling[key] = Scaling.from_dict(rule, f"config.json scaling[{key}]")
     if resolution is None:
@@ -192,7 +198,7 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
 def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | None = None,
                  name: str | None = None, resolution: float | None = None, provenance: str | None = None,
                  parity_limit: int = 2000, overwrite: bool = True, input_layout: str = "NCHW",
-                 input_dtype: str = "uint8") -> ExportResult:
+                 input_dtype: str = "uint8", wide_scaling: Scaling | None = None) -> ExportResult:
     """Convert ``keras_path`` to ONNX at ``out``; prove parity; write the contract.
 
     The ONNX input is ``input_layout`` / ``input_dtype`` (default uint8 NCHW,
@@ -224,7 +230,8 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
                 "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset}
     if input_layout not in LAYOUTS or input_dtype not in DTYPES:
         raise ExportError(f"input {input_layout} {input_dtype}: layout must be one of {LAYOUTS}, dtype one of {DTYPES}")
-    contract = build_contract(model, ctx, name, resolution, provenance, versions, input_layout, input_dtype)
+    contract = build_contract(model, ctx, name, resolution, provenance, versions, input_layout, input_dtype,
+                              wide_scaling)
     tmp = f"{out}.{os.getpid()}.tmp.onnx"
     n_bands = int(model.inputs[0].shape[-1])
     spec = (tf.TensorSpec((None, size, size, n_bands), tf.float32, name="input"),)

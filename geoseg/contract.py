@@ -36,7 +36,11 @@ class Scaling:
     ``linear``: ``value * scale + offset``, then clipped to the input range
     (e.g. uint16 reflectance 0-10000 with ``scale=0.0255``).
     ``percentile``: per band, the ``low`` and ``high`` percentiles of the
-    scene's valid pixels are stretched to the input range.
+    scene's valid pixels are stretched to the input range; with ``targets``
+    (one ``(out_low, out_high)`` pair per band) they are stretched to those
+    values instead, then clipped to the input range: a scene's range is
+    matched to the range the model was trained on (e.g. the training
+    images' own per-band 2nd and 98th percentiles) rather than to 0-255.
     """
 
     method: ScalingMethod = "identity"
@@ -44,6 +48,7 @@ class Scaling:
     offset: float = 0.0
     low: float = 2.0
     high: float = 98.0
+    targets: tuple[tuple[float, float], ...] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "scaling") -> Scaling:
@@ -52,12 +57,21 @@ class Scaling:
             raise ModelError(
                 f"{where}: scaling method {method!r} is not one of {', '.join(SCALING_METHODS)}"
             )
+        targets = d.get("targets")
+        if targets is not None:
+            try:
+                targets = tuple((float(a), float(b)) for a, b in targets)
+            except (TypeError, ValueError):
+                raise ModelError(f"{where}: targets must be a list of [out_low, out_high] pairs, one per band") from None
+            if method != "percentile" or not targets or any(not a < b for a, b in targets):
+                raise ModelError(f"{where}: targets need percentile scaling and out_low < out_high for every band")
         s = cls(
             method=method,
             scale=float(d.get("scale", 1.0)),
             offset=float(d.get("offset", 0.0)),
             low=float(d.get("low", 2.0)),
             high=float(d.get("high", 98.0)),
+            targets=targets,
         )
         if s.method == "percentile" and not (0 <= s.low < s.high <= 100):
             raise ModelError(f"{where}: percentile scaling needs 0 <= low < high <= 100")
@@ -66,8 +80,20 @@ class Scaling:
     @classmethod
     def parse(cls, text: str) -> Scaling:
         """Parse a command-line spec: ``identity``, ``linear:SCALE[,OFFSET]``,
-        ``percentile:LOW,HIGH``."""
+        ``percentile:LOW,HIGH``, ``percentile:LOW,HIGH:A-B,C-D,...`` (per-band
+        output targets, one ``OUT_LOW-OUT_HIGH`` pair per band)."""
         name, _, args = text.partition(":")
+        if name == "percentile" and args.count(":") == 1:
+            args, _, tspec = args.partition(":")
+            try:
+                pairs = [tuple(float(v) for v in t.split("-")) for t in tspec.split(",") if t.strip()]
+                base = cls.parse(f"percentile:{args}")
+                return cls.from_dict({**base.to_dict(), "targets": [list(t) for t in pairs]})
+            except (ValueError, ModelError):
+                raise ValueError(
+                    f"scaling {text!r}: targets must be OUT_LOW-OUT_HIGH pairs, one per band "
+                    "(percentile:2,98:25-222,46-189,67-182)"
+                ) from None
         vals = [float(v) for v in args.split(",") if v.strip()] if args else []
         if name == "identity" and not vals:
             return cls("identity")
@@ -85,7 +111,8 @@ class Scaling:
         if self.method == "linear":
             return f"linear:{self.scale:g},{self.offset:g}"
         if self.method == "percentile":
-            return f"percentile:{self.low:g},{self.high:g}"
+            t = "" if not self.targets else ":" + ",".join(f"{a:g}-{b:g}" for a, b in self.targets)
+            return f"percentile:{self.low:g},{self.high:g}{t}"
         return "identity"
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,7 +120,10 @@ class Scaling:
             return {"method": "identity"}
         if self.method == "linear":
             return {"method": "linear", "scale": self.scale, "offset": self.offset}
-        return {"method": "percentile", "low": self.low, "high": self.high}
+        d = {"method": "percentile", "low": self.low, "high": self.high}
+        if self.targets:
+            d["targets"] = [list(t) for t in self.targets]
+        return d
 
 
 @dataclass(frozen=True)

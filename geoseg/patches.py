@@ -155,7 +155,15 @@ def scale_pixels(
         lo = stats[:, 0].astype(np.float32).reshape(shape)
         hi = stats[:, 1].astype(np.float32).reshape(shape)
         span = np.maximum(hi - lo, np.float32(1e-6))
-        y = (x - lo) / span * np.float32(hi_out - lo_out) + np.float32(lo_out)
+        if scaling.targets:  # per-band output targets (the training data's range), then clipped
+            if len(scaling.targets) != stats.shape[0]:
+                raise ValueError(f"percentile scaling has {len(scaling.targets)} targets for "
+                                 f"{stats.shape[0]} band(s)")
+            t = np.asarray(scaling.targets, dtype=np.float32)
+            t_lo, t_hi = t[:, 0].reshape(shape), t[:, 1].reshape(shape)
+            y = (x - lo) / span * (t_hi - t_lo) + t_lo
+        else:
+            y = (x - lo) / span * np.float32(hi_out - lo_out) + np.float32(lo_out)
     return np.clip(y, lo_out, hi_out)
 
 

@@ -35,3 +35,33 @@ def test_scaling_parse():
     assert Scaling.parse("identity").method == "identity"
     with pytest.raises(ValueError):
         Scaling.parse("gamma:2")
+
+
+def test_percentile_targets_round_trip_and_parse():
+    s = Scaling.parse("percentile:2,98:25-222,46-189,67-182")
+    assert s.method == "percentile" and (s.low, s.high) == (2.0, 98.0)
+    assert s.targets == ((25.0, 222.0), (46.0, 189.0), (67.0, 182.0))
+    assert s.describe() == "percentile:2,98:25-222,46-189,67-182"
+    d = s.to_dict()
+    assert d == {"method": "percentile", "low": 2.0, "high": 98.0,
+                 "targets": [[25.0, 222.0], [46.0, 189.0], [67.0, 182.0]]}
+    assert Scaling.from_dict(json.loads(json.dumps(d))) == s
+    # without targets nothing changes: no key, the same rule as before
+    assert "targets" not in Scaling.parse("percentile:2,98").to_dict()
+    assert Scaling.parse("percentile:2,98").targets is None
+
+
+@pytest.mark.parametrize("bad", [
+    {"method": "percentile", "targets": [[10, 5]]},
+    {"method": "percentile", "targets": []},
+    {"method": "percentile", "targets": [[1, 2, 3]]},
+    {"method": "linear", "scale": 1, "targets": [[0, 255]]},
+])
+def test_percentile_targets_rejected(bad):
+    with pytest.raises(ModelError, match="targets"):
+        Scaling.from_dict(bad)
+
+
+def test_percentile_targets_bad_spec():
+    with pytest.raises(ValueError, match="OUT_LOW-OUT_HIGH"):
+        Scaling.parse("percentile:2,98:25-222,46")

@@ -128,3 +128,25 @@ def test_int8_quantization_report_and_refusal(tiny_run, tmp_path, monkeypatch):
     with pytest.raises(C.ExportError, match="0.5 point"):
         C.export_model(str(tiny_run / "model.keras"), str(tmp_path / "r.onnx"), quantize="int8")
     assert not (tmp_path / "r.int8.onnx").exists()
+
+
+def test_export_wide_scaling_in_contract(tiny_run, tmp_path):
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+    from geoseg.contract import Scaling
+    from geoseg.model import load_model
+
+    spec = "percentile:2,98:25-222,46-189,67-182"
+    r = CliRunner().invoke(main, ["export", str(tiny_run / "model.keras"), "-o", str(tmp_path / "w.onnx"),
+                                  "--wide-scaling", spec])
+    assert r.exit_code == 0, r.output
+    c = load_model(str(tmp_path / "w.onnx")).contract
+    assert c.scaling["uint16"] == c.scaling["float"] == Scaling.parse(spec)
+    assert c.scaling["uint8"] == Scaling("identity")
+    r = CliRunner().invoke(main, ["export", str(tiny_run / "model.keras"), "-o", str(tmp_path / "x.onnx"),
+                                  "--wide-scaling", "percentile:2,98:1-2"])
+    assert r.exit_code == 1 and "one OUT_LOW-OUT_HIGH pair per band" in r.output
+    r = CliRunner().invoke(main, ["export", str(tiny_run / "model.keras"), "-o", str(tmp_path / "y.onnx"),
+                                  "--wide-scaling", "percentile:2,98:1"])
+    assert r.exit_code == 2 and "--wide-scaling" in r.output

@@ -110,3 +110,25 @@ def test_percentile_scaling_band_first_and_last_agree():
     assert np.allclose(np.moveaxis(first, 0, -1), last)
     assert first.min() == 0 and first.max() == 255
     assert 0.01 < (first == 0).mean() < 0.03  # ~2% clipped low per band
+
+
+def test_percentile_scaling_to_per_band_targets():
+    from geoseg.contract import Scaling
+    from geoseg.patches import scale_pixels, to_model_input
+
+    # band 0: p-low 100, p-high 300 -> 20..220; band 1: 1000..2000 -> 50..150
+    a = np.array([[[100, 200, 300, 500]], [[1000, 1500, 2000, 0]]], np.uint16)  # (band, 1, 4)
+    stats = np.array([[100.0, 300.0], [1000.0, 2000.0]])
+    s = Scaling("percentile", targets=((20.0, 220.0), (50.0, 150.0)))
+    y = scale_pixels(a, s, (0.0, 255.0), stats)
+    np.testing.assert_allclose(y[0, 0], [20, 120, 220, 255])  # clipped to the input range
+    np.testing.assert_allclose(y[1, 0], [50, 100, 150, 0])
+    # without targets: the input range, as before
+    np.testing.assert_allclose(scale_pixels(a, Scaling("percentile"), (0.0, 255.0), stats)[0, 0],
+                               [0, 127.5, 255, 255])
+    # patches (n, band, p, p) through the runtime's conversion
+    x = to_model_input(a[None].reshape(1, 2, 2, 2), None, s, (0.0, 255.0), stats, "NCHW", "uint8")
+    assert x.dtype == np.uint8 and x.shape == (1, 2, 2, 2)
+    np.testing.assert_array_equal(x[0, 0].ravel(), [20, 120, 220, 255])
+    with pytest.raises(ValueError, match="targets"):
+        scale_pixels(a, Scaling("percentile", targets=((0.0, 255.0),)), (0.0, 255.0), stats)

@@ -586,3 +586,55 @@ def load_folder(folder: str, size: int, classes: list[str] | None = None, exclud
             xs.append(resize_rgb(im, size))
             ys.append(i)
     return np.stack(xs), np.array(ys, np.int64), classes, n_ex
+
+
+EUROSAT_EXTRA = {"AnnualCrop": "green_area", "HerbaceousVegetation": "green_area", "Pasture": "green_area",
+                 "PermanentCrop": "green_area", "River": "water"}
+"""EuroSAT folders that are satellite4 classes: vegetated land is green_area,
+rivers are water.  Highway, Industrial and Residential have no class here;
+Forest and SeaLake are satellite4's own green_area and water."""
+
+
+def parse_extra_map(text: str) -> dict[str, str]:
+    """``"A=b,C=d"`` -> ``{"A": "b", "C": "d"}`` (``--extra-map``); ``"eurosat"``
+    is :data:`EUROSAT_EXTRA`."""
+    if text.strip().lower() == "eurosat":
+        return dict(EUROSAT_EXTRA)
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        src, sep, dst = part.partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise ValueError(f"--extra-map: {part!r} is not FOLDER=CLASS")
+        out[src.strip()] = dst.strip()
+    return out
+
+
+def load_extra(folder: str, mapping: dict[str, str], classes: list[str], records: list[Record], size: int,
+               limit_per_folder: int | None = None, seed: int = 0):
+    """Extra training images: every folder ``src`` of ``mapping`` under
+    ``folder`` as class ``mapping[src]`` (one of ``classes``), at most
+    ``limit_per_folder`` each (a seeded sample), leaving out every image whose
+    exact or near hash is one of ``records`` (the prepared data set, so no
+    validation or test image, nor a copy of a training one, comes back).
+
+    Returns (x (n, size, size, 3) uint8, y (n,) int64, report dict)."""
+    bad = sorted({c for c in mapping.values() if c not in classes})
+    if bad:
+        raise ValueError(f"extra data: class(es) {', '.join(bad)} not in the data set's classes "
+                         f"({', '.join(classes)})")
+    missing = sorted(s for s in mapping if not os.path.isdir(os.path.join(folder, s)))
+    if missing:
+        raise ValueError(f"{folder}: no folder(s) {', '.join(missing)}")
+    exclude = {r.sha for r in records} | {r.near for r in records}
+    xs, ys = [], []
+    doc = {"folder": folder, "map": dict(mapping), "limit_per_folder": limit_per_folder, "per_folder": {},
+           "excluded": 0, "per_class": {}}
+    for i, src in enumerate(sorted(mapping)):
+        x, _, _, n_ex = load_folder(folder, size, [src], exclude_hashes=exclude,
+                                    limit_per_class=limit_per_folder, seed=seed + i)
+        xs.append(x)
+        ys.append(np.full(len(x), classes.index(mapping[src]), np.int64))
+        doc["per_folder"][src] = int(len(x))
+        doc["excluded"] += int(n_ex)
+        doc["per_class"][mapping[src]] = doc["per_class"].get(mapping[src], 0) + int(len(x))
+    return np.concatenate(xs), np.concatenate(ys), doc

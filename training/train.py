@@ -34,6 +34,12 @@ class TrainConfig:
     seed: int = 0
     split_from: str | None = None
     augment: bool = True
+    sensor_augment: bool = False  # scale and radiometry of other sensors (training/augment.py)
+    stretch_augment: float = 0.0  # with sensor_augment: probability of a scene-like contrast stretch
+    scale_augment: bool = False  # ground scale only (augment.SCALE_ONLY); sensor_augment wins if both
+    extra_data: str | None = None  # a folder of class folders (EuroSAT) ...
+    extra_map: dict = field(default_factory=dict)  # ... whose folders join these classes (train split only)
+    extra_limit: int | None = None  # at most this many images per extra folder
     extra: dict = field(default_factory=dict)
 
 
@@ -43,15 +49,20 @@ def _tf():
     return tf
 
 
-def augment_fn(tf, seed: int, bands: int = 3):
+def augment_fn(tf, seed: int, bands: int = 3, sensor=None):
     """Flips, 90-degree rotations and colour jitter (other sensors, other days);
-    saturation and hue only for 3-band (RGB) images."""
+    saturation and hue only for 3-band (RGB) images.  ``sensor``: a
+    :class:`geoseg.training.augment.SensorAugment` replaces the colour jitter
+    by the sensor augmentation (ground scale and radiometry)."""
+    from .augment import sensor_augment
 
     def aug(x, y):
         x = tf.cast(x, tf.float32) / 255.0
         x = tf.image.random_flip_left_right(x)
         x = tf.image.random_flip_up_down(x)
         x = tf.image.rot90(x, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
+        if sensor is not None:
+            return sensor_augment(tf, x, sensor) * 255.0, y
         x = tf.image.random_brightness(x, 0.08)
         x = tf.image.random_contrast(x, 0.85, 1.15)
         if bands == 3:
@@ -63,13 +74,14 @@ def augment_fn(tf, seed: int, bands: int = 3):
     return aug
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, augment: bool = True):
+def make_dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, augment: bool = True,
+                 sensor=None):
     tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if train:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         if augment:
-            ds = ds.map(augment_fn(tf, seed, int(x.shape[-1])), num_parallel_calls=2)
+            ds = ds.map(augment_fn(tf, seed, int(x.shape[-1]), sensor), num_parallel_calls=2)
         else:
             ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
     else:
@@ -133,11 +145,31 @@ def train(cfg: TrainConfig) -> dict:
     y = np.array([classes.index(r.label) for r in records], np.int64)
     split = np.array([r.split for r in records])
     tr, va, te = (split == "train"), (split == "val"), (split == "test")
+    x_tr, y_tr = x[tr], y[tr]
+    extra_doc = None
+    if cfg.extra_data:
+        # extra training images (EuroSAT land cover -> satellite4 classes): train
+        # split only, and never an image whose exact or near hash is in this
+        # data set (its validation/test images above all)
+        xe, ye, extra_doc = D.load_extra(cfg.extra_data, cfg.extra_map, classes, records, size,
+                                         cfg.extra_limit, cfg.seed)
+        x_tr, y_tr = np.concatenate([x_tr, xe]), np.concatenate([y_tr, ye])
+        log.info("extra training images: %s", extra_doc["per_class"])
     t_prep = time.perf_counter() - t0
-    log.info("split: train %d, val %d, test %d", tr.sum(), va.sum(), te.sum())
-    ds_tr = make_dataset(x[tr], y[tr], cfg.batch_size, True, cfg.seed, cfg.augment)
+    log.info("split: train %d, val %d, test %d", len(x_tr), va.sum(), te.sum())
+    sensor = None
+    if cfg.scale_augment and not cfg.sensor_augment:
+        from .augment import SCALE_ONLY
+
+        sensor = SCALE_ONLY
+    if cfg.sensor_augment:
+        from .augment import SensorAugment
+
+        # cfg.extra["sensor_params"]: other strengths than the defaults (experiments)
+        sensor = SensorAugment(**{"p_stretch": cfg.stretch_augment, **cfg.extra.get("sensor_params", {})})
+    ds_tr = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.seed, cfg.augment, sensor)
     ds_va = make_dataset(x[va], y[va], cfg.batch_size, False, cfg.seed)
-    cw = class_weights(y[tr], len(classes))
+    cw = class_weights(y_tr, len(classes))
     histories = []
     t1 = time.perf_counter()
     if cfg.arch == "scratch":
@@ -171,6 +203,7 @@ def train(cfg: TrainConfig) -> dict:
     with open(os.path.join(cfg.run_dir, "history.json"), "w") as f:
         json.dump([{"phase": p, **{k: [float(v) for v in vs] for k, vs in hist.items()}} for p, hist in histories], f)
     cfg_doc = {**asdict(cfg), "input_size": size, "classes": classes, "versions": versions(),
+               "sensor_augment_params": None if sensor is None else sensor.to_dict(), "extra_data_used": extra_doc,
                "timings_s": {"prepare": t_prep, "train": t_train}}
     if chips:  # what the export's contract needs: band order, scaling, ground pixel size
         cfg_doc.update(data_kind="chips", bands=chips["band_names"],

@@ -1,0 +1,151 @@
+"""Sensor augmentation: make a 64 px training image look like a patch of
+another sensor's scene, as the runtime would hand it to the model.
+
+A patch the runtime classifies differs from a EuroSAT-like training tile in
+two ways the labels do not care about:
+
+- **ground scale**: a 64 px patch covers 320 m of a 5 m NAIP scene, 640 m of
+  a 10 m Sentinel-2 scene, 1.9 km of a 30 m Landsat scene;
+  :func:`rescale` resamples an image so it covers ``zoom`` times its ground
+  (``zoom`` < 1: a crop enlarged, as a finer sensor sees it; ``zoom`` > 1:
+  the image mirrored outwards and reduced with an anti-aliasing filter);
+- **radiometry**: 8-bit products are stretched differently (per-band gains and
+  offsets, gamma, saturation, white balance), the runtime's per-scene
+  percentile stretch of uint16 reflectance moves every band on its own, the
+  atmosphere adds haze, sensors add blur and noise.  :func:`colour` draws one
+  such change per image.
+
+Both take and return float32 images scaled 0-1 (h, w, 3); the train input
+pipeline (:func:`geoseg.training.train.augment_fn`) converts from and to the
+model's 0-255.  TensorFlow is imported by the caller and passed in, so this
+module imports without it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class SensorAugment:
+    """Strengths of the sensor augmentation (0 / 1 / (1, 1) switch a part off)."""
+
+    zoom: tuple[float, float] = (0.5, 2.0)  # ground covered, relative to the image (log-uniform)
+    p_zoom: float = 0.5
+    gain: float = 0.08  # per-band gain in [1 - gain, 1 + gain] (white balance, band stretch)
+    brightness: float = 0.15  # common gain in [1 - b, 1 + b]
+    offset: float = 0.03  # per-band offset in [-offset, offset] (of full scale)
+    gamma: tuple[float, float] = (0.85, 1.2)  # log-uniform
+    saturation: tuple[float, float] = (0.8, 1.25)
+    hue: float = 0.015
+    p_haze: float = 0.15
+    haze: float = 0.2  # blend towards a bright bluish grey by up to this much
+    p_blur: float = 0.15
+    noise: float = 0.01  # gaussian noise sigma up to this (of full scale)
+    p_stretch: float = 0.0  # probability of a contrast stretch like the runtime's per-scene one
+    contrast: tuple[float, float] = (1.0, 2.5)  # its contrast gain (log-uniform)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+NONE = SensorAugment(zoom=(1.0, 1.0), p_zoom=0.0, gain=0.0, brightness=0.0, offset=0.0, gamma=(1.0, 1.0),
+                     saturation=(1.0, 1.0), hue=0.0, p_haze=0.0, haze=0.0, p_blur=0.0, noise=0.0, p_stretch=0.0)
+"""No change at all (tests, and a reference point)."""
+
+SCALE_ONLY = SensorAugment(gain=0.0, brightness=0.0, offset=0.0, gamma=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0,
+                           p_haze=0.0, haze=0.0, p_blur=0.0, noise=0.0, p_stretch=0.0)
+"""Ground scale only (``--scale-augment``): the one part that helped on the
+NAIP scene without costing test accuracy (docs/training.md, issue 13)."""
+
+
+def zoom_size(size: int, zoom: float) -> int:
+    """Side in px of the source window that covers ``zoom`` times an image of
+    ``size`` px: a crop for zoom < 1, the image mirrored outwards for zoom > 1
+    (at most ``2 * size - 1``, what one reflection can give), at least 8 px."""
+    return int(min(max(round(size * zoom), 8), 2 * size - 1))
+
+
+def rescale(tf, x, zoom):
+    """``x`` (h, w, c) float32, square, resampled to cover ``zoom`` times its
+    ground at the same size: zoom < 1 crops a centred-at-random window of
+    ``zoom_size`` px and enlarges it (bilinear); zoom > 1 reflects the image
+    outwards to ``zoom_size`` px and reduces it (area-weighted, anti-aliased)."""
+    size = int(x.shape[0])
+    s = tf.cast(tf.clip_by_value(tf.round(size * zoom), 8.0, 2.0 * size - 1), tf.int32)
+
+    def zoom_in():
+        c = tf.image.random_crop(x, tf.stack([s, s, tf.shape(x)[2]]))
+        return tf.image.resize(c, (size, size), method="bilinear")
+
+    def zoom_out():
+        pad = s - size
+        before = tf.random.uniform([], 0, pad + 1, dtype=tf.int32)
+        p = tf.stack([[before, pad - before], [before, pad - before], [0, 0]])
+        big = tf.pad(x, p, mode="REFLECT")
+        return tf.image.resize(big, (size, size), method="area", antialias=True)
+
+    out = tf.cond(s < size, zoom_in, lambda: tf.cond(s > size, zoom_out, lambda: x))
+    return tf.ensure_shape(out, x.shape)
+
+
+def _blur(tf, x):
+    """3x3 binomial blur, edges reflected."""
+    k1 = tf.constant([1.0, 2.0, 1.0]) / 4.0
+    k = tf.tensordot(k1, k1, axes=0)[:, :, None, None]
+    c = int(x.shape[-1])
+    k = tf.tile(k, [1, 1, c, 1])
+    xp = tf.pad(x[None], [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+    return tf.nn.depthwise_conv2d(xp, k, [1, 1, 1, 1], "VALID")[0]
+
+
+def stretch(tf, x, contrast, pivot, target):
+    """A scene's contrast stretch seen in one patch: ``(x - pivot) * contrast
+    + target`` per band (``pivot``, ``target`` broadcast over bands), clipped
+    to 0-1.  The runtime's percentile stretch of a uint16 scene maps the
+    scene's 2nd-98th percentiles of each band to 0-255: for a dim Sentinel-2
+    L1C scene that is a gain of about 2 and a large negative offset per band."""
+    return tf.clip_by_value((x - pivot) * contrast + target, 0.0, 1.0)
+
+
+def colour(tf, x, a: SensorAugment):
+    """One random radiometric change of ``x`` (h, w, 3) float32 0-1."""
+    u = lambda lo, hi, shape=(): tf.random.uniform(shape, lo, hi)  # noqa: E731
+    bands = int(x.shape[-1])
+    if a.p_stretch:
+        c = tf.exp(u(math.log(a.contrast[0]), math.log(a.contrast[1])))
+        pivot = u(0.15, 0.5) + u(-0.05, 0.05, (1, 1, bands))
+        target = u(0.2, 0.55) + u(-0.05, 0.05, (1, 1, bands))
+        x = tf.cond(u(0.0, 1.0) < a.p_stretch, lambda: stretch(tf, x, c, pivot, target), lambda: x)
+    if a.gain or a.brightness:
+        g = u(1 - a.gain, 1 + a.gain, (1, 1, bands)) * u(1 - a.brightness, 1 + a.brightness)
+        x = x * g
+    if a.offset:
+        x = x + u(-a.offset, a.offset, (1, 1, bands))
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    if a.gamma != (1.0, 1.0):
+        gamma = tf.exp(u(math.log(a.gamma[0]), math.log(a.gamma[1])))
+        x = tf.pow(x + 1e-6, gamma)
+    if bands == 3:
+        if a.saturation != (1.0, 1.0):
+            x = tf.image.random_saturation(x, a.saturation[0], a.saturation[1])
+        if a.hue:
+            x = tf.image.random_hue(x, a.hue)
+    if a.p_haze and a.haze:
+        hz = u(0.55, 0.85) + u(-0.05, 0.1, (1, 1, bands)) * tf.constant([0.0, 0.5, 1.0][:bands] + [0.0] * (bands - 3))
+        w = tf.where(u(0.0, 1.0) < a.p_haze, u(0.0, a.haze), 0.0)
+        x = x * (1 - w) + hz * w
+    if a.p_blur:
+        x = tf.cond(u(0.0, 1.0) < a.p_blur, lambda: _blur(tf, x), lambda: x)
+    if a.noise:
+        x = x + tf.random.normal(tf.shape(x)) * u(0.0, a.noise)
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def sensor_augment(tf, x, a: SensorAugment):
+    """Scale (with probability ``p_zoom``) then colour, on one (h, w, c) image 0-1."""
+    if a.p_zoom and a.zoom != (1.0, 1.0):
+        z = tf.exp(tf.random.uniform([], math.log(a.zoom[0]), math.log(a.zoom[1])))
+        x = tf.cond(tf.random.uniform([]) < a.p_zoom, lambda: rescale(tf, x, z), lambda: x)
+    return colour(tf, x, a)
