@@ -97,8 +97,15 @@ def test_scene_tasks_write_the_same_bytes_on_the_workers(scenes, tmp_path, model
     """--scene-tasks: each scene runs whole on a worker process, which writes
     its outputs; the caller gets small results only, and the bytes are those
     of the default mode."""
-    with Runner("synchronous") as r:
-        ref = classify_many([str(scenes)], tmp_path / "ref", model8, ClassifyOptions(stride=4), runner=r)
+    # the reference in a fresh interpreter, as the workers are: a process that
+    # imported TensorFlow (the training tests' modules) writes GeoPackages
+    # without an R-tree (TensorFlow's SQLite lacks the module)
+    code = ("import sys; from geoseg.batch import classify_many; from geoseg.pipeline import ClassifyOptions\n"
+            "run = classify_many([sys.argv[1]], sys.argv[2], sys.argv[3], ClassifyOptions(stride=4), "
+            "scheduler='synchronous', progress=False)\nsys.exit(0 if run.ok else 1)")
+    subprocess.run([sys.executable, "-c", code, str(scenes), str(tmp_path / "ref"), model8], check=True, timeout=600)
+    with Runner("synchronous") as r:  # the same run's statistics, for the results' check below
+        ref = classify_many([str(scenes)], tmp_path / "ref-stats", model8, ClassifyOptions(stride=4), runner=r)
     with Runner("processes", 2) as r:
         run = classify_many([str(scenes)], tmp_path / "scenes", model8, ClassifyOptions(stride=4), runner=r,
                             scene_tasks=True)
