@@ -351,16 +351,21 @@ def _http_request(source: str, url: str, config: GdalConfig, method: str,
     raise unreachable(source, last, config)
 
 
-def _http_stat(source: str, url: str, config: GdalConfig) -> SourceStat:
-    status, headers, _ = _http_request(source, url, config, "HEAD")
-    if status in (403, 405, 501):  # HEAD refused (a URL signed for GET only): ask for one byte
-        status, headers, _ = _http_request(source, url, config, "GET", {"Range": "bytes=0-0"})
+def _raise_for_status(source: str, status: int, config: GdalConfig) -> None:
+    """The one-line error of an HTTP error status (404, 401/403, other 4xx/5xx)."""
     if status == 404:
         raise not_found(source)
     if status in (401, 403):
         raise access_denied(source, f"HTTP {status}")
     if status >= 400:
         raise unreachable(source, f"HTTP {status}", config)
+
+
+def _http_stat(source: str, url: str, config: GdalConfig) -> SourceStat:
+    status, headers, _ = _http_request(source, url, config, "HEAD")
+    if status in (403, 405, 501):  # HEAD refused (a URL signed for GET only): ask for one byte
+        status, headers, _ = _http_request(source, url, config, "GET", {"Range": "bytes=0-0"})
+    _raise_for_status(source, status, config)
     size = None
     rng = headers.get("Content-Range")
     if rng and "/" in rng and rng.rsplit("/", 1)[1].strip().isdigit():
@@ -387,12 +392,7 @@ def read_bytes(source: str, config: GdalConfig = ()) -> bytes:
     url = object_url(source)
     if url.startswith(("http://", "https://")):
         status, _, body = _http_request(source, url, config, "GET")
-        if status == 404:
-            raise not_found(source)
-        if status in (401, 403):
-            raise access_denied(source, f"HTTP {status}")
-        if status >= 400:
-            raise unreachable(source, f"HTTP {status}", config)
+        _raise_for_status(source, status, config)
         return body
     store, key = _store(source, url, config)
     import obstore
