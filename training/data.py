@@ -185,10 +185,11 @@ def near_duplicate_pairs(x: np.ndarray, min_corr: float = 0.97, max_mad: float =
     return pairs
 
 
-def group_duplicates(records: list[Record], x: np.ndarray | None = None) -> int:
-    """Union images with the same exact or near hash, or that are near-duplicate
-    pairs (:func:`near_duplicate_pairs` over ``x``), into groups (in place);
-    returns the number of groups holding more than one image."""
+def _assign_groups(records: list[Record], keys: list[list], pairs=()) -> int:
+    """Union records that share a value in any of ``keys`` (one list of
+    values per key, aligned with ``records``) or form one of ``pairs``; set
+    each record's ``group`` (0, 1, ... in order of first appearance) and
+    return the number of groups."""
     parent = list(range(len(records)))
 
     def find(i):
@@ -197,20 +198,27 @@ def group_duplicates(records: list[Record], x: np.ndarray | None = None) -> int:
             i = parent[i]
         return i
 
-    for key in ("sha", "near"):
-        first: dict[str, int] = {}
-        for i, r in enumerate(records):
-            k = getattr(r, key)
+    for values in keys:
+        first: dict = {}
+        for i, k in enumerate(values):
             if k in first:
                 parent[find(i)] = find(first[k])
             else:
                 first[k] = i
-    if x is not None and len(x):
-        for i, j in near_duplicate_pairs(x):
-            parent[find(i)] = find(j)
+    for i, j in pairs:
+        parent[find(i)] = find(j)
     roots: dict[int, int] = {}
     for i, r in enumerate(records):
         r.group = roots.setdefault(find(i), len(roots))
+    return len(roots)
+
+
+def group_duplicates(records: list[Record], x: np.ndarray | None = None) -> int:
+    """Union images with the same exact or near hash, or that are near-duplicate
+    pairs (:func:`near_duplicate_pairs` over ``x``), into groups (in place);
+    returns the number of groups holding more than one image."""
+    pairs = near_duplicate_pairs(x) if x is not None and len(x) else ()
+    _assign_groups(records, [[r.sha for r in records], [r.near for r in records]], pairs)
     sizes = Counter(r.group for r in records)
     return sum(1 for s in sizes.values() if s > 1)
 
@@ -347,25 +355,7 @@ def group_chip_records(records: list[Record], keys: list[str]) -> int:
     """Union chips of one spatial group (``keys``, the manifest's ``group``)
     and chips with identical pixels into split groups (in place); returns
     the number of groups."""
-    parent = list(range(len(records)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for attr in (keys, [r.sha for r in records]):
-        first: dict[str, int] = {}
-        for i, k in enumerate(attr):
-            if k in first:
-                parent[find(i)] = find(first[k])
-            else:
-                first[k] = i
-    roots: dict[int, int] = {}
-    for i, r in enumerate(records):
-        r.group = roots.setdefault(find(i), len(roots))
-    return len(roots)
+    return _assign_groups(records, [keys, [r.sha for r in records]])
 
 
 def scan_chips(data_dir: str, size: int | None):
