@@ -132,3 +132,20 @@ def write_rgba(path, rgb: np.ndarray, alpha: np.ndarray, **kw) -> str:
     with rasterio.open(path, "r+") as d:
         d.colorinterp = [CI.red, CI.green, CI.blue, CI.alpha]
     return str(path)
+
+
+def run_cli(*args):
+    """``geoseg ARGS...`` through click's runner (stdout and stderr apart)."""
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_error_line(result) -> str:
+    """Assert a command failed with exit code 1 and exactly one ``geoseg: error:`` line; return it."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and lines[0].startswith("geoseg: error: "), lines
+    return lines[0]

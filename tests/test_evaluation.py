@@ -13,16 +13,15 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-from click.testing import CliRunner
 from PIL import Image
 from pyproj import Transformer
 from shapely.geometry import box
 
-from geoseg.cli import main
 from geoseg.errors import InputError, OutputExistsError
 from geoseg.evaluation import EvaluateOptions, evaluate_scene, parse_mapping
 from geoseg.geometry import pixel_area_m2
 from geoseg.scoring import scores
+from helpers import one_error_line, run_cli
 
 X0, Y0 = 500000.0, 6000000.0
 CELL = 4.0
@@ -270,26 +269,15 @@ def test_coverage_at_edges_and_nodata(tmp_path):
 
 
 # --- the command and its bad inputs -------------------------------------------------
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _one_error_line(r):
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.exit_code == 1, r.output
-    assert len(lines) == 1 and lines[0].startswith("geoseg: error: "), lines
-    return lines[0]
-
-
 def test_cli_summary(tmp_path, planted):
     cm_path, ref, model, truth = planted
-    r = _cli("evaluate-scene", cm_path, "--reference", ref, "-o", tmp_path / "out", "--classes", "water")
+    r = run_cli("evaluate-scene", cm_path, "--reference", ref, "-o", tmp_path / "out", "--classes", "water")
     assert r.exit_code == 0, r.output
     rep = load(tmp_path / "out")
     assert f"overall accuracy {rep['overall_accuracy']:.3f}" in r.output
     assert "water" in r.output and "IoU" in r.output and "1 cells class map nodata" in r.output
-    assert "exists" in _one_error_line(_cli("evaluate-scene", cm_path, "--reference", ref, "-o", tmp_path / "out"))
-    r = _cli("evaluate-scene", cm_path, "--reference", ref, "-o", tmp_path / "out", "--map", "lake")
+    assert "exists" in one_error_line(run_cli("evaluate-scene", cm_path, "--reference", ref, "-o", tmp_path / "out"))
+    r = run_cli("evaluate-scene", cm_path, "--reference", ref, "-o", tmp_path / "out", "--map", "lake")
     assert r.exit_code == 2  # a malformed option is a usage error
 
 
@@ -298,7 +286,7 @@ def test_bad_inputs_one_line_each(tmp_path, planted):
     out = tmp_path / "out"
 
     def err(*args):
-        return _one_error_line(_cli("evaluate-scene", *args, "-o", out))
+        return one_error_line(run_cli("evaluate-scene", *args, "-o", out))
 
     far = write_raster(tmp_path / "far.tif", fine(truth), Affine(1, 0, X0 + 1e5, 0, -1, Y0), names=MODEL)
     line = err(cm_path, "--reference", far)
@@ -369,11 +357,11 @@ def test_unnamed_reference_raster_by_raw_values(tmp_path, planted):
 def test_naip_water_against_its_ndwi(tmp_path, shared_dir):
     """The real run of docs/evaluation.md, on the NAIP scene with the default model."""
     scene = shared_dir / "scenes" / "naip_m_4709963_se_14_1_20200831.tif"
-    r = _cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "water.tif")
+    r = run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "water.tif")
     assert r.exit_code == 0, r.output
-    r = _cli("classify", scene, "-o", tmp_path / "c", "--no-polygons", "--no-probs", "--no-quicklook", "-q")
+    r = run_cli("classify", scene, "-o", tmp_path / "c", "--no-polygons", "--no-probs", "--no-quicklook", "-q")
     assert r.exit_code == 0, r.output
-    r = _cli("evaluate-scene", tmp_path / "c" / f"{scene.stem}_classes.tif", "--reference", tmp_path / "water.tif",
+    r = run_cli("evaluate-scene", tmp_path / "c" / f"{scene.stem}_classes.tif", "--reference", tmp_path / "water.tif",
              "-o", tmp_path / "e", "--classes", "water")
     assert r.exit_code == 0, r.output
     rep = load(tmp_path / "e")

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from click.testing import CliRunner
 from shapely.geometry import box
 
-from geoseg.cli import main
 from geoseg.errors import InputError, OutputExistsError
 from geoseg.reference import (
     BandSpec, RasterReference, ndwi_reference, open_class_map, open_reference, parse_band, reference_on_grid,
 )
+from helpers import one_error_line, run_cli
 
 X0, Y0 = 500000.0, 6000000.0
 MODEL = ("cloudy", "desert", "green_area", "water")
@@ -235,32 +234,21 @@ def test_ndwi_band_files_and_errors(tmp_path):
     assert not (tmp_path / "x.tif").exists()
 
 
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _one_error_line(r):
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.exit_code == 1, r.output
-    assert len(lines) == 1 and lines[0].startswith("geoseg: error: "), lines
-    return lines[0]
-
-
-def test_ndwi_cli(tmp_path):
+def test_ndwirun_cli(tmp_path):
     scene = ndwi_scene(tmp_path)
-    r = _cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "w.tif")
+    r = run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "w.tif")
     assert r.exit_code == 0, r.output
     assert "water 360 px" in r.output
-    assert "exists" in _one_error_line(_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o",
+    assert "exists" in one_error_line(run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o",
                                             tmp_path / "w.tif"))
-    assert _cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "w.tif",
+    assert run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "w.tif",
                 "--overwrite").exit_code == 0
-    line = _one_error_line(_cli("reference", "ndwi", scene, "--green", "2", "--nir", "9", "-o", tmp_path / "x.tif"))
+    line = one_error_line(run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "9", "-o", tmp_path / "x.tif"))
     assert "scene.tif" in line and "has 4" in line
     (tmp_path / "junk.tif").write_text("not a raster")
-    line = _one_error_line(_cli("reference", "ndwi", tmp_path / "junk.tif", "--green", "2", "--nir", "4", "-o",
+    line = one_error_line(run_cli("reference", "ndwi", tmp_path / "junk.tif", "--green", "2", "--nir", "4", "-o",
                                 tmp_path / "x.tif"))
     assert "junk.tif: not a readable raster" in line
     nocrs = write_raster(tmp_path / "nocrs.tif", np.ones((2, 8, 8), np.uint8), Affine(1, 0, 0, 0, -1, 8), crs=None)
-    line = _one_error_line(_cli("reference", "ndwi", nocrs, "--green", "1", "--nir", "2", "-o", tmp_path / "x.tif"))
+    line = one_error_line(run_cli("reference", "ndwi", nocrs, "--green", "1", "--nir", "2", "-o", tmp_path / "x.tif"))
     assert "nocrs.tif" in line and "no CRS" in line
