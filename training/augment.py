@@ -45,6 +45,8 @@ class SensorAugment:
     noise: float = 0.01  # gaussian noise sigma up to this (of full scale)
     p_stretch: float = 0.0  # probability of a contrast stretch like the runtime's per-scene one
     contrast: tuple[float, float] = (1.0, 2.5)  # its contrast gain (log-uniform)
+    p_water_colour: float = 0.0  # probability that a water image is given another water colour
+    water_class: int = -1  # the label that :func:`water_colour` applies to (-1: none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,9 +145,40 @@ def colour(tf, x, a: SensorAugment):
     return tf.clip_by_value(x, 0.0, 1.0)
 
 
-def sensor_augment(tf, x, a: SensorAugment):
+WATER_COLOURS = (
+    (0.16, 0.25, 0.33),  # deep blue lake or sea
+    (0.20, 0.30, 0.28),  # dark blue-green
+    (0.26, 0.36, 0.28),  # green (algae)
+    (0.34, 0.42, 0.33),  # bright algae green, shallow prairie pond
+    (0.30, 0.38, 0.38),  # turquoise, shallow water
+    (0.30, 0.33, 0.30),  # grey-green, turbid
+    (0.10, 0.12, 0.14),  # near black, deep clear water
+)
+"""Mean colours (0-1 RGB) of natural water bodies as 8-bit products show
+them: sea and lakes from deep blue to black, algae-green and turbid ponds,
+shallow turquoise water.  Used by :func:`water_colour`."""
+
+
+def water_colour(tf, x):
+    """Give a water image (h, w, 3) 0-1 another natural water colour: its
+    per-band mean is replaced by one of :data:`WATER_COLOURS` (jittered) and
+    its texture (the deviations from the mean) scaled by 0.6-1.4, so that
+    what stays is what makes water water (a smooth, texture-poor surface),
+    not the blue of the EuroSAT lakes."""
+    u = lambda lo, hi, shape=(): tf.random.uniform(shape, lo, hi)  # noqa: E731
+    palette = tf.constant(WATER_COLOURS, tf.float32)
+    i = tf.random.uniform([], 0, len(WATER_COLOURS), dtype=tf.int32)
+    target = palette[i] * u(0.8, 1.2) + u(-0.03, 0.03, (3,))
+    mean = tf.reduce_mean(x, axis=(0, 1), keepdims=True)
+    return tf.clip_by_value((x - mean) * u(0.6, 1.4) + target[None, None, :], 0.0, 1.0)
+
+
+def sensor_augment(tf, x, a: SensorAugment, y=None):
     """Scale (with probability ``p_zoom``) then colour, on one (h, w, c) image 0-1."""
     if a.p_zoom and a.zoom != (1.0, 1.0):
         z = tf.exp(tf.random.uniform([], math.log(a.zoom[0]), math.log(a.zoom[1])))
         x = tf.cond(tf.random.uniform([]) < a.p_zoom, lambda: rescale(tf, x, z), lambda: x)
+    if y is not None and a.p_water_colour and a.water_class >= 0 and int(x.shape[-1]) == 3:
+        hit = tf.logical_and(tf.equal(tf.cast(y, tf.int32), a.water_class), tf.random.uniform([]) < a.p_water_colour)
+        x = tf.cond(hit, lambda: water_colour(tf, x), lambda: x)
     return colour(tf, x, a)

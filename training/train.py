@@ -37,6 +37,7 @@ class TrainConfig:
     sensor_augment: bool = False  # scale and radiometry of other sensors (training/augment.py)
     stretch_augment: float = 0.0  # with sensor_augment: probability of a scene-like contrast stretch
     scale_augment: bool = False  # ground scale only (augment.SCALE_ONLY); sensor_augment wins if both
+    water_colour: float = 0.0  # probability that a water image takes another natural water colour
     extra_data: str | None = None  # a folder of class folders (EuroSAT) ...
     extra_map: dict = field(default_factory=dict)  # ... whose folders join these classes (train split only)
     extra_limit: int | None = None  # at most this many images per extra folder
@@ -62,7 +63,7 @@ def augment_fn(tf, seed: int, bands: int = 3, sensor=None):
         x = tf.image.random_flip_up_down(x)
         x = tf.image.rot90(x, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
         if sensor is not None:
-            return sensor_augment(tf, x, sensor) * 255.0, y
+            return sensor_augment(tf, x, sensor, y) * 255.0, y
         x = tf.image.random_brightness(x, 0.08)
         x = tf.image.random_contrast(x, 0.85, 1.15)
         if bands == 3:
@@ -167,6 +168,15 @@ def train(cfg: TrainConfig) -> dict:
 
         # cfg.extra["sensor_params"]: other strengths than the defaults (experiments)
         sensor = SensorAugment(**{"p_stretch": cfg.stretch_augment, **cfg.extra.get("sensor_params", {})})
+    if cfg.water_colour:
+        import dataclasses
+
+        from .augment import NONE
+
+        if "water" not in classes:
+            raise ValueError("--water-colour needs a class called water")
+        sensor = dataclasses.replace(sensor or NONE, p_water_colour=cfg.water_colour,
+                                     water_class=classes.index("water"))
     ds_tr = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.seed, cfg.augment, sensor)
     ds_va = make_dataset(x[va], y[va], cfg.batch_size, False, cfg.seed)
     cw = class_weights(y_tr, len(classes))
