@@ -75,6 +75,16 @@ def augment_fn(tf, seed: int, bands: int = 3, sensor=None):
     return aug
 
 
+def _seed_everything(seed: int) -> None:
+    """Seeds (Python, NumPy, TensorFlow) and deterministic TensorFlow ops, so
+    that the same command on the same machine writes the same model
+    (``make default-model`` reproduces the shipped files)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    _tf().config.experimental.enable_op_determinism()
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, augment: bool = True,
                  sensor=None):
     tf = _tf()
@@ -137,7 +147,7 @@ def train(cfg: TrainConfig) -> dict:
     from .models import build_scratch, build_transfer, set_fine_tune
 
     os.makedirs(cfg.run_dir, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
+    _seed_everything(cfg.seed)
     t0 = time.perf_counter()
     records, x, classes = D.prepare(cfg.data_dir, cfg.run_dir, cfg.input_size, cfg.seed, cfg.split_from)
     size, n_bands = int(x.shape[1]), int(x.shape[-1])
