@@ -10,7 +10,7 @@ Runs the real CLI (``geoseg reference ndwi``, ``geoseg classify
 and prints water IoU / precision / recall and the share of the scored cells
 the model gives each class.
 
-    .venv/bin/python bench/scene_eval.py [MODEL.onnx ...] [-o runs/scene_eval] [--json OUT.json]
+    .venv/bin/python bench/scene_eval.py [MODEL.onnx ...] [-o runs/scene_eval] [--json OUT.json] [--resample auto]
 
 Without a model: the shipped default.  References and the Amsterdam stack
 are built once under the output folder.  Needs ../shared (GEOSEG_SHARED).
@@ -69,15 +69,18 @@ def references(out: str) -> dict[str, tuple[str, str, list[str]]]:
     return {"naip": (NAIP, naip_ref, []), "amsterdam": (ams_stack(out), ams_ref, ["--nodata", "0"])}
 
 
-def evaluate(model: str | None, out: str, scaling: str | None = None) -> dict:
+def evaluate(model: str | None, out: str, scaling: str | None = None, resample: str | None = None) -> dict:
     """``scaling``: a ``--scaling`` for the uint16 Amsterdam scene instead of
-    the contract's (the NAIP scene is uint8 and always uses the contract's)."""
+    the contract's (the NAIP scene is uint8 and always uses the contract's).
+    ``resample``: ``--resample`` of both scenes' classify calls."""
     import hashlib
 
     refs = references(out)
     key = hashlib.sha1(f"{os.path.abspath(model) if model else ''}|{scaling}".encode()).hexdigest()[:8]
+    if resample and resample != "off":  # (the key of the runs without --resample is unchanged)
+        key += f"_resample-{resample}"
     tag = ("default" if model is None else os.path.splitext(os.path.basename(model))[0]) + "_" + key
-    res = {"model": model or "default", "scaling_uint16": scaling}
+    res = {"model": model or "default", "scaling_uint16": scaling, "resample": resample or "off"}
     for name, (scene, ref, extra) in refs.items():
         if scaling and name == "amsterdam":
             extra = [*extra, "--scaling", scaling]
@@ -86,6 +89,8 @@ def evaluate(model: str | None, out: str, scaling: str | None = None) -> dict:
                 "--overwrite", *extra]
         if model:
             args += ["-m", model]
+        if resample:
+            args += ["--resample", resample]
         _run(*args)
         stem = os.path.splitext(os.path.basename(scene))[0]
         _run("evaluate-scene", os.path.join(d + "_map", f"{stem}_classes.tif"), "--reference", ref,
@@ -97,7 +102,8 @@ def evaluate(model: str | None, out: str, scaling: str | None = None) -> dict:
         with open(os.path.join(d + "_map", f"{stem}_stats.json")) as f:
             st = json.load(f)
         res[name] = {"iou": w["iou"], "precision": w["precision"], "recall": w["recall"],
-                     "oa": rep["overall_accuracy"], "shares": _shares(st)}
+                     "oa": rep["overall_accuracy"], "shares": _shares(st), "cells": st["grid"]["cells"],
+                     "resolution_m": st["options"].get("resample_resolution_m")}
     return res
 
 
@@ -117,16 +123,19 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="Also write the results to this JSON file.")
     ap.add_argument("--scaling", default=None,
                     help="--scaling for the uint16 Amsterdam scene [default: the model contract's].")
+    ap.add_argument("--resample", choices=("off", "auto"), default=None,
+                    help="--resample for both scenes' classify calls [default: not passed, i.e. off].")
     a = ap.parse_args(argv)
     os.makedirs(a.output, exist_ok=True)
-    results = [evaluate(m, a.output, a.scaling) for m in (a.models or [None])]
+    results = [evaluate(m, a.output, a.scaling, a.resample) for m in (a.models or [None])]
     for r in results:
-        print(r["model"] + (f"  (uint16 scaling {a.scaling})" if a.scaling else ""))
+        print(r["model"] + (f"  (uint16 scaling {a.scaling})" if a.scaling else "")
+              + (f"  (--resample {a.resample})" if a.resample else ""))
         for name in ("naip", "amsterdam"):
             s = r[name]
             shares = ", ".join(f"{k} {v:.2f}" for k, v in s["shares"].items())
             print(f"  {name:9s} water IoU {fmt(s['iou'])}  P {fmt(s['precision'])}  R {fmt(s['recall'])}  "
-                  f"OA {fmt(s['oa'])}  | {shares}")
+                  f"OA {fmt(s['oa'])}  cells {s['cells'][0]}x{s['cells'][1]}  | {shares}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)

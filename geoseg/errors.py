@@ -71,3 +71,7 @@ class MaskWarning(GeosegWarning):
 
 class AreaWarning(GeosegWarning):
     """Ground areas could not be computed on the ellipsoid; planar areas are used."""
+
+
+class ResampleWarning(GeosegWarning):
+    """``--resample auto`` cannot apply (no training resolution, no ground unit); the scene keeps its pixel size."""

@@ -97,6 +97,23 @@ def pixel_area_m2(transform: Affine, crs_wkt: str, rows: np.ndarray, cols: np.nd
     return (planar / scale).reshape(rows.shape)
 
 
+def ground_pixel_size_m(transform: Affine, crs_wkt: str, width: int, height: int) -> float | None:
+    """Ground size (m) of a scene's pixel at the scene's centre: the square
+    root of its ground area (:func:`pixel_area_m2`), so a geographic pixel,
+    narrower east-west than north-south, gets their geometric mean.
+
+    None when the CRS has no ground unit (neither geographic nor projected,
+    e.g. a local engineering CRS); where the projection's scale factor is
+    undefined, the planar size (with :func:`pixel_area_m2`'s AreaWarning).
+    """
+    crs = _crs(crs_wkt)
+    if not (crs.is_geographic or crs.is_projected):
+        return None
+    area = pixel_area_m2(transform, crs_wkt, np.array([height / 2.0]), np.array([width / 2.0]))
+    size = float(np.sqrt(area[0]))
+    return size if np.isfinite(size) and size > 0 else None
+
+
 def geometry_area_m2(geoms, crs_wkt: str, max_segment: float | None = None, chunk: int = 1024) -> np.ndarray:
     """Ground area (m², on the ellipsoid) of shapely geometries in ``crs_wkt``.
 

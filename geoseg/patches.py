@@ -112,6 +112,26 @@ def cell_valid_counts(valid: np.ndarray, stride: int) -> np.ndarray:
     return valid.reshape(h // stride, stride, w // stride, stride).sum(axis=(1, 3), dtype=np.int32)
 
 
+def footprint_valid(valid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Validity of a resampled window: model pixel (i, j) of an (h, w) ->
+    ``shape`` resampling is valid when every source pixel of its footprint is.
+
+    The footprint of model row ``i`` is source rows ``floor(i * h / rows)``
+    up to the next model row's first one (the last: up to ``h``): exact for
+    integer factors; for others a partly covered source pixel belongs to the
+    model pixel where it starts.  Enlarging (fewer source than model pixels),
+    a model pixel takes the validity of the source pixel it lies in.
+    """
+    rows, cols = shape
+    if valid.all():
+        return np.ones(shape, dtype=bool)
+    h, w = valid.shape
+    r0 = np.minimum(np.floor(np.arange(rows) * (h / rows)).astype(np.intp), h - 1)
+    c0 = np.minimum(np.floor(np.arange(cols) * (w / cols)).astype(np.intp), w - 1)
+    out = np.logical_and.reduceat(valid, r0, axis=0)
+    return np.logical_and.reduceat(out, c0, axis=1)
+
+
 def fill_invalid(patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Replace invalid pixels (nodata, padding) of each patch by the mean of its
     valid pixels, per band, so the model sees only the data's own colours.

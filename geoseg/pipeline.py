@@ -35,8 +35,8 @@ import numpy as np
 
 from . import __version__
 from .contract import ModelContract, Scaling
-from .errors import GeosegError, InputError, MaskWarning, ResolutionWarning
-from .geometry import pixel_area_m2
+from .errors import GeosegError, InputError, MaskWarning, ResampleWarning, ResolutionWarning
+from .geometry import ground_pixel_size_m, pixel_area_m2
 from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batch
 from .outputs import (
     OutputPlan, polygonize, write_aux_xml, write_json_atomic, write_polygons, write_probs_qml, write_qml, write_quicklook,
@@ -46,14 +46,20 @@ from .patches import (
     to_model_input,
 )
 from .raster import (
-    GridWriter, SceneInfo, check_readable, open_scene, read_classes, read_window, scaling_for, scene_percentiles,
+    GridWriter, SceneInfo, check_readable, open_scene, read_classes, read_window, read_window_resampled, scaling_for,
+    scene_percentiles,
 )
 from .naming import basename
 from .sources import GdalConfig, display_path, gdal_env, is_remote, is_stac_item, normalize_config, scene_config, source_time
 from .scheduling import Runner, progress_bar, release_free_memory
-from .windows import Block, PatchGrid, choose_block_cells, plan_blocks
+from .windows import Block, PatchGrid, Resample, choose_block_cells, plan_blocks, plan_resample
 
 log = logging.getLogger(__name__)
+
+ResampleMode = Literal["off", "auto"]
+"""``--resample``: ``off`` classifies a scene at its own pixel size; ``auto``
+brings it to the model contract's training resolution (:func:`plan_resample`)."""
+RESAMPLE_MODES: tuple[str, ...] = ("off", "auto")
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,11 @@ class ClassifyOptions:
     progress: bool | None = None  # None: a bar only on a terminal
     gdal_config: GdalConfig = ()  # GDAL settings of the reads (--gdal-config); a dict is accepted
     assets: tuple[str, ...] | None = None  # STAC item inputs: the RGB asset keys (--assets)
+    resample: ResampleMode = "off"  # "auto": to the contract's training resolution (--resample)
 
     def __post_init__(self) -> None:
+        if self.resample not in RESAMPLE_MODES:
+            raise InputError(f"resample={self.resample!r}: expected one of {', '.join(RESAMPLE_MODES)}")
         object.__setattr__(self, "gdal_config", normalize_config(self.gdal_config))
         if self.assets is not None:
             object.__setattr__(self, "assets", tuple(self.assets))
@@ -86,11 +95,14 @@ class ClassifyOptions:
     def to_dict(self) -> dict:
         """The options that shape the results (not overwrite, progress, the
         block size or the GDAL settings, which change nothing in the outputs;
-        the STAC assets only when chosen)."""
+        the STAC assets and the resampling only when chosen, so the records
+        of earlier runs still match)."""
         d = asdict(self)
         d["scaling"] = self.scaling.to_dict() if self.scaling else None
         for k in ("progress", "overwrite", "block_px", "block_cells", "gdal_config"):
             d.pop(k)
+        if d["resample"] == "off":
+            d.pop("resample")
         if d["assets"] is None:
             d.pop("assets")
         else:
@@ -115,6 +127,7 @@ class BlockJob:
     min_valid: float
     thumb_k: int = 0  # quicklook pixels per cell side (0: no quicklook)
     gdal_config: GdalConfig = ()  # entered by the task itself: GDAL settings are per thread
+    resample: Resample | None = None  # patches read at the model's resolution (grid in source pixels)
 
 
 @dataclass
@@ -136,10 +149,17 @@ class BlockResult:
 def classify_block(job: BlockJob) -> BlockResult:
     """Read one block's window and classify its patches (runs in a Dask task)."""
     t0 = time.perf_counter()
-    g, b, c = job.grid, job.block, job.contract
+    g, b, c, rs = job.grid, job.block, job.contract, job.resample
     P, S = g.patch, g.stride
+    window = b.read_window(g)
     with gdal_env(job.gdal_config):
-        data, valid, inside = read_window(job.scene, b.read_window(g))
+        if rs is None:
+            data, valid, inside = read_window(job.scene, window)
+            pix_valid, Pm, Sm = valid, P, S  # the model sees the source pixels
+        else:  # the model sees resampled pixels; validity, cells and areas stay in source pixels
+            data, pix_valid, valid, inside = read_window_resampled(
+                job.scene, window, rs.model_shape(int(window.height), int(window.width)))
+            Pm, Sm = rs.patch, rs.stride
     t1 = time.perf_counter()
     frac = patch_valid_fraction(valid, inside, P, S)  # (npr, npc)
     todo = frac >= job.min_valid
@@ -150,8 +170,8 @@ def classify_block(job: BlockJob) -> BlockResult:
     if todo.any():
         # patches are gathered batch by batch from zero-copy views of the
         # window, so a task holds the window plus one batch, not every patch
-        pix, pval = patch_views(data, valid, P, S)
-        if valid.all():
+        pix, pval = patch_views(data, pix_valid, Pm, Sm)
+        if pix_valid.all():
             pval = None  # no gaps to fill: skip the per-batch validity copies
         rows, cols = np.nonzero(todo)
         sess = get_session(job.model_path, job.model_sha, job.ort_threads)
@@ -179,7 +199,10 @@ def classify_block(job: BlockJob) -> BlockResult:
     mean[:, ~cell_ok] = np.nan
     thumb = thumb_valid = None
     if job.thumb_k:
-        thumb, thumb_valid = block_thumbnail(data[(slice(0, 3),) + sl], valid[sl], S, job.thumb_k)
+        # the quicklook samples the pixels the model saw, Sm of them per cell side
+        rm, cm = (b.row_off - b.prow0) * Sm, (b.col_off - b.pcol0) * Sm
+        slm = (slice(rm, rm + b.height * Sm), slice(cm, cm + b.width * Sm))
+        thumb, thumb_valid = block_thumbnail(data[(slice(0, 3),) + slm], pix_valid[slm], Sm, job.thumb_k)
     return BlockResult(
         index=b.index, block=b, classes=classes, probs=mean,
         valid_px=np.where(cell_ok, vcount, 0).astype(np.int64),
@@ -227,13 +250,21 @@ class SceneSetup:
     source_time: datetime | None = None  # the source's mtime / Last-Modified (the GeoPackage's timestamp)
     source: str = ""  # what the user gave (a STAC item for a scene read through its VRT)
     item_time: datetime | None = None  # a STAC input item's datetime
+    resample: Resample | None = None  # --resample auto, where it applies (grid is then in source pixels)
+    ground_res_m: float | None = None  # the scene's ground pixel size, where --resample auto looked it up
+
+    @property
+    def model_stride(self) -> int:
+        """Model pixels per cell side: the stride the model's patches move by."""
+        return self.resample.stride if self.resample else self.grid.stride
 
     def jobs(self, blocks: list[Block], model: ModelInfo, runner: Runner, options: ClassifyOptions,
              thumb_k: int) -> Iterator[BlockJob]:
         """The tasks' inputs, one per block (built lazily, as the runner asks)."""
         for b in blocks:
             yield BlockJob(self.scene, self.grid, b, model.path, model.sha256, runner.ort_threads, model.contract,
-                           self.scaling, self.stats, options.batch_size, self.min_valid, thumb_k, self.gdal_config)
+                           self.scaling, self.stats, options.batch_size, self.min_valid, thumb_k, self.gdal_config,
+                           self.resample)
 
 
 def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir: str | None = None) -> SceneSetup:
@@ -262,16 +293,49 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
             when = item_time
         elif when is None:  # a local file, now known to exist
             when = source_time(path, config)
+        stride = options.stride or c.patch_size
         try:
-            grid = PatchGrid(scene.width, scene.height, c.patch_size, options.stride or c.patch_size)
+            grid = PatchGrid(scene.width, scene.height, c.patch_size, stride)
         except ValueError as exc:
             raise InputError(f"{path}: {exc}") from None
+        rs, ground = _resample_for(scene, c, stride) if options.resample == "auto" else (None, None)
+        if rs is not None:
+            grid = PatchGrid(scene.width, scene.height, rs.src_patch, rs.src_stride)
         scaling = scaling_for(scene, c, options.scaling)
         check_readable(scene)
-        stats = scene_percentiles(scene, scaling.low, scaling.high) if scaling.method == "percentile" else None
-    _warn_resolution(scene, c)
+        stats = scene_percentiles(scene, scaling.low, scaling.high, factor=rs.factor if rs else None) \
+            if scaling.method == "percentile" else None
+    if rs is None:
+        _warn_resolution(scene, c)
     min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
-    return SceneSetup(scene, grid, scaling, stats, min_valid, config, when, source, item_time)
+    return SceneSetup(scene, grid, scaling, stats, min_valid, config, when, source, item_time, rs, ground)
+
+
+def _resample_for(scene: SceneInfo, c: ModelContract, stride: int) -> tuple[Resample | None, float | None]:
+    """``--resample auto``: the scene's resampling and its ground pixel size.
+
+    None (and a :class:`ResampleWarning`) where the model records no training
+    resolution or the scene's CRS has no ground unit: the scene is classified
+    at its own pixel size, as with ``--resample off``; None too (an info log
+    line) where the scene is within 10 % of the training resolution.
+    """
+    if not c.training_resolution_m:
+        warnings.warn(f"{scene.path}: the model {c.name!r} records no training resolution; --resample auto "
+                      "classifies the scene at its own pixel size", ResampleWarning, stacklevel=3)
+        return None, None
+    ground = ground_pixel_size_m(scene.transform, scene.crs_wkt, scene.width, scene.height)
+    if ground is None:
+        warnings.warn(f"{scene.path}: the scene's CRS has no ground unit (metres or degrees); --resample auto "
+                      "classifies it at its own pixel size", ResampleWarning, stacklevel=3)
+        return None, None
+    rs = plan_resample(c.patch_size, stride, ground, c.training_resolution_m)
+    if rs is None:
+        log.info("%s: pixel size %.3g m is within 10%% of the model's %.3g m; not resampled", scene.path, ground,
+                 c.training_resolution_m)
+    else:
+        log.info("%s: resampled from %.3g m to %.4g m (%d source px per %d px patch, %s)", scene.path, ground,
+                 rs.resolution_m, rs.src_patch, rs.patch, "average" if rs.reducing else "bilinear")
+    return rs, ground
 
 
 class _Tally:
@@ -330,13 +394,28 @@ def _stats_doc(setup: SceneSetup, model: ModelInfo, options: ClassifyOptions, ta
             "path": model.path, "sha256": model.sha256, "name": c.name,
             "class_names": list(c.class_names), "patch_size": c.patch_size,
         },
-        "options": options.to_dict(),
+        "options": _options_doc(setup, options),
         "timings_s": timings,
         "outputs": {k: os.path.basename(v) for k, v in plan.final.items()},
         "geoseg_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
     }
+
+
+def _options_doc(setup: SceneSetup, options: ClassifyOptions) -> dict:
+    """The options of the statistics; ``--resample auto`` adds what it did:
+    the effective factor (source pixels per model pixel, 1 when the scene was
+    not resampled) and the resolution actually used."""
+    d = options.to_dict()
+    if options.resample == "auto":
+        rs = setup.resample
+        d["resample_applied"] = rs is not None
+        d["resample_factor"] = rs.factor if rs else 1.0
+        d["resample_resolution_m"] = rs.resolution_m if rs else setup.ground_res_m
+        if rs is not None:
+            d.update(rs.to_dict())
+    return d
 
 
 class Timings:
@@ -409,6 +488,9 @@ class SceneSink:
                           "scene's mask or --nodata, or lower --min-valid)", MaskWarning, stacklevel=2)
         tags = {"GEOSEG_MODEL_SHA256": self.model.sha256, "GEOSEG_SOURCE": basename(scene.path),
                 "GEOSEG_STRIDE": str(self.setup.grid.stride), "GEOSEG_PATCH": str(c.patch_size)}
+        rs = self.setup.resample
+        if rs is not None:  # GEOSEG_STRIDE: source pixels per cell; the model's patches were resampled
+            tags["GEOSEG_RESAMPLE"] = f"{rs.factor:.6g} source px per model px ({rs.resolution_m:.6g} m)"
         with t.measure("finish_rasters"):
             self.writer.finish(tags)
         write_qml(plan.tmp["classes_qml"], c)
@@ -496,7 +578,7 @@ def classify_scene(
     bc = options.block_cells or choose_block_cells(grid, options.block_px, scene.tile, min_blocks=2 * runner.slots)
     blocks = plan_blocks(grid, bc)
     n_computed = sum(b.n_patches for b in blocks)  # overlap recomputes block edges
-    sink = SceneSink(setup, info, options, plan, _thumb_k(grid) if options.quicklook else 0)
+    sink = SceneSink(setup, info, options, plan, _thumb_k(grid.n_cells, setup.model_stride) if options.quicklook else 0)
     if options.polygons:
         _preload("geopandas")
     try:
@@ -556,13 +638,14 @@ def _quicklook(path: str, canvas: np.ndarray, canvas_ok: np.ndarray, classes: np
     return time.perf_counter() - t0
 
 
-def _thumb_k(grid: PatchGrid) -> int:
-    """Quicklook pixels per cell side: the largest divisor of the stride that
-    keeps the quicklook within about QUICKLOOK_SIDE pixels (at least 1)."""
-    n = max(grid.n_cells)
+def _thumb_k(n_cells: tuple[int, int], stride: int) -> int:
+    """Quicklook pixels per cell side: the largest divisor of the stride (in
+    the pixels the model sees) that keeps the quicklook within about
+    QUICKLOOK_SIDE pixels (at least 1)."""
+    n = max(n_cells)
     k = 1
-    for d in range(1, grid.stride + 1):
-        if grid.stride % d == 0 and n * d <= QUICKLOOK_SIDE:
+    for d in range(1, stride + 1):
+        if stride % d == 0 and n * d <= QUICKLOOK_SIDE:
             k = d
     return k
 
@@ -602,12 +685,12 @@ def _warn_resolution(scene: SceneInfo, c: ModelContract) -> None:
     if ratio > 3 or ratio < 1 / 3:
         warnings.warn(
             f"{scene.path}: pixel size {px:.3g} m, the model was trained at {c.training_resolution_m:.3g} m; "
-            "results may be poor (resample the scene closer to the training resolution)",
+            "results may be poor (classify with --resample auto, or resample the scene closer to it)",
             ResolutionWarning, stacklevel=3,
         )
 
 
 __all__ = [
-    "ClassifyOptions", "SceneResult", "SceneStatus", "SceneSetup", "SceneSink", "classify_scene", "classify_block",
+    "ClassifyOptions", "ResampleMode", "SceneResult", "SceneStatus", "SceneSetup", "SceneSink", "classify_scene", "classify_block",
     "prepare_scene", "BlockJob", "BlockResult", "GeosegError",
 ]

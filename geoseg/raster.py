@@ -292,6 +292,83 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
     return data, valid, inside
 
 
+def read_window_resampled(
+    scene: SceneInfo, window: Window, out_shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``window`` (which may run past the scene's right and bottom edges)
+    resampled to ``out_shape`` (rows, cols) model pixels, and its validity.
+
+    The pixels come from GDAL's resampled read of the window (``out_shape``):
+    :attr:`~rasterio.enums.Resampling.average` when reducing (anti-aliased,
+    and GDAL leaves the pixels its masks exclude out of the average),
+    :attr:`~rasterio.enums.Resampling.bilinear` when enlarging.  The part of
+    the window inside the scene is read as a fractional window of whole model
+    pixels, so every block samples the same scene-wide model-pixel grid; a
+    model pixel that the scene's edge cuts counts as padding.
+
+    Returns
+    -------
+    data
+        (band, rows, cols) model pixels in the source dtype (zeros outside).
+    valid_model
+        (rows, cols) bool: every source pixel of the model pixel holds data
+        (:func:`geoseg.patches.footprint_valid`), so the model never sees a
+        value averaged with nodata; others are filled like any gap.
+    valid, inside
+        (h, w) bool at the source resolution, as :func:`read_window` gives
+        them: the cells' validity, the patches' valid fraction and the areas
+        are counted in source pixels.
+    """
+    from .patches import footprint_valid
+
+    h, w = int(window.height), int(window.width)
+    r0, c0 = int(window.row_off), int(window.col_off)
+    rows, cols = out_shape
+    if r0 < 0 or c0 < 0:
+        raise ValueError("a resampled window must start inside the scene")
+    ry, rx = h / rows, w / cols  # source pixels per model pixel
+    nb = len(scene.bidx)
+    data = np.zeros((nb, rows, cols), dtype=scene.dtype)
+    valid = np.zeros((h, w), dtype=bool)
+    inside = np.zeros((h, w), dtype=bool)
+    rr1, cc1 = min(scene.height, r0 + h), min(scene.width, c0 + w)
+    if rr1 <= r0 or cc1 <= c0:
+        return data, np.zeros(out_shape, bool), valid, inside
+    inner = Window(c0, r0, cc1 - c0, rr1 - r0)
+    # model pixels wholly inside the scene (a hair of tolerance for float division)
+    mr, mc = int((rr1 - r0) / ry + 1e-9), int((cc1 - c0) / rx + 1e-9)
+    method = Resampling.average if ry > 1 else Resampling.bilinear
+    need_masks = not (scene.mask_by_value or scene.mask_kind == "none")
+    # the values at the source resolution only where the validity needs them
+    # (a nodata value given by --nodata, NaN in float scenes); masks are cheap
+    need_values = scene.mask_by_value or np.dtype(scene.dtype).kind == "f"
+    try:
+        with rasterio.open(gdal_path(scene.path)) as src:
+            if need_values or need_masks:
+                full = src.read(scene.bidx, window=inner) if need_values else np.zeros((nb, 1, 1), scene.dtype)
+                v = validity(full, src.read_masks(scene.bidx, window=inner) if need_masks else None, scene)
+            else:
+                v = np.ones((rr1 - r0, cc1 - c0), dtype=bool)
+            if mr and mc:
+                arr = src.read(scene.bidx, window=Window(c0, r0, mc * rx, mr * ry), out_shape=(nb, mr, mc),
+                               resampling=method)
+                if arr.dtype.kind == "f":
+                    arr = np.where(np.isfinite(arr), arr, 0)
+                data[:, :mr, :mc] = arr
+    except RasterioError as exc:
+        _raise_remote(scene.path, exc)
+        raise InputError(
+            f"{scene.path}: cannot read window {inner} ({first_line(exc)}); the file may be "
+            "truncated or corrupt"
+        ) from None
+    valid[: rr1 - r0, : cc1 - c0] = v
+    inside[: rr1 - r0, : cc1 - c0] = True
+    valid_model = footprint_valid(valid, out_shape)
+    valid_model[mr:, :] = False
+    valid_model[:, mc:] = False
+    return data, valid_model, valid, inside
+
+
 def validity(arr: np.ndarray, masks: np.ndarray | None, scene: SceneInfo) -> np.ndarray:
     """Which pixels hold data: (band, ...) pixels and their GDAL masks -> (...) bool.
 
@@ -316,12 +393,16 @@ def validity(arr: np.ndarray, masks: np.ndarray | None, scene: SceneInfo) -> np.
     return v
 
 
-def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int = 1024) -> np.ndarray:
+def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int = 1024,
+                      factor: float | None = None) -> np.ndarray:
     """Per-band percentiles of the valid pixels of a sample of the scene.
 
     With overviews, a decimated read (GDAL takes the overview); without, a
     regular 8 x 8 grid of 128 x 128 px windows: either way bounded time and
-    memory whatever the scene size, and deterministic.
+    memory whatever the scene size, and deterministic.  ``factor`` (source
+    pixels per model pixel, ``--resample auto``): the windows are read
+    resampled as the model sees them (average when reducing, bilinear when
+    enlarging), 128 x 128 model pixels each where the scene is large enough.
     """
     need_masks = not (scene.mask_by_value or scene.mask_kind == "none")
     with rasterio.open(gdal_path(scene.path)) as src:
@@ -337,13 +418,21 @@ def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int =
             samples = [(arr, masks(out_shape=out_shape, resampling=Resampling.nearest))]
         else:
             n, side = 8, 128
+            if factor:
+                side = max(1, round(128 * factor))
             rows = np.linspace(0, max(0, scene.height - side), n).astype(int)
             cols = np.linspace(0, max(0, scene.width - side), n).astype(int)
             samples = []
             for r in np.unique(rows):
                 for c in np.unique(cols):
                     w = Window(int(c), int(r), min(side, scene.width), min(side, scene.height))
-                    samples.append((src.read(scene.bidx, window=w), masks(window=w)))
+                    if not factor:
+                        samples.append((src.read(scene.bidx, window=w), masks(window=w)))
+                        continue
+                    rs_shape = (len(scene.bidx), max(1, round(w.height / factor)), max(1, round(w.width / factor)))
+                    how = Resampling.average if factor > 1 else Resampling.bilinear
+                    samples.append((src.read(scene.bidx, window=w, out_shape=rs_shape, resampling=how),
+                                    masks(window=w, out_shape=rs_shape, resampling=Resampling.nearest)))
     arr = np.concatenate([a.reshape(a.shape[0], -1) for a, _ in samples], axis=1)
     flat = [m.reshape(m.shape[0], -1) for _, m in samples if m is not None]
     valid = validity(arr, np.concatenate(flat, axis=1) if flat else None, scene)

@@ -159,3 +159,101 @@ def plan_blocks(grid: PatchGrid, block_cells: int) -> list[Block]:
 def is_north_up(transform: Affine) -> bool:
     """True when the transform has no rotation or shear and rows run southwards."""
     return transform.b == 0 and transform.d == 0 and transform.a > 0 and transform.e < 0
+
+
+RESAMPLE_TOLERANCE = 0.1
+"""A scene whose pixel size is within this fraction of the model's training
+resolution is classified as it is (``--resample auto`` does nothing)."""
+
+
+@dataclass(frozen=True)
+class Resample:
+    """How a scene's patches are brought to the model's training resolution.
+
+    The patch grid stays in source pixels (``src_patch``, ``src_stride``: a
+    :class:`PatchGrid` over the scene), so the cell grid is the source grid
+    scaled by the integer ``src_stride`` and its cells sit on source pixel
+    edges.  Each block's window is read at ``stride / src_stride`` model
+    pixels per source pixel, where the model's ``patch`` x ``patch`` patches
+    start every ``stride`` model pixels.
+
+    Parameters
+    ----------
+    patch, stride
+        Patch size and stride in model pixels (the contract's patch size and
+        the requested stride).
+    src_patch, src_stride
+        The same in source pixels: ``src_patch = (patch // stride) * src_stride``.
+    source_res_m
+        The scene's ground pixel size (m).
+    target_res_m
+        The model's training resolution (m).
+    """
+
+    patch: int
+    stride: int
+    src_patch: int
+    src_stride: int
+    source_res_m: float
+    target_res_m: float
+
+    @property
+    def factor(self) -> float:
+        """Effective source pixels per model pixel (``src_stride / stride``)."""
+        return self.src_stride / self.stride
+
+    @property
+    def resolution_m(self) -> float:
+        """Effective ground size of a model pixel (m): the resolution actually used."""
+        return self.source_res_m * self.factor
+
+    @property
+    def reducing(self) -> bool:
+        """True when the model sees fewer pixels than the source has (averaged)."""
+        return self.factor > 1
+
+    def model_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Model-pixel shape of a source window whose sides are multiples of ``src_stride``."""
+        if height % self.src_stride or width % self.src_stride:
+            raise ValueError(f"window {height}x{width} is not a multiple of the source stride {self.src_stride}")
+        return height // self.src_stride * self.stride, width // self.src_stride * self.stride
+
+    def to_dict(self) -> dict:
+        """The figures recorded in the statistics (``options``)."""
+        return {
+            "resample_factor": self.factor,
+            "resample_resolution_m": self.resolution_m,
+            "source_resolution_m": self.source_res_m,
+            "training_resolution_m": self.target_res_m,
+            "patch_source_px": self.src_patch,
+            "stride_source_px": self.src_stride,
+        }
+
+
+def plan_resample(
+    patch: int, stride: int, source_res_m: float, target_res_m: float, tolerance: float = RESAMPLE_TOLERANCE,
+) -> Resample | None:
+    """The resampling of a scene at ``source_res_m`` for a model trained at
+    ``target_res_m``, or None when the two are within ``tolerance``.
+
+    With ``f = target_res_m / source_res_m``, a model stride of ``stride`` px
+    covers ``src_stride = max(1, round(stride * f))`` source pixels and a patch
+    ``src_patch = (patch // stride) * src_stride``: the multiple of the overlap
+    nearest to ``patch * f``, so the source stride divides the source patch.
+    The rounding moves the resolution actually used (:attr:`Resample.resolution_m`)
+    by at most half a source pixel per model stride (e.g. a 60 m scene, a 10 m
+    model, patch 64 stride 64: 11 source px per patch, 10.9 m; stride 16: 3 per
+    stride, 11.25 m).  None too when the rounding leaves one source pixel per
+    model pixel.
+    """
+    if patch % stride:
+        raise ValueError(f"stride {stride} must divide the patch size {patch}")
+    if source_res_m <= 0 or target_res_m <= 0:
+        raise ValueError("resolutions must be positive")
+    f = target_res_m / source_res_m
+    if abs(f - 1) <= tolerance:
+        return None
+    src_stride = max(1, round(stride * f))
+    if src_stride == stride:
+        return None
+    return Resample(patch, stride, (patch // stride) * src_stride, src_stride, source_res_m, target_res_m)

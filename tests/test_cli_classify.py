@@ -208,3 +208,19 @@ def test_bad_usage_exit_2(tmp_path, model8, scene_u8):
     assert r.exit_code == 2
     r = CliRunner().invoke(main, ["classify", str(scene_u8), "-o", str(tmp_path), "--scheduler", "gpu"])
     assert r.exit_code == 2
+
+
+def test_resample_auto_cli(tmp_path):
+    t = Affine(2.5, 0, 500000.0, 0, -2.5, 6000000.0)
+    truth = np.array([[0, 2], [3, 1]])
+    p = write_scene(tmp_path / "fine.tif", paint(truth, 64), transform=t)  # 128 x 128 px at 2.5 m
+    m = make_model(tmp_path / "m10.onnx", 8, contract=make_contract(8, training_resolution_m=10.0))
+    r = run("classify", p, "-o", tmp_path / "out", "-m", m, "--resample", "auto", "--scheduler", "synchronous", "-v")
+    assert r.exit_code == 0, r.output
+    assert "resampled from 2.5 m to 10 m (32 source px per 8 px patch, average)" in r.stderr
+    st = json.loads((tmp_path / "out" / "fine_stats.json").read_text())
+    assert st["options"]["resample"] == "auto" and st["options"]["resample_factor"] == 4.0
+    with rasterio.open(tmp_path / "out" / "fine_classes.tif") as s:
+        assert s.transform == t @ Affine.scale(32) and (s.read(1) == np.repeat(np.repeat(truth, 2, 0), 2, 1)).all()
+    r = run("classify", p, "-o", tmp_path / "out2", "-m", m, "--resample", "yes")
+    assert r.exit_code == 2 and "'yes' is not one of 'off', 'auto'" in r.output

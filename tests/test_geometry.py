@@ -52,3 +52,17 @@ def test_undefined_scale_outside_the_projection_warns():
     with pytest.warns(AreaWarning, match="undefined at some cells"):
         a = pixel_area_m2(t, ortho, rows, cols)
     assert a[1] == pytest.approx(1e6) and a[0] == pytest.approx(1e6, rel=1e-3)
+
+
+def test_ground_pixel_size_m():
+    from geoseg.geometry import ground_pixel_size_m
+
+    utm = CRS.from_epsg(32633).to_wkt()
+    # on the central meridian the UTM scale is 0.9996: a 10 m pixel is 10.004 m on the ground
+    assert ground_pixel_size_m(Affine(10, 0, 499000, 0, -10, 6000000), utm, 200, 200) == pytest.approx(10.004, abs=1e-3)
+    geo = CRS.from_epsg(4326).to_wkt()
+    s = ground_pixel_size_m(Affine(1e-4, 0, 10, 0, -1e-4, 60.0), geo, 100, 100)
+    # 0.0001 deg: 11.1 m north-south, 5.6 m east-west at 60 deg: their geometric mean
+    assert s == pytest.approx(np.sqrt(11.16 * 5.58), rel=0.01)
+    local = 'ENGCRS["local",EDATUM["d"],CS[Cartesian,2],AXIS["x",east,LENGTHUNIT["metre",1]],AXIS["y",north,LENGTHUNIT["metre",1]]]'
+    assert ground_pixel_size_m(Affine(1, 0, 0, 0, -1, 0), local, 10, 10) is None

@@ -132,3 +132,17 @@ def test_percentile_scaling_to_per_band_targets():
     np.testing.assert_array_equal(x[0, 0].ravel(), [20, 120, 220, 255])
     with pytest.raises(ValueError, match="targets"):
         scale_pixels(a, Scaling("percentile", targets=((0.0, 255.0),)), (0.0, 255.0), stats)
+
+
+def test_footprint_valid():
+    from geoseg.patches import footprint_valid
+
+    v = np.ones((8, 8), bool)
+    assert footprint_valid(v, (4, 4)).all()
+    v[0, 0] = v[7, 5] = False
+    out = footprint_valid(v, (4, 4))  # 2 x 2 footprints: a model pixel needs all of its source pixels
+    assert out.sum() == 14 and not out[0, 0] and not out[3, 2]
+    up = footprint_valid(v, (16, 16))  # enlarging: the source pixel each model pixel lies in
+    assert not up[:2, :2].any() and up[2:, :2].all() and not up[14:, 10:12].any()
+    odd = footprint_valid(v, (3, 3))  # 8/3: footprints start at 0, 2, 5
+    assert odd.tolist() == [[False, True, True], [True, True, True], [True, True, False]]

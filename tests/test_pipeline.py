@@ -351,3 +351,147 @@ def test_failure_midway_leaves_no_final_files(tmp_path, model8, scene_u8, monkey
     with Runner("synchronous") as r, pytest.raises(RuntimeError, match="boom"):
         classify_scene(scene_u8, tmp_path / "o", model8, ClassifyOptions(block_cells=2), r)
     assert os.listdir(tmp_path / "o") == []
+
+
+# --- --resample auto -------------------------------------------------------------
+T25 = Affine(2.5, 0, 500000.0, 0, -2.5, 6000000.0)  # 2.5 m pixels on the UTM central meridian
+
+
+@pytest.fixture
+def model10(tmp_path):
+    from helpers import make_contract
+
+    return make_model(tmp_path / "m10.onnx", 8, contract=make_contract(8, training_resolution_m=10.0))
+
+
+def _scene_25m(tmp_path, dtype="uint8", scale=1.0):
+    """A 2.5 m scene (96 x 128 px) painted in squares of 16 px (half a
+    resampled patch, so each patch mixes colours), with a nodata corner on
+    whole 10 m pixels; and the same scene averaged to 10 m by GDAL."""
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 4, size=(6, 8))
+    truth[:, :4] = np.where(truth[:, :4] == 3, 1, truth[:, :4])  # two halves: no water on the left
+    truth[:, 4:] = np.where(truth[:, 4:] == 1, 3, truth[:, 4:])
+    img = paint(truth, 16, dtype=dtype, scale=scale)
+    img[:, :32, :48] = 0
+    src = write_scene(tmp_path / "s25.tif", img, transform=T25, nodata=0)
+    with rasterio.open(src) as s:
+        avg = s.read(out_shape=(3, 24, 32), resampling=rasterio.enums.Resampling.average)
+    (tmp_path / "ref10").mkdir()
+    ref = write_scene(tmp_path / "ref10" / "s10.tif", avg, transform=T25 @ Affine.scale(4), nodata=0)
+    return src, ref
+
+
+def test_resample_auto_equals_classifying_a_scene_averaged_to_10m(tmp_path, model10, sync):
+    src, ref = _scene_25m(tmp_path)
+    opts = dict(stride=4, block_cells=3)  # 3 x 3 cell blocks: seams inside the scene
+    res = classify_scene(src, tmp_path / "auto", model10, ClassifyOptions(resample="auto", **opts), sync)
+    want = classify_scene(ref, tmp_path / "ref", model10, ClassifyOptions(**opts), sync)
+    cls, _, _ = read(res.outputs["classes"])
+    ref_cls, _, _ = read(want.outputs["classes"])
+    with rasterio.open(res.outputs["classes"]) as s, rasterio.open(src) as sc, rasterio.open(want.outputs["classes"]) as r:
+        # 4 model px of stride x 4 source px per model px: cells of 16 source px, on source pixel edges
+        assert s.transform == sc.transform @ Affine.scale(16)
+        assert s.transform == r.transform and s.shape == r.shape == (6, 8)
+        assert s.bounds == sc.bounds
+        col, row = ~sc.transform @ (s.transform.c + 3 * s.transform.a, s.transform.f + 2 * s.transform.e)
+        assert (col, row) == (48.0, 32.0)  # a cell edge is a source pixel edge
+    assert (cls == ref_cls).all()
+    assert (cls[:2, :3] == 255).all() and (cls != 255).sum() == 42
+    assert len(set(cls[cls != 255].tolist())) >= 3  # mixed patches: a real test of the averaging
+    with rasterio.open(res.outputs["probs"]) as a, rasterio.open(want.outputs["probs"]) as b:
+        np.testing.assert_allclose(a.read(), b.read(), atol=1e-5)
+    st = res.stats
+    assert st["options"]["resample"] == "auto" and st["options"]["resample_applied"] is True
+    assert st["options"]["resample_factor"] == 4.0
+    assert st["options"]["resample_resolution_m"] == pytest.approx(10.0, rel=1e-3)
+    assert st["grid"]["patch"] == 32 and st["grid"]["stride"] == 16
+    # the ground areas count source pixels: the same as the 10 m scene's
+    assert st["classified_area_km2"] == pytest.approx(want.stats["classified_area_km2"], rel=1e-6)
+    for k in ("polygons", "quicklook", "stats", "item"):
+        assert os.path.exists(res.outputs[k])
+    item = json.loads(Path(res.outputs["item"]).read_text())
+    assert item["assets"]["classes"]["proj:transform"][:6] == list(sc.transform @ Affine.scale(16))[:6]
+    assert len(gpd.read_file(res.outputs["polygons"], layer="classes")) > 0
+
+
+def test_resample_auto_uint16_percentiles(tmp_path, model10, sync):
+    from geoseg.contract import Scaling
+
+    src, ref = _scene_25m(tmp_path, "uint16", 40.0)
+    o = dict(stride=4, scaling=Scaling.parse("percentile:2,98"))
+    res = classify_scene(src, tmp_path / "auto", model10, ClassifyOptions(resample="auto", **o), sync)
+    want = classify_scene(ref, tmp_path / "ref", model10, ClassifyOptions(**o), sync)
+    a, b = read(res.outputs["classes"])[0], read(want.outputs["classes"])[0]
+    # the percentiles come from differently placed samples of the two scenes: nearly the same classes
+    assert a.shape == b.shape and (a == b).mean() >= 0.9
+
+
+def test_resample_off_is_todays_output(tmp_path, model10, sync):
+    import hashlib
+
+    from geoseg.errors import ResolutionWarning
+
+    src, _ = _scene_25m(tmp_path)
+
+    def digests(out, **kw):
+        with pytest.warns(ResolutionWarning, match=r"2.5 m, the model was trained at 10 m; .*--resample auto"):
+            res = classify_scene(src, tmp_path / out, model10, ClassifyOptions(stride=4, **kw), sync)
+        return [hashlib.sha256(Path(res.outputs[k]).read_bytes()).hexdigest() for k in ("classes", "probs")], res
+
+    default, res = digests("default")
+    off, res_off = digests("off", resample="off")
+    assert default == off
+    assert "resample" not in res.stats["options"] and "resample" not in res_off.stats["options"]
+    with rasterio.open(res.outputs["classes"]) as s:
+        assert s.transform == T25 @ Affine.scale(4) and "GEOSEG_RESAMPLE" not in s.tags()
+
+
+def test_resample_auto_without_training_resolution_warns(tmp_path, model8, truth, scene_u8, sync):
+    import hashlib
+
+    from geoseg.errors import ResampleWarning
+
+    with pytest.warns(ResampleWarning, match="records no training resolution; --resample auto classifies the scene at"):
+        res = classify_scene(scene_u8, tmp_path / "auto", model8, ClassifyOptions(resample="auto"), sync)
+    off = classify_scene(scene_u8, tmp_path / "off", model8, ClassifyOptions(), sync)
+    h = [hashlib.sha256(Path(r.outputs["classes"]).read_bytes()).hexdigest() for r in (res, off)]
+    assert h[0] == h[1]
+    assert res.stats["options"]["resample_applied"] is False and res.stats["options"]["resample_factor"] == 1.0
+
+
+def test_resample_auto_within_ten_percent_does_nothing(tmp_path, truth, sync, caplog):
+    import logging
+
+    from helpers import make_contract
+
+    m = make_model(tmp_path / "m.onnx", 8, contract=make_contract(8, training_resolution_m=10.5))
+    p = write_scene(tmp_path / "s.tif", paint(truth, 8))  # 10 m pixels
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        res = classify_scene(p, tmp_path / "out", m, ClassifyOptions(resample="auto"), sync)
+    assert "within 10% of the model's 10.5 m; not resampled" in caplog.text
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["options"]["resample_applied"] is False
+    assert res.stats["options"]["resample_resolution_m"] == pytest.approx(10.0, rel=1e-3)
+
+
+def test_resample_auto_geographic_and_enlarging(tmp_path, truth, sync):
+    from helpers import make_contract
+
+    m = make_model(tmp_path / "m.onnx", 8, contract=make_contract(8, training_resolution_m=5.0))
+    t = Affine(9e-5, 0, 10.0, 0, -9e-5, 0.5)  # ~10 m at the equator: enlarged 2x for a 5 m model (bilinear)
+    p = write_scene(tmp_path / "geo.tif", paint(truth, 8), crs="EPSG:4326", transform=t)
+    res = classify_scene(p, tmp_path / "out", m, ClassifyOptions(resample="auto"), sync)
+    o = res.stats["options"]
+    assert o["resample_applied"] and o["stride_source_px"] == 4 and o["patch_source_px"] == 4
+    with rasterio.open(res.outputs["classes"]) as s:
+        assert s.transform == t @ Affine.scale(4) and s.shape == (12, 14)
+        cls = s.read(1)
+    # every 8 px painted patch holds 2 x 2 cells of one colour
+    assert (cls == np.repeat(np.repeat(truth, 2, 0), 2, 1)).mean() > 0.9
+    assert os.path.exists(res.outputs["quicklook"])
+
+
+def test_resample_option_is_checked():
+    with pytest.raises(InputError, match="resample='yes': expected one of off, auto"):
+        ClassifyOptions(resample="yes")  # type: ignore[arg-type]

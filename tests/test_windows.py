@@ -55,3 +55,59 @@ def test_north_up():
     assert is_north_up(Affine(10, 0, 0, 0, -10, 0))
     assert not is_north_up(Affine(10, 1, 0, 0, -10, 0))
     assert not is_north_up(Affine(10, 0, 0, 0, 10, 0))
+
+
+# --- --resample auto: the grid arithmetic ------------------------------------
+def test_plan_resample_integer_factors():
+    from geoseg.windows import plan_resample
+
+    rs = plan_resample(64, 64, 5.0, 10.0)  # NAIP 5 m, a 10 m model
+    assert (rs.src_patch, rs.src_stride, rs.factor, rs.resolution_m) == (128, 128, 2.0, 10.0)
+    assert rs.reducing
+    rs = plan_resample(8, 4, 2.5, 10.0)  # stride 4 model px = 16 source px; patch 32
+    assert (rs.src_patch, rs.src_stride, rs.factor) == (32, 16, 4.0)
+    assert rs.model_shape(48, 64) == (12, 16)
+    with pytest.raises(ValueError, match="not a multiple of the source stride 16"):
+        rs.model_shape(40, 64)
+    rs = plan_resample(64, 32, 0.5, 10.0)  # aerial 0.5 m: 1280 source px per patch
+    assert (rs.src_patch, rs.src_stride) == (1280, 640)
+
+
+def test_plan_resample_rounding_is_reported():
+    from geoseg.windows import plan_resample
+
+    # 60 m scene, 10 m model: f = 1/6; the source stride is rounded, the source
+    # patch is (patch // stride) of them, and the resolution used says so
+    rs = plan_resample(64, 64, 60.0, 10.0)
+    assert (rs.src_patch, rs.src_stride) == (11, 11)
+    assert rs.resolution_m == pytest.approx(60 * 11 / 64) and not rs.reducing
+    rs = plan_resample(64, 16, 60.0, 10.0)
+    assert (rs.src_patch, rs.src_stride, rs.resolution_m) == (12, 3, 11.25)
+    assert rs.src_patch % rs.src_stride == 0
+    rs = plan_resample(64, 64, 3.0, 10.0)  # 213.3 -> 213 source px
+    assert rs.src_patch == 213 and rs.resolution_m == pytest.approx(3 * 213 / 64)
+
+
+@pytest.mark.parametrize("source", [9.5, 10.0, 10.9, 9.1])
+def test_plan_resample_none_within_ten_percent(source):
+    from geoseg.windows import plan_resample
+
+    assert plan_resample(64, 64, source, 10.0) is None
+
+
+def test_resampled_grid_cells_lie_on_source_pixels():
+    from geoseg.windows import PatchGrid, plan_resample
+
+    rs = plan_resample(8, 4, 2.5, 10.0)
+    g = PatchGrid(100, 70, rs.src_patch, rs.src_stride)
+    t = Affine(2.5, 0, 500000.0, 0, -2.5, 6000000.0)
+    ct = g.cell_transform(t)
+    assert ct == t @ Affine.scale(16) and ct.a == 40.0
+    for b in plan_blocks(g, 2):
+        w = b.read_window(g)
+        assert w.width % rs.src_stride == 0 and w.height % rs.src_stride == 0
+        assert w.col_off % rs.src_stride == 0  # every window starts on a cell edge
+        h, ww = rs.model_shape(int(w.height), int(w.width))
+        # the model sees (patches - 1) strides + one patch, in model pixels
+        assert ww == (b.pcol1 - b.pcol0 - 1) * rs.stride + rs.patch
+        assert h == (b.prow1 - b.prow0 - 1) * rs.stride + rs.patch

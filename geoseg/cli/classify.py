@@ -25,6 +25,7 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("--workers", type=click.IntRange(1), default=None, help="Workers of the local Dask cluster: N worker processes, or N threads with --scheduler threads [default: cores].")
 @click.option("--ort-threads", type=click.IntRange(1), default=None, help="onnxruntime threads per task [default: cores // workers].")
 @click.option("--scaling", callback=parse_scaling, default=None, metavar="identity|linear:S[,O]|percentile:LO,HI", help="How raw pixels become model input [default: the model contract's for the scene dtype].")
+@click.option("--resample", type=click.Choice(["off", "auto"]), default="off", show_default=True, help="auto: read each patch at the model's training resolution (average when reducing, bilinear when enlarging); the class grid stays aligned to the source pixels. off: the scene's own pixel size.")
 @click.option("--min-valid", type=click.FloatRange(0, 1), default=None, help="Minimum valid-pixel fraction of a patch [default: the contract's, usually 0.5].")
 @click.option("--no-polygons", is_flag=True, help="Do not write NAME_polygons.gpkg.")
 @click.option("--no-probs", is_flag=True, help="Do not write NAME_probs.tif.")
@@ -42,7 +43,7 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @verbose_opt
 @quiet_opt
 def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler, scene_tasks, workers, ort_threads,
-             scaling, min_valid, no_polygons, no_probs, no_quicklook, min_area, simplify, block_px,
+             scaling, resample, min_valid, no_polygons, no_probs, no_quicklook, min_area, simplify, block_px,
              recursive, pattern, overwrite, gdal_config, assets, dashboard, performance_report, verbose, quiet):
     """Classify INPUT scenes (GeoTIFF files, folders of them, .txt lists of
     paths or URLs, https:// and s3:// URLs, s3:// prefixes ending with /, STAC
@@ -84,7 +85,7 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
         stride=stride, nodata=nodata, bidx=bidx, batch_size=batch_size, min_valid=min_valid,
         scaling=scaling, polygons=not no_polygons, probs=not no_probs,
         quicklook=not no_quicklook, min_area=min_area, simplify=simplify,
-        overwrite=overwrite, block_px=block_px, gdal_config=config, assets=asset_keys,
+        overwrite=overwrite, block_px=block_px, gdal_config=config, assets=asset_keys, resample=resample,
     )
     progress = False if quiet else None
     try:
