@@ -133,19 +133,33 @@ def footprint_valid(valid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def fill_invalid(patches: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Replace invalid pixels (nodata, padding) of each patch by the mean of its
-    valid pixels, per band, so the model sees only the data's own colours.
+    """Replace invalid pixels (nodata, padding) of each patch by the patch's own
+    valid pixels, repeated in raster order, so the model sees only the data's
+    own colours and texture.
+
+    The k-th invalid pixel of a patch (raster order) takes the value of its
+    ``k mod n_valid``-th valid pixel: runs of valid pixels are copied as runs,
+    so the filled part keeps the data's grain.  A flat fill (the valid mean)
+    made a smooth, texture-free area that a model reads as water: at the
+    nodata edge of a Sentinel-2 footprint it turned city cells into water.
 
     ``patches`` is (n, band, p, p) float32, ``valid`` (n, p, p) bool.  Patches
     with no valid pixel are returned as zeros.
     """
     if valid.all():
         return patches
-    v = valid[:, None]
-    m = v.astype(patches.dtype)
-    count = m.sum(axis=(2, 3))  # (n, 1)
-    mean = (patches * m).sum(axis=(2, 3)) / np.maximum(count, 1)  # (n, band)
-    return np.where(v, patches, mean[:, :, None, None]).astype(patches.dtype)
+    out = patches.copy()
+    n, bands = patches.shape[:2]
+    flat = out.reshape(n, bands, -1)
+    vflat = valid.reshape(n, -1)
+    for i in np.flatnonzero(~vflat.all(axis=1)):
+        good = np.flatnonzero(vflat[i])
+        bad = np.flatnonzero(~vflat[i])
+        if good.size == 0:
+            flat[i] = 0
+            continue
+        flat[i][:, bad] = flat[i][:, good[np.arange(bad.size) % good.size]]
+    return out
 
 
 def scale_pixels(

@@ -47,14 +47,31 @@ def test_padding_counts_neither_way():
     assert patch_valid_fraction(valid, inside, 8, 8)[0, 0] == 0.5
 
 
-def test_fill_invalid_uses_patch_mean():
-    p = np.zeros((1, 3, 2, 2), np.float32)
+def test_fill_invalid_repeats_the_valid_pixels():
+    p = np.zeros((2, 3, 2, 2), np.float32)
     p[0, :, 0, 0] = [10, 20, 30]
     p[0, :, 0, 1] = [30, 40, 50]
-    v = np.array([[[True, True], [False, False]]])
+    p[1] = 7  # no valid pixel: zeros
+    v = np.array([[[True, True], [False, False]], [[False, False], [False, False]]])
     out = fill_invalid(p, v)
-    assert np.allclose(out[0, :, 1, 1], [20, 30, 40])
-    assert np.allclose(out[0, :, 0, 0], [10, 20, 30])
+    # the bottom row repeats the top row, pixel for pixel; valid pixels untouched
+    assert np.array_equal(out[0, :, 1], out[0, :, 0])
+    assert np.allclose(out[0, :, 0, 0], [10, 20, 30]) and np.allclose(out[0, :, 0, 1], [30, 40, 50])
+    assert not out[1].any()
+    assert p[0, :, 1].sum() == 0  # the input is not modified
+
+
+def test_fill_invalid_keeps_the_grain():
+    """A textured patch with its right half missing: the filled half has the
+    valid half's spread, not a flat mean (which a model reads as water)."""
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 255, (1, 3, 8, 8)).astype(np.float32)
+    v = np.ones((1, 8, 8), bool)
+    v[:, :, 4:] = False
+    out = fill_invalid(p, v)
+    assert np.array_equal(out[0, :, :, :4], p[0, :, :, :4])
+    assert out[0, :, :, 4:].std() > 0.5 * p[0, :, :, :4].std()
+    assert set(np.unique(out[0, 0, :, 4:])) <= set(np.unique(p[0, 0, :, :4]))
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -70,12 +87,11 @@ def test_to_model_input_layouts_and_dtypes(layout, dtype):
     x = to_model_input(raw, valid, Scaling("identity"), (0, 255), None, layout, dtype)
     assert x.dtype == np.dtype(dtype) and x.flags.c_contiguous
     assert np.array_equal(x, want.astype(dtype))
-    # a gap: filled with the patch's mean colour, then converted (rounded for uint8)
+    # a gap: filled with the patch's first valid pixel (fill_invalid), then converted
     valid[0, 0, 0] = False
     x = to_model_input(raw, valid, Scaling("identity"), (0, 255), None, layout, dtype)
-    mean = raw[0].reshape(3, -1)[:, 1:].mean(axis=1)
     got = x[0, 0, 0] if layout == "NHWC" else x[0, :, 0, 0]
-    assert np.allclose(got, np.round(mean) if dtype == "uint8" else mean, atol=1e-4)
+    assert np.array_equal(got, raw[0, :, 0, 1].astype(dtype))
     assert np.array_equal(np.delete(x.reshape(5, -1), 0, axis=0), np.delete(want.astype(dtype).reshape(5, -1), 0, axis=0))
     # 16-bit pixels with linear scaling into 0..255, rounded and clipped for uint8 models
     raw16 = (raw.astype(np.uint16) * 16)
