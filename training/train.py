@@ -38,7 +38,6 @@ class TrainConfig:
     stretch_augment: float = 0.0  # with sensor_augment: probability of a scene-like contrast stretch
     scale_augment: bool = False  # ground scale only (augment.SCALE_ONLY); sensor_augment wins if both
     water_colour: float = 0.0  # probability that a water image takes another natural water colour
-    zoom: tuple[float, float] | None = None  # with scale/sensor augmentation: ground covered (default 0.5-2x)
     extra_data: str | None = None  # a folder of class folders (EuroSAT) ...
     extra_map: dict = field(default_factory=dict)  # ... whose folders join these classes (train split only)
     extra_limit: int | None = None  # at most this many images per extra folder
@@ -179,10 +178,6 @@ def train(cfg: TrainConfig) -> dict:
 
         # cfg.extra["sensor_params"]: other strengths than the defaults (experiments)
         sensor = SensorAugment(**{"p_stretch": cfg.stretch_augment, **cfg.extra.get("sensor_params", {})})
-    if cfg.zoom and sensor is not None:
-        import dataclasses
-
-        sensor = dataclasses.replace(sensor, zoom=tuple(cfg.zoom))
     if cfg.water_colour:
         import dataclasses
 
