@@ -12,7 +12,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 import numpy as np
 import rasterio
@@ -83,6 +83,14 @@ def open_raster(path: str, what: str = "scene"):
     except RasterioError as exc:
         _raise_remote(path, exc)
         raise InputError(f"{path}: not a readable raster ({first_line(exc)}); expected a GeoTIFF {what}") from None
+
+
+def _raise_read_error(scene: SceneInfo, window: Window, exc: RasterioError) -> NoReturn:
+    """The one-line error of a failed window read (remote errors named as such)."""
+    _raise_remote(scene.path, exc)
+    raise InputError(
+        f"{scene.path}: cannot read window {window} ({first_line(exc)}); the file may be truncated or corrupt"
+    ) from None
 
 
 def _raise_remote(path: str, exc: BaseException) -> None:
@@ -273,11 +281,7 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
             arr = src.read(scene.bidx, window=inner)
             masks = None if scene.mask_by_value or scene.mask_kind == "none" else src.read_masks(scene.bidx, window=inner)
     except RasterioError as exc:
-        _raise_remote(scene.path, exc)
-        raise InputError(
-            f"{scene.path}: cannot read window {inner} ({first_line(exc)}); the file may be "
-            "truncated or corrupt"
-        ) from None
+        _raise_read_error(scene, inner, exc)
     v = validity(arr, masks, scene)
     if arr.dtype.kind == "f":
         arr = np.where(np.isfinite(arr), arr, 0)
@@ -356,11 +360,7 @@ def read_window_resampled(
                     arr = np.where(np.isfinite(arr), arr, 0)
                 data[:, :mr, :mc] = arr
     except RasterioError as exc:
-        _raise_remote(scene.path, exc)
-        raise InputError(
-            f"{scene.path}: cannot read window {inner} ({first_line(exc)}); the file may be "
-            "truncated or corrupt"
-        ) from None
+        _raise_read_error(scene, inner, exc)
     valid[: rr1 - r0, : cc1 - c0] = v
     inside[: rr1 - r0, : cc1 - c0] = True
     valid_model = footprint_valid(valid, out_shape)
