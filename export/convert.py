@@ -23,7 +23,7 @@ from geoseg.contract import CONTRACT_KEY, DEFAULT_COLORS, ModelContract, Scaling
 from geoseg.errors import GeosegError
 from geoseg.model import new_session
 
-from .graph import DTYPES, LAYOUTS, adapt_input, feed
+from .graph import DTYPES, LAYOUTS, adapt_input, canonical_names, feed
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
     spec = (tf.TensorSpec((None, size, size, n_bands), tf.float32, name="input"),)
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
-        proto = adapt_input(proto, input_layout, input_dtype)
+        proto = canonical_names(adapt_input(proto, input_layout, input_dtype))
         for k, v in {CONTRACT_KEY: contract.to_json()}.items():
             proto.metadata_props.add(key=k, value=v)
         proto.producer_name = "geoseg export"
@@ -332,7 +332,9 @@ def quantize_int8(float_path: str, ctx: dict, size: int, test_data, layout: str 
             rep["written"] = False
             raise ExportError(f"{out}: int8 accuracy {acc_q:.4f} is more than 0.5 point below the float "
                               f"model's {acc_f:.4f}; not written")
-        contract["quantization"] = {k: v for k, v in rep.items() if k != "path"}
+        # measured speeds stay in the report, not in the file: the same export gives the same bytes
+        contract["quantization"] = {k: v for k, v in rep.items() if k not in ("path", "patches_per_s_float",
+                                                                               "patches_per_s_int8")}
         contract["name"] = contract.get("name", "model") + "-int8"
         del mq.metadata_props[:]
         for k, v in props.items():

@@ -91,3 +91,54 @@ def feed(x, layout: str, dtype: str):
     from geoseg.patches import to_model_input
 
     return to_model_input(x.transpose(0, 3, 1, 2), None, Scaling("identity"), (0.0, 255.0), None, layout, dtype)
+
+
+def canonical_names(model):
+    """Name the graph's initializers ``w0``, ``w1``, ... by their order of first
+    use and store them in that order.  tf2onnx numbers the constants it
+    makes from a process-wide counter and, of equal constants, keeps one
+    name or another depending on Python's hash order: two exports of the
+    same weights gave different bytes.  Same graph, stable bytes."""
+    inits = {i.name: i for i in model.graph.initializer}
+    order: list[str] = []
+    seen: set[str] = set()
+    for node in model.graph.node:
+        for name in node.input:
+            if name in inits and name not in seen:
+                seen.add(name)
+                order.append(name)
+    order += sorted(n for n in inits if n not in seen)  # unused ones, if any
+    rename = {old: f"w{k}" for k, old in enumerate(order)}
+    kept = [inits[n] for n in order]
+    del model.graph.initializer[:]
+    for init in kept:
+        init.name = rename[init.name]
+        model.graph.initializer.append(init)
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            if name in rename:
+                node.input[k] = rename[name]
+    for vi in model.graph.value_info:
+        vi.name = rename.get(vi.name, vi.name)
+    # the counter numbers in the names tf2onnx gives nodes and tensors
+    # ("Conv__339", "Conv__339:0"), renumbered by first appearance
+    import re
+
+    pattern = re.compile(r"__(\d+)")
+    numbers: dict[str, str] = {}
+
+    def renumber(name: str) -> str:
+        return pattern.sub(lambda m: "__" + numbers.setdefault(m.group(1), str(len(numbers))), name)
+
+    for node in model.graph.node:
+        node.name = renumber(node.name)
+        for k, name in enumerate(node.input):
+            node.input[k] = renumber(name)
+        for k, name in enumerate(node.output):
+            node.output[k] = renumber(name)
+    for vi in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input):
+        vi.name = renumber(vi.name)
+        for dim in vi.type.tensor_type.shape.dim:  # dynamic dimensions: "unk__1234"
+            if dim.dim_param:
+                dim.dim_param = renumber(dim.dim_param)
+    return model

@@ -7,18 +7,29 @@ import json
 import os
 
 
+def _ordinal(v: float) -> str:
+    n = int(v)
+    if n != v:
+        return f"{v:g}th"
+    return f"{n}" + ("th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th"))
+
+
 def _scaling_sentence(c) -> str:
-    """What the contract does with each source dtype, in words."""
-    parts = []
+    """What the contract does with each source dtype, in words (dtypes with
+    the same rule named together)."""
+    groups: dict[str, list[str]] = {}
     for dtype, s in c.scaling.items():
         if s.method == "identity":
-            parts.append(f"{dtype} scenes are used as they are")
+            text = "used as they are"
         elif s.method == "percentile" and s.targets:
-            parts.append(f"{dtype} scenes are stretched per band from their {s.low:g}th-{s.high:g}th percentiles "
-                         "to the training images' own per-band range "
-                         f"(`{s.describe()}`)")
+            text = (f"stretched per band from their {_ordinal(s.low)}-{_ordinal(s.high)} percentiles to the "
+                    f"training images' own per-band range (`{s.describe()}`)")
+        elif s.method == "percentile":
+            text = f"stretched per band from their {_ordinal(s.low)}-{_ordinal(s.high)} percentiles to 0-255"
         else:
-            parts.append(f"{dtype} scenes: `{s.describe()}`")
+            text = f"scaled by `{s.describe()}`"
+        groups.setdefault(text, []).append(dtype)
+    parts = [f"{' and '.join(sorted(d))} scenes are {t}" for t, d in groups.items()]
     return "; ".join(parts) + " (the contract says so; `--scaling` overrides it)."
 
 

@@ -123,6 +123,12 @@ def test_int8_quantization_report_and_refusal(tiny_run, tmp_path, monkeypatch):
     assert q["accuracy_float"] - q["accuracy_int8"] <= 0.005
     info = load_model(tmp_path / "q.int8.onnx")
     assert info.contract.extra["quantization"]["accuracy_int8"] == q["accuracy_int8"]
+    assert "patches_per_s_int8" not in info.contract.extra["quantization"]  # measured: in the report only
+    # the same export again writes the same bytes (make default-model reproduces the shipped files)
+    (tmp_path / "again").mkdir()
+    C.export_model(str(tiny_run / "model.keras"), str(tmp_path / "again" / "q.onnx"), quantize="int8")
+    for name in ("q.onnx", "q.int8.onnx"):
+        assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
     # a stricter limit than the model meets: refused, nothing written
     monkeypatch.setattr(C, "MAX_INT8_DROP", -1.0)
     with pytest.raises(C.ExportError, match="0.5 point"):

@@ -63,6 +63,7 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("--scale-augment", is_flag=True, help="Augment the ground scale only: a 64 px image resampled to cover 0.5-2x its ground (anti-aliased), half the time.")
 @click.option("--sensor-augment", is_flag=True, help="Augment for other sensors: ground scale 0.5-2x and radiometry (gains, offsets, gamma, saturation, hue, haze, blur, noise); see training/augment.py.")
 @click.option("--stretch-augment", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="With --sensor-augment: probability of a contrast stretch like the runtime's per-scene percentile stretch of uint16 scenes.")
+@click.option("--patience", type=click.IntRange(1), default=3, show_default=True, help="Early stopping: epochs without a better validation loss before a phase stops (the scratch CNN gets one more).")
 @click.option("--water-colour", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Probability that a water image takes another natural water colour (blue to black, algae green, turquoise, turbid; its texture kept): see training/augment.py.")
 @click.option("--extra-data", type=click.Path(exists=True, file_okay=False), default=None, help="Folder of class folders (e.g. EuroSAT) whose --extra-map folders join the training split.")
 @click.option("--extra-map", default="eurosat", show_default=True, help="FOLDER=CLASS,... for --extra-data ('eurosat': AnnualCrop, HerbaceousVegetation, Pasture, PermanentCrop=green_area, River=water).")
@@ -70,7 +71,7 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
-              batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, water_colour, extra_data, extra_map,
+              batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, extra_data, extra_map,
               extra_limit, verbose, quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
     count with --arch scratch), train, and write the model and its evaluation
@@ -86,7 +87,7 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
     cfg = TrainConfig(data_dir, run_dir, arch, _weights(weights), input_size, epochs, fine_tune_epochs,
                       fine_tune_fraction, batch_size, lr=lr, fine_tune_lr=fine_tune_lr, seed=seed,
                       split_from=split_from, augment=not no_augment, sensor_augment=sensor_augment,
-                      stretch_augment=stretch_augment, scale_augment=scale_augment, water_colour=water_colour,
+                      stretch_augment=stretch_augment, scale_augment=scale_augment, water_colour=water_colour, patience=patience,
                       extra_data=extra_data, extra_map=mapping, extra_limit=extra_limit)
     try:
         rep = train(cfg)
