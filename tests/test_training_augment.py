@@ -122,3 +122,29 @@ def test_cli_train_flags():
     for flag in ("--scale-augment", "--sensor-augment", "--stretch-augment", "--extra-data", "--extra-map",
                  "--extra-limit"):
         assert flag in out
+
+
+@pytest.mark.train
+def test_water_colour_keeps_texture_and_applies_to_water_only():
+    tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
+    from geoseg.training.augment import WATER_COLOURS, sensor_augment, water_colour
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(0.3 + 0.05 * rng.standard_normal((64, 64, 3)), tf.float32)
+    tf.random.set_seed(0)
+    for _ in range(10):
+        y = water_colour(tf, x).numpy()
+        # the mean is one of the palette's colours, jittered (x 0.8-1.2, +-0.03)
+        m = y.mean(axis=(0, 1))
+        assert any(np.all(m >= 0.8 * np.array(c) - 0.035) and np.all(m <= 1.2 * np.array(c) + 0.035)
+                   for c in WATER_COLOURS)
+        # the texture is the image's own, scaled by 0.6-1.4
+        dev_x, dev_y = x.numpy() - x.numpy().mean(axis=(0, 1)), y - m
+        ratio = dev_y.std() / dev_x.std()
+        assert 0.55 < ratio < 1.45 and np.corrcoef(dev_x.ravel(), dev_y.ravel())[0, 1] > 0.95
+    # only the water label, only with the probability
+    a = SensorAugment(zoom=(1.0, 1.0), p_zoom=0.0, gain=0.0, brightness=0.0, offset=0.0, gamma=(1.0, 1.0),
+                      saturation=(1.0, 1.0), hue=0.0, p_haze=0.0, haze=0.0, p_blur=0.0, noise=0.0,
+                      p_water_colour=1.0, water_class=3)
+    np.testing.assert_array_equal(sensor_augment(tf, x, a, tf.constant(2)).numpy(), x.numpy())
+    assert not np.array_equal(sensor_augment(tf, x, a, tf.constant(3)).numpy(), x.numpy())
