@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GeosegWarning, InputError, OutputError, OutputExistsError, first_line
+from .errors import GeosegWarning, InputError, OutputError, OutputExistsError, first_line, ignoring
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +295,7 @@ def open_labels(path: str, field_name: str | None = None) -> VectorLabels | Rast
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with ignoring(NotGeoreferencedWarning):
             src = rasterio.open(path)
     except RasterioError:
         return _open_vector(path, field_name)

@@ -8,6 +8,11 @@ what was expected and how to fix it.
 
 from __future__ import annotations
 
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (a library's multi-line or
@@ -75,3 +80,20 @@ class AreaWarning(GeosegWarning):
 
 class ResampleWarning(GeosegWarning):
     """``--resample auto`` cannot apply (no training resolution, no ground unit); the scene keeps its pixel size."""
+
+
+_FILTERS = threading.RLock()
+
+
+@contextmanager
+def ignoring(*categories: type[Warning]) -> Iterator[None]:
+    """``warnings.catch_warnings()`` ignoring ``categories``, under one
+    process-wide lock.  ``catch_warnings`` saves and restores the process's
+    one filter list: two threads inside it at once restore each other's
+    filters too early, and a scene thread then met a warning it had silenced
+    (a NotGeoreferencedWarning raised as an error, one run in three of a
+    two-scene test).  Keep the block short: it holds the lock."""
+    with _FILTERS, warnings.catch_warnings():
+        for c in categories:
+            warnings.simplefilter("ignore", c)
+        yield

@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from . import styles
 from .contract import ModelContract, Scaling
-from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line
+from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line, ignoring
 from .naming import scene_stem
 from .patches import percentile_stats
 from .sources import gdal_path, is_remote, remote_error
@@ -77,8 +77,7 @@ def open_raster(path: str, what: str = "scene"):
         if os.path.isfile(path) and os.path.getsize(path) == 0:
             raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF {what}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with ignoring(NotGeoreferencedWarning):
             return rasterio.open(gdal_path(path))
     except RasterioError as exc:
         _raise_remote(path, exc)

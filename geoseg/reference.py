@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -34,7 +33,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from . import styles
-from .errors import InputError, OutputError, OutputExistsError, first_line
+from .errors import InputError, OutputError, OutputExistsError, first_line, ignoring
 from .raster import open_raster
 
 log = logging.getLogger(__name__)
@@ -215,8 +214,7 @@ def open_reference(path: str | os.PathLike, grid: ClassGrid, field: str | None =
     if is_vector_path(path):
         return _open_vector(path, grid, field)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with ignoring(NotGeoreferencedWarning):
             src = rasterio.open(path)
     except RasterioError as exc:
         # not a raster: maybe a vector file with an unusual extension
