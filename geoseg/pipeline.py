@@ -306,9 +306,16 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
         stats = scene_percentiles(scene, scaling.low, scaling.high, factor=rs.factor if rs else None) \
             if scaling.method == "percentile" else None
     if rs is None:
-        _warn_resolution(scene, c)
+        _warn_resolution(scene, c, ground if options.resample == "auto" else _ground_size(scene, c))
     min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
     return SceneSetup(scene, grid, scaling, stats, min_valid, config, when, source, item_time, rs, ground)
+
+
+def _ground_size(scene: SceneInfo, c: ModelContract) -> float | None:
+    """The scene's ground pixel size (m), where the model has a training resolution to compare it with."""
+    if not c.training_resolution_m:
+        return None
+    return ground_pixel_size_m(scene.transform, scene.crs_wkt, scene.width, scene.height)
 
 
 def _resample_for(scene: SceneInfo, c: ModelContract, stride: int) -> tuple[Resample | None, float | None]:
@@ -323,7 +330,7 @@ def _resample_for(scene: SceneInfo, c: ModelContract, stride: int) -> tuple[Resa
         warnings.warn(f"{scene.path}: the model {c.name!r} records no training resolution; --resample auto "
                       "classifies the scene at its own pixel size", ResampleWarning, stacklevel=3)
         return None, None
-    ground = ground_pixel_size_m(scene.transform, scene.crs_wkt, scene.width, scene.height)
+    ground = _ground_size(scene, c)
     if ground is None:
         warnings.warn(f"{scene.path}: the scene's CRS has no ground unit (metres or degrees); --resample auto "
                       "classifies it at its own pixel size", ResampleWarning, stacklevel=3)
@@ -677,14 +684,15 @@ def _write_item(setup: SceneSetup, model: ModelInfo, plan: OutputPlan, t_start: 
     return path
 
 
-def _warn_resolution(scene: SceneInfo, c: ModelContract) -> None:
-    if not c.training_resolution_m or scene.is_geographic:
+def _warn_resolution(scene: SceneInfo, c: ModelContract, ground: float | None) -> None:
+    """A ResolutionWarning when the scene's ground pixel size (``ground``,
+    :func:`geoseg.geometry.ground_pixel_size_m`) is over 3x from the model's."""
+    if not c.training_resolution_m or ground is None:
         return
-    px = abs(scene.res[0])
-    ratio = px / c.training_resolution_m
+    ratio = ground / c.training_resolution_m
     if ratio > 3 or ratio < 1 / 3:
         warnings.warn(
-            f"{scene.path}: pixel size {px:.3g} m, the model was trained at {c.training_resolution_m:.3g} m; "
+            f"{scene.path}: pixel size {ground:.3g} m, the model was trained at {c.training_resolution_m:.3g} m; "
             "results may be poor (classify with --resample auto, or resample the scene closer to it)",
             ResolutionWarning, stacklevel=3,
         )
