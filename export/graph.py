@@ -15,6 +15,8 @@ runtime saves the float32 conversion and a transposing copy of every patch
 
 from __future__ import annotations
 
+import re
+
 from geoseg.contract import INPUT_DTYPES, INPUT_LAYOUTS
 
 LAYOUTS = INPUT_LAYOUTS
@@ -122,8 +124,6 @@ def canonical_names(model):
         vi.name = rename.get(vi.name, vi.name)
     # the counter numbers in the names tf2onnx gives nodes and tensors
     # ("Conv__339", "Conv__339:0"), renumbered by first appearance
-    import re
-
     pattern = re.compile(r"__(\d+)")
     numbers: dict[str, str] = {}
 

@@ -249,7 +249,7 @@ def pretrain(eurosat_dir: str, out: str, exclude_manifests: list[str], arch: str
     from . import data as D
     from .models import build_transfer
 
-    keras.utils.set_random_seed(seed)
+    _seed_everything(seed)
     exclude: set[str] = set()
     for m in exclude_manifests:
         for r in D.read_manifest(m):
