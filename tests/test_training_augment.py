@@ -120,7 +120,7 @@ def test_cli_train_flags():
 
     out = CliRunner().invoke(train_cmd, ["--help"]).output
     for flag in ("--scale-augment", "--sensor-augment", "--stretch-augment", "--extra-data", "--extra-map",
-                 "--extra-limit"):
+                 "--extra-limit", "--mix-cells"):
         assert flag in out
 
 
@@ -148,3 +148,31 @@ def test_water_colour_keeps_texture_and_applies_to_water_only():
                       p_water_colour=1.0, water_class=3)
     np.testing.assert_array_equal(sensor_augment(tf, x, a, tf.constant(2)).numpy(), x.numpy())
     assert not np.array_equal(sensor_augment(tf, x, a, tf.constant(3)).numpy(), x.numpy())
+
+
+@pytest.mark.train
+def test_mix_cells_minority_share_and_label_kept():
+    tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
+    from geoseg.training.augment import mix_cells, mix_mask
+
+    tf.random.set_seed(0)
+    share = tf.constant(np.linspace(0.05, 0.45, 32), tf.float32)
+    m = mix_mask(tf, 32, 64, share).numpy()
+    assert m.shape == (32, 64, 64, 1) and set(np.unique(m)) <= {0.0, 1.0}
+    # each mask covers the share it was asked for (ties at the cut may add a few pixels)
+    np.testing.assert_allclose(m.mean(axis=(1, 2, 3)), share.numpy(), atol=0.01)
+    # every image keeps its label and at least 55 % of its own pixels; the rest is the next image's
+    x = tf.constant(np.arange(8, dtype=np.float32)[:, None, None, None] * np.ones((8, 16, 16, 3), np.float32))
+    y = tf.range(8)
+    xo, yo = mix_cells(tf, x, y, 1.0)
+    xo = xo.numpy()
+    np.testing.assert_array_equal(yo.numpy(), np.arange(8))
+    for i in range(8):
+        own = (xo[i] == i).mean()
+        assert 0.55 <= own <= 0.95 + 1e-6 and np.all((xo[i] == i) | (xo[i] == (i - 1) % 8))
+    # probability 0: the batch as it was
+    np.testing.assert_array_equal(mix_cells(tf, x, y, 0.0)[0].numpy(), x.numpy())
+    # a skipped class neither takes a part (image 3) nor gives one (image 4 would take image 3's)
+    xs = mix_cells(tf, x, y, 1.0, skip=(3,))[0].numpy()
+    np.testing.assert_array_equal(xs[3:5], x.numpy()[3:5])
+    assert all((xs[i] != i).any() for i in (0, 1, 2, 5, 6, 7))

@@ -45,6 +45,7 @@ class SensorAugment:
     noise: float = 0.01  # gaussian noise sigma up to this (of full scale)
     p_stretch: float = 0.0  # probability of a contrast stretch like the runtime's per-scene one
     contrast: tuple[float, float] = (1.0, 2.5)  # its contrast gain (log-uniform)
+    p_jpeg: float = 0.0  # probability of JPEG compression artefacts (quality 30-90), as 8-bit products carry
     p_water_colour: float = 0.0  # probability that a water image is given another water colour
     water_class: int = -1  # the label that :func:`water_colour` applies to (-1: none)
 
@@ -142,7 +143,11 @@ def colour(tf, x, a: SensorAugment):
         x = tf.cond(u(0.0, 1.0) < a.p_blur, lambda: _blur(tf, x), lambda: x)
     if a.noise:
         x = x + tf.random.normal(tf.shape(x)) * u(0.0, a.noise)
-    return tf.clip_by_value(x, 0.0, 1.0)
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    if a.p_jpeg and bands == 3:
+        x = tf.cond(u(0.0, 1.0) < a.p_jpeg, lambda: tf.ensure_shape(tf.image.random_jpeg_quality(x, 30, 90), x.shape),
+                    lambda: x)
+    return x
 
 
 WATER_COLOURS = (
@@ -182,3 +187,41 @@ def sensor_augment(tf, x, a: SensorAugment, y=None):
         hit = tf.logical_and(tf.equal(tf.cast(y, tf.int32), a.water_class), tf.random.uniform([]) < a.p_water_colour)
         x = tf.cond(hit, lambda: water_colour(tf, x), lambda: x)
     return colour(tf, x, a)
+
+
+def mix_mask(tf, n: int, size: int, share):
+    """``n`` masks (n, size, size, 1) float32 0/1, mask ``i`` covering about
+    ``share[i]`` of the image: half of them a smooth random blob field (a
+    pond, a park, a cloud), half a straight band at a random angle (a river,
+    a road, a coast), both cut at the quantile that gives the share."""
+    res = tf.random.uniform([], 2, 7, dtype=tf.int32)
+    blob = tf.image.resize(tf.random.uniform(tf.stack([n, res, res, 1])), (size, size), method="bicubic")
+    c = tf.range(size, dtype=tf.float32) - (size - 1) / 2.0
+    yy, xx = tf.meshgrid(c, c, indexing="ij")
+    theta = tf.random.uniform([n, 1, 1], 0.0, math.pi)
+    off = tf.random.uniform([n, 1, 1], -size / 4.0, size / 4.0)
+    band = -tf.abs(xx[None] * tf.cos(theta) + yy[None] * tf.sin(theta) - off)[..., None]
+    field = tf.where(tf.random.uniform([n, 1, 1, 1]) < 0.5, blob, band)
+    flat = tf.sort(tf.reshape(field, [n, -1]), axis=1, direction="DESCENDING")
+    k = tf.clip_by_value(tf.cast(tf.round(share * size * size), tf.int32), 1, size * size - 1)
+    thr = tf.gather(flat, k - 1, axis=1, batch_dims=1)
+    return tf.cast(field >= thr[:, None, None, None], tf.float32)
+
+
+def mix_cells(tf, x, y, p: float, share: tuple[float, float] = (0.05, 0.45), skip: tuple[int, ...] = ()):
+    """Mixed cells, as a scene's cells are: with probability ``p`` each image
+    of a batch ``x`` (n, h, w, c) takes a minority part (``share`` of its
+    area, uniform) of the next image of the batch; the label stays its own,
+    the class of the majority of the cell, which is how the scene
+    evaluations score a cell (a quay with 30 % harbour water is land).
+    Images labelled one of ``skip`` neither take nor give a part (clouds:
+    their soft edges pasted hard, and any bright ground next to cloud taught
+    as cloudy, turn pale bare fields into cloud)."""
+    n, size = tf.shape(x)[0], int(x.shape[1])
+    other, y_other = tf.roll(x, 1, axis=0), tf.roll(y, 1, axis=0)
+    m = mix_mask(tf, n, size, tf.random.uniform([n], share[0], share[1]))
+    use = tf.random.uniform([n]) < p
+    for k in skip:
+        use = use & tf.not_equal(tf.cast(y, tf.int32), k) & tf.not_equal(tf.cast(y_other, tf.int32), k)
+    m = m * tf.cast(use, tf.float32)[:, None, None, None]
+    return x * (1.0 - m) + other * m, y

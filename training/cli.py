@@ -64,6 +64,9 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("--sensor-augment", is_flag=True, help="Augment for other sensors: ground scale 0.5-2x and radiometry (gains, offsets, gamma, saturation, hue, haze, blur, noise); see training/augment.py.")
 @click.option("--stretch-augment", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="With --sensor-augment: probability of a contrast stretch like the runtime's per-scene percentile stretch of uint16 scenes.")
 @click.option("--patience", type=click.IntRange(1), default=3, show_default=True, help="Early stopping: epochs without a better validation loss before a phase stops (the scratch CNN gets one more).")
+@click.option("--mix-cells", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Probability that an image takes a minority part (5-45 %%) of another image of its batch, a blob or a band, keeping its own label: mixed cells as in a scene, scored by their majority class.")
+@click.option("--mix-skip", default="", help="Comma-separated classes that --mix-cells leaves out (neither taking nor giving a part), e.g. cloudy.")
+@click.option("--jpeg-augment", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Probability of JPEG compression artefacts (quality 30-90), as 8-bit products and web tiles carry.")
 @click.option("--water-colour", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Probability that a water image takes another natural water colour (blue to black, algae green, turquoise, turbid; its texture kept): see training/augment.py.")
 @click.option("--extra-data", type=click.Path(exists=True, file_okay=False), default=None, help="Folder of class folders (e.g. EuroSAT) whose --extra-map folders join the training split.")
 @click.option("--extra-map", default="eurosat", show_default=True, help="FOLDER=CLASS,... for --extra-data ('eurosat': AnnualCrop, HerbaceousVegetation, Pasture, PermanentCrop=green_area, River=water).")
@@ -71,7 +74,7 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
-              batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, extra_data, extra_map,
+              batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
               extra_limit, verbose, quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
     count with --arch scratch), train, and write the model and its evaluation
@@ -87,7 +90,8 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
     cfg = TrainConfig(data_dir, run_dir, arch, _weights(weights), input_size, epochs, fine_tune_epochs,
                       fine_tune_fraction, batch_size, lr=lr, fine_tune_lr=fine_tune_lr, seed=seed,
                       split_from=split_from, augment=not no_augment, sensor_augment=sensor_augment,
-                      stretch_augment=stretch_augment, scale_augment=scale_augment, water_colour=water_colour, patience=patience,
+                      stretch_augment=stretch_augment, scale_augment=scale_augment, water_colour=water_colour, mix_cells=mix_cells, jpeg_augment=jpeg_augment,
+                      mix_skip=tuple(c.strip() for c in mix_skip.split(",") if c.strip()), patience=patience,
                       extra_data=extra_data, extra_map=mapping, extra_limit=extra_limit)
     try:
         rep = train(cfg)

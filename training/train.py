@@ -38,6 +38,9 @@ class TrainConfig:
     stretch_augment: float = 0.0  # with sensor_augment: probability of a scene-like contrast stretch
     scale_augment: bool = False  # ground scale only (augment.SCALE_ONLY); sensor_augment wins if both
     water_colour: float = 0.0  # probability that a water image takes another natural water colour
+    mix_cells: float = 0.0  # probability that an image takes a minority part of another (augment.mix_cells)
+    mix_skip: tuple[str, ...] = ()  # classes left out of the mixing
+    jpeg_augment: float = 0.0  # probability of JPEG artefacts (augment.SensorAugment.p_jpeg)
     extra_data: str | None = None  # a folder of class folders (EuroSAT) ...
     extra_map: dict = field(default_factory=dict)  # ... whose folders join these classes (train split only)
     extra_limit: int | None = None  # at most this many images per extra folder
@@ -86,7 +89,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, augment: bool = True,
-                 sensor=None):
+                 sensor=None, mix: float = 0.0, mix_skip: tuple[int, ...] = ()):
     tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if train:
@@ -97,7 +100,12 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: in
             ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
     else:
         ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
-    return ds.batch(batch).prefetch(2)
+    ds = ds.batch(batch)
+    if train and augment and mix:
+        from .augment import mix_cells
+
+        ds = ds.map(lambda a, b: mix_cells(tf, a, b, mix, skip=mix_skip))
+    return ds.prefetch(2)
 
 
 def class_weights(y: np.ndarray, n: int) -> dict[int, float]:
@@ -178,6 +186,12 @@ def train(cfg: TrainConfig) -> dict:
 
         # cfg.extra["sensor_params"]: other strengths than the defaults (experiments)
         sensor = SensorAugment(**{"p_stretch": cfg.stretch_augment, **cfg.extra.get("sensor_params", {})})
+    if cfg.jpeg_augment:
+        import dataclasses
+
+        from .augment import NONE
+
+        sensor = dataclasses.replace(sensor or NONE, p_jpeg=cfg.jpeg_augment)
     if cfg.water_colour:
         import dataclasses
 
@@ -187,7 +201,11 @@ def train(cfg: TrainConfig) -> dict:
             raise ValueError("--water-colour needs a class called water")
         sensor = dataclasses.replace(sensor or NONE, p_water_colour=cfg.water_colour,
                                      water_class=classes.index("water"))
-    ds_tr = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.seed, cfg.augment, sensor)
+    unknown = sorted(set(cfg.mix_skip) - set(classes))
+    if unknown:
+        raise ValueError(f"--mix-skip: no class called {', '.join(unknown)} (classes: {', '.join(classes)})")
+    ds_tr = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.seed, cfg.augment, sensor, cfg.mix_cells,
+                         tuple(classes.index(c) for c in cfg.mix_skip))
     ds_va = make_dataset(x[va], y[va], cfg.batch_size, False, cfg.seed)
     cw = class_weights(y_tr, len(classes))
     histories = []
