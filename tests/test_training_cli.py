@@ -23,3 +23,21 @@ def test_evaluate_cli_on_split_and_other_folder(tiny_run, tmp_path):
     assert r.exit_code == 0, r.output
     rep = _json.loads((tiny_run / "eval_data" / "report.json").read_text())
     assert rep["n"] >= 40 and (tiny_run / "eval_data" / "confusion.png").exists()
+
+
+def test_train_mix_skip_unknown_class_is_one_clear_line(tmp_path):
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+    from helpers import make_image_dataset
+
+    data = make_image_dataset(tmp_path / "data")
+    r = CliRunner().invoke(main, ["train", str(data), "-o", str(tmp_path / "run"), "--arch", "scratch",
+                                  "--input-size", "32", "--epochs", "1", "--fine-tune-epochs", "0",
+                                  "--mix-cells", "0.5", "--mix-skip", "cloudy"])
+    assert r.exit_code != 0
+    # progress lines (info) and then one error line naming the option, the class and the classes there are
+    errors = [ln for ln in r.output.splitlines() if "info:" not in ln and ln.strip()]
+    assert len(errors) == 1, r.output
+    assert "--mix-skip" in errors[0] and "cloudy" in errors[0] and "classes:" in errors[0], r.output
+    assert "Traceback" not in r.output

@@ -203,7 +203,8 @@ def train(cfg: TrainConfig) -> dict:
                                      water_class=classes.index("water"))
     unknown = sorted(set(cfg.mix_skip) - set(classes))
     if unknown:
-        raise ValueError(f"--mix-skip: no class called {', '.join(unknown)} (classes: {', '.join(classes)})")
+        raise ValueError(f"--mix-skip: {cfg.data_dir} has no class called {', '.join(unknown)} "
+                         f"(classes: {', '.join(classes)}); name classes it has, or leave --mix-skip out")
     ds_tr = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.seed, cfg.augment, sensor, cfg.mix_cells,
                          tuple(classes.index(c) for c in cfg.mix_skip))
     ds_va = make_dataset(x[va], y[va], cfg.batch_size, False, cfg.seed)
