@@ -214,9 +214,9 @@ def mix_cells(tf, x, y, p: float, share: tuple[float, float] = (0.05, 0.45), ski
     area, uniform) of the next image of the batch; the label stays its own,
     the class of the majority of the cell, which is how the scene
     evaluations score a cell (a quay with 30 % harbour water is land).
-    Images labelled one of ``skip`` neither take nor give a part (clouds:
-    their soft edges pasted hard, and any bright ground next to cloud taught
-    as cloudy, turn pale bare fields into cloud)."""
+    Images labelled one of ``skip`` neither take nor give a part (the
+    default model skips cloudy: with clouds mixed in, NAIP's pale bare fields
+    came out cloudy; docs/training.md)."""
     n, size = tf.shape(x)[0], int(x.shape[1])
     other, y_other = tf.roll(x, 1, axis=0), tf.roll(y, 1, axis=0)
     m = mix_mask(tf, n, size, tf.random.uniform([n], share[0], share[1]))
