@@ -251,7 +251,7 @@ class SceneSetup:
     source: str = ""  # what the user gave (a STAC item for a scene read through its VRT)
     item_time: datetime | None = None  # a STAC input item's datetime
     resample: Resample | None = None  # --resample auto, where it applies (grid is then in source pixels)
-    ground_res_m: float | None = None  # the scene's ground pixel size, where --resample auto looked it up
+    ground_res_m: float | None = None  # the scene's ground pixel size (m), where the model has a training resolution
 
     @property
     def model_stride(self) -> int:
@@ -298,7 +298,8 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
             grid = PatchGrid(scene.width, scene.height, c.patch_size, stride)
         except ValueError as exc:
             raise InputError(f"{path}: {exc}") from None
-        rs, ground = _resample_for(scene, c, stride) if options.resample == "auto" else (None, None)
+        ground = _ground_size(scene, c)
+        rs = _resample_for(scene, c, stride, ground) if options.resample == "auto" else None
         if rs is not None:
             grid = PatchGrid(scene.width, scene.height, rs.src_patch, rs.src_stride)
         scaling = scaling_for(scene, c, options.scaling)
@@ -306,7 +307,7 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
         stats = scene_percentiles(scene, scaling.low, scaling.high, factor=rs.factor if rs else None) \
             if scaling.method == "percentile" else None
     if rs is None:
-        _warn_resolution(scene, c, ground if options.resample == "auto" else _ground_size(scene, c))
+        _warn_resolution(scene, c, ground)
     min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
     return SceneSetup(scene, grid, scaling, stats, min_valid, config, when, source, item_time, rs, ground)
 
@@ -318,8 +319,9 @@ def _ground_size(scene: SceneInfo, c: ModelContract) -> float | None:
     return ground_pixel_size_m(scene.transform, scene.crs_wkt, scene.width, scene.height)
 
 
-def _resample_for(scene: SceneInfo, c: ModelContract, stride: int) -> tuple[Resample | None, float | None]:
-    """``--resample auto``: the scene's resampling and its ground pixel size.
+def _resample_for(scene: SceneInfo, c: ModelContract, stride: int, ground: float | None) -> Resample | None:
+    """``--resample auto``: the resampling of a scene whose ground pixel size
+    is ``ground`` (:func:`_ground_size`).
 
     None (and a :class:`ResampleWarning`) where the model records no training
     resolution or the scene's CRS has no ground unit: the scene is classified
@@ -329,12 +331,11 @@ def _resample_for(scene: SceneInfo, c: ModelContract, stride: int) -> tuple[Resa
     if not c.training_resolution_m:
         warnings.warn(f"{scene.path}: the model {c.name!r} records no training resolution; --resample auto "
                       "classifies the scene at its own pixel size", ResampleWarning, stacklevel=3)
-        return None, None
-    ground = _ground_size(scene, c)
+        return None
     if ground is None:
         warnings.warn(f"{scene.path}: the scene's CRS has no ground unit (metres or degrees); --resample auto "
                       "classifies it at its own pixel size", ResampleWarning, stacklevel=3)
-        return None, None
+        return None
     rs = plan_resample(c.patch_size, stride, ground, c.training_resolution_m)
     if rs is None:
         log.info("%s: pixel size %.3g m is within 10%% of the model's %.3g m; not resampled", scene.path, ground,
@@ -342,7 +343,7 @@ def _resample_for(scene: SceneInfo, c: ModelContract, stride: int) -> tuple[Resa
     else:
         log.info("%s: resampled from %.3g m to %.4g m (%d source px per %d px patch, %s)", scene.path, ground,
                  rs.resolution_m, rs.src_patch, rs.patch, "average" if rs.reducing else "bilinear")
-    return rs, ground
+    return rs
 
 
 class _Tally:

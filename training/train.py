@@ -145,6 +145,29 @@ def versions() -> dict:
     return out
 
 
+def _sensor_augment(cfg: TrainConfig, classes: list[str]):
+    """The :class:`geoseg.training.augment.SensorAugment` the options ask for
+    (None: the plain colour jitter of :func:`augment_fn`)."""
+    import dataclasses
+
+    from .augment import NONE, SCALE_ONLY, SensorAugment
+
+    sensor = None
+    if cfg.sensor_augment:
+        # cfg.extra["sensor_params"]: other strengths than the defaults (experiments)
+        sensor = SensorAugment(**{"p_stretch": cfg.stretch_augment, **cfg.extra.get("sensor_params", {})})
+    elif cfg.scale_augment:
+        sensor = SCALE_ONLY
+    extra: dict = {}
+    if cfg.jpeg_augment:
+        extra["p_jpeg"] = cfg.jpeg_augment
+    if cfg.water_colour:
+        if "water" not in classes:
+            raise ValueError("--water-colour needs a class called water")
+        extra.update(p_water_colour=cfg.water_colour, water_class=classes.index("water"))
+    return dataclasses.replace(sensor or NONE, **extra) if extra else sensor
+
+
 def train(cfg: TrainConfig) -> dict:
     """Prepare the data (or reuse ``split_from``), train, evaluate on the test
     split, and write everything into ``cfg.run_dir``.  Returns the report."""
@@ -176,31 +199,7 @@ def train(cfg: TrainConfig) -> dict:
         log.info("extra training images: %s", extra_doc["per_class"])
     t_prep = time.perf_counter() - t0
     log.info("split: train %d, val %d, test %d", len(x_tr), va.sum(), te.sum())
-    sensor = None
-    if cfg.scale_augment and not cfg.sensor_augment:
-        from .augment import SCALE_ONLY
-
-        sensor = SCALE_ONLY
-    if cfg.sensor_augment:
-        from .augment import SensorAugment
-
-        # cfg.extra["sensor_params"]: other strengths than the defaults (experiments)
-        sensor = SensorAugment(**{"p_stretch": cfg.stretch_augment, **cfg.extra.get("sensor_params", {})})
-    if cfg.jpeg_augment:
-        import dataclasses
-
-        from .augment import NONE
-
-        sensor = dataclasses.replace(sensor or NONE, p_jpeg=cfg.jpeg_augment)
-    if cfg.water_colour:
-        import dataclasses
-
-        from .augment import NONE
-
-        if "water" not in classes:
-            raise ValueError("--water-colour needs a class called water")
-        sensor = dataclasses.replace(sensor or NONE, p_water_colour=cfg.water_colour,
-                                     water_class=classes.index("water"))
+    sensor = _sensor_augment(cfg, classes)
     unknown = sorted(set(cfg.mix_skip) - set(classes))
     if unknown:
         raise ValueError(f"--mix-skip: {cfg.data_dir} has no class called {', '.join(unknown)} "
