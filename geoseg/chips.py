@@ -481,6 +481,7 @@ def _labels_chunk(labels, scene: Scene, gdf_scene, r0: int, r1: int, s: int, str
     import rasterio
     from affine import Affine
     from rasterio.enums import Resampling
+    from rasterio.errors import NotGeoreferencedWarning
     from rasterio.features import rasterize
     from rasterio.warp import reproject
 
@@ -490,8 +491,9 @@ def _labels_chunk(labels, scene: Scene, gdf_scene, r0: int, r1: int, s: int, str
         grid = np.full((h, w), -1, np.int32)
         with rasterio.open(labels.path) as src:
             src_nd = src.nodata
-            reproject(rasterio.band(src, 1), grid, src_nodata=src_nd, dst_transform=t, dst_crs=scene.crs_wkt,
-                      dst_nodata=-1, resampling=Resampling.nearest)
+            with ignoring(NotGeoreferencedWarning):  # in-memory datasets (see outputs._shapes)
+                reproject(rasterio.band(src, 1), grid, src_nodata=src_nd, dst_transform=t, dst_crs=scene.crs_wkt,
+                          dst_nodata=-1, resampling=Resampling.nearest)
         return window_labels(grid, size, stride)
     if labels.kind == "polygon":
         import shapely
@@ -503,8 +505,9 @@ def _labels_chunk(labels, scene: Scene, gdf_scene, r0: int, r1: int, s: int, str
             nr = (h - size) // stride + 1
             nc = (w - size) // stride + 1
             return np.full((nr, nc), -1, np.int64), np.zeros((nr, nc))
-        sub = rasterize(zip(geoms[hit], gdf_scene["code"].to_numpy()[hit].tolist()), out_shape=(h * s, w * s),
-                        transform=t @ Affine.scale(1.0 / s), fill=-1, dtype=np.int32)
+        with ignoring(NotGeoreferencedWarning):  # in-memory datasets (see outputs._shapes)
+            sub = rasterize(zip(geoms[hit], gdf_scene["code"].to_numpy()[hit].tolist()), out_shape=(h * s, w * s),
+                            transform=t @ Affine.scale(1.0 / s), fill=-1, dtype=np.int32)
         return window_labels(sub, size * s, stride * s)
     # points
     g = gdf_scene.geometry.values

@@ -19,7 +19,7 @@ from affine import Affine
 
 from . import styles
 from .contract import ModelContract
-from .errors import OutputError, OutputExistsError
+from .errors import OutputError, OutputExistsError, ignoring
 from .geometry import geometry_area_m2
 from .naming import PRODUCTS, product_name, sidecar_names, sidecar_product, tmp_name, tmp_owner_pid
 
@@ -134,6 +134,27 @@ def _json_default(o):
 
 
 # --- polygons ---------------------------------------------------------------
+def _shapes(classes: np.ndarray, transform):
+    """``rasterio.features.shapes`` of a class grid (255 = nodata), 4-connected.
+
+    Its in-memory datasets are made when the first shape is asked for, and
+    rasterio silences their NotGeoreferencedWarning with
+    ``warnings.catch_warnings``, which is not thread-safe: another scene's
+    thread leaving its own block restored the filters too early and the
+    warning escaped (a failed scene under pytest's ``error`` filter, a raw
+    warning on a user's terminal).  That first step runs under
+    :func:`geoseg.errors.ignoring`'s process-wide lock."""
+    from rasterio import features
+    from rasterio.errors import NotGeoreferencedWarning
+
+    it = features.shapes(classes, mask=classes != 255, transform=transform, connectivity=4)
+    with ignoring(NotGeoreferencedWarning):
+        first = next(it, None)
+    if first is not None:
+        yield first
+        yield from it
+
+
 def polygonize(
     classes: np.ndarray,
     transform: Affine,
@@ -152,14 +173,13 @@ def polygonize(
     """
     import geopandas as gpd
     import shapely
-    from rasterio import features
 
     # the regions GDAL traces (4-connected, so parts of one class meet at
     # corners at most), built into shapely polygons in one vectorised call
     # (each ring becomes a small array at once: Python tuples would take
     # 100 bytes a vertex, 30 MB more on a 32k² scene)
     rings, ring_end, poly_end, labels = [], [0], [0], []
-    for geom, val in features.shapes(classes, mask=classes != 255, transform=transform, connectivity=4):
+    for geom, val in _shapes(classes, transform):
         for ring in geom["coordinates"]:
             rings.append(np.array(ring, dtype=np.float64))
             ring_end.append(ring_end[-1] + len(ring))

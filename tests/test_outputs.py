@@ -76,3 +76,45 @@ def test_write_json_atomic_numpy_values(tmp_path):
     write_json_atomic(str(p), {"n": np.int64(3), "a": np.arange(3), "f": np.float32(0.5)})
     assert json.loads(p.read_text()) == {"n": 3, "a": [0, 1, 2], "f": 0.5}
     assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_polygon_tracing_beside_silencing_threads():
+    """rasterio's in-memory datasets (``features.shapes``) silence their
+    NotGeoreferencedWarning with ``warnings.catch_warnings``; a scene thread
+    leaving :func:`geoseg.errors.ignoring` at the same time restored the
+    filters under it and the warning escaped (a failed scene in a two-scene
+    run; pytest turns warnings into errors here).  The tracing now takes the
+    same lock."""
+    import threading
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from geoseg.errors import ignoring
+    from geoseg.outputs import _shapes
+
+    grid = (np.indices((8, 8)).sum(0) % 2).astype(np.uint8)
+    tr = Affine(10.0, 0, 500000.0, 0, -10.0, 6000000.0)
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def silencer():
+        while not stop.is_set():
+            with ignoring(NotGeoreferencedWarning):
+                warnings.warn("silenced", NotGeoreferencedWarning, stacklevel=1)
+
+    def tracer():
+        try:
+            for _ in range(1500):
+                assert len(list(_shapes(grid, tr))) == 64
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            failures.append(exc)
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=silencer), threading.Thread(target=tracer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:1]
