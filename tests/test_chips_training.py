@@ -97,6 +97,28 @@ def test_prepare_splits_by_spatial_group(chips_dir, tmp_path):
         D.prepare(chips_dir, str(tmp_path / "b"), size=64)
 
 
+def test_prepare_refuses_a_split_with_an_empty_side(tmp_path):
+    # one block holds every chip: one group, so val and test would be empty
+    # (training then died in Keras' predict with a traceback)
+    import geopandas as gpd
+    import shapely
+
+    from geoseg.chips import BlockSize, ChipConfig, make_chips
+    from geoseg.training import data as D
+
+    img, _ = planted(64, 64, 1)
+    scene = write4(tmp_path / "small.tif", img)
+    gpd.GeoDataFrame({"class": ["water", "forest"]},
+                     geometry=[shapely.box(X0, Y0 - 640, X0 + 320, Y0), shapely.box(X0 + 320, Y0 - 640, X0 + 640, Y0)],
+                     crs=CRS).to_file(tmp_path / "labels.geojson")
+    make_chips([scene], str(tmp_path / "labels.geojson"), str(tmp_path / "chips"),
+               ChipConfig(size=SIZE, block_size=BlockSize(64, "px")))
+    with pytest.raises(ValueError, match=r"chips: the split has no val and no test images \(16 images in 1 groups.*"
+                                         r"smaller --block-size \(now 64px\)"):
+        D.prepare(str(tmp_path / "chips"), str(tmp_path / "run"), size=None, seed=0)
+    assert not (tmp_path / "run" / "manifest.csv").exists()
+
+
 def test_pretrained_arch_refuses_four_bands(chips_dir, tmp_path):
     from geoseg.training.train import TrainConfig, train
 

@@ -472,6 +472,15 @@ def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
                 "the split leaks: make a new one with `geoseg prepare`")
     else:
         split_groups(records, seed=seed)
+    empty = [s for s in ("train", "val", "test") if not any(r.split == s for r in records)]
+    if empty:
+        n_groups = len({r.group for r in records})
+        fix = (f"cut the chips with a smaller --block-size (now {chips.block_size}) or from more scenes"
+               if chips is not None and not split_from else
+               "use a manifest with images in every split" if split_from else "add images")
+        raise ValueError(f"{split_from or data_dir}: the split has no {' and no '.join(empty)} images "
+                         f"({len(records)} images in {n_groups} groups that stay on one side); expected each of "
+                         f"train, val and test to get a group: {fix}")
     if chips is not None:
         # the scaling is learnt from the training split only, then applied to all
         tr = np.array([r.split == "train" for r in records])
