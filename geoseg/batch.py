@@ -68,10 +68,8 @@ def find_inputs(
             doc = read_json(item, config)
             out.append(SceneTask(item, outdir, safe_id(str(doc.get("id") or scene_stem(item)))))
         elif is_remote(item) and item.lower().endswith((".txt", ".lst")):
-            for line in read_bytes(item, config).decode("utf-8").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    out.append(SceneTask(join(item, line), outdir))
+            for line in _list_lines(read_bytes(item, config), item):
+                out.append(SceneTask(join(item, line), outdir))
         elif is_remote(item):
             out.append(SceneTask(item, outdir))
         elif os.path.isdir(item):
@@ -88,12 +86,11 @@ def find_inputs(
                 out.append(SceneTask(f, os.path.normpath(os.path.join(outdir, rel))))
         elif item.lower().endswith((".txt", ".lst")) and os.path.isfile(item):
             base = os.path.dirname(os.path.abspath(item))
-            with open(item, encoding="utf-8") as fh:
-                for line in fh:
-                    line = line.strip()
-                    if line and not line.startswith("#"):
-                        p = line if os.path.isabs(line) or is_remote(line) else os.path.join(base, line)
-                        out.append(SceneTask(p, outdir))
+            with open(item, "rb") as fh:
+                data = fh.read()
+            for line in _list_lines(data, item):
+                p = line if os.path.isabs(line) or is_remote(line) else os.path.join(base, line)
+                out.append(SceneTask(p, outdir))
         else:
             out.append(SceneTask(item, outdir))
     # one output name per scene
@@ -114,6 +111,19 @@ def find_inputs(
             done.add(k)
             uniq.append(t)
     return uniq
+
+
+def _list_lines(data: bytes, path: str) -> list[str]:
+    """The scene paths of a list file: UTF-8 (with or without a byte-order
+    mark, as Windows editors save it), or UTF-16 with its mark; blank lines
+    and ``#`` comments left out."""
+    try:
+        text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: the scene list is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
+                         "expected one path or URL per line: save it as UTF-8") from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 # --- manifests ----------------------------------------------------------------

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
 
+from .errors import InputError, first_line
+
 if TYPE_CHECKING:
     import ctypes
 
@@ -138,10 +140,15 @@ class Runner:
             from distributed import Client, LocalCluster
 
             if self.remote:
-                self.client = Client(self.scheduler, set_as_default=False)
+                try:
+                    self.client = Client(self.scheduler, set_as_default=False)
+                except OSError as exc:
+                    raise InputError(f"{self.scheduler}: cannot reach the Dask scheduler ({first_line(exc)}); "
+                                     "expected a running `dask scheduler` at that address: start it, or check "
+                                     "the address and port") from None
             else:  # processes
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=":0", silence_logs=logging.ERROR, host="127.0.0.1")
+                                             dashboard_address=":0", silence_logs=logging.CRITICAL, host="127.0.0.1")
                 self.client = Client(self._cluster, set_as_default=False)
         self._executor = self.client.get_executor(pure=False, retries=1)
         log.info("dask client %s (%d task slots, %d onnxruntime threads each)",

@@ -58,6 +58,21 @@ def test_find_inputs_folders_lists_and_recursion(scenes, tmp_path):
         find_inputs([str(scenes / "s0.tif"), str(scenes / "sub" / "s0.tif")], "out")
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_scene_lists_saved_by_windows_editors(scenes, tmp_path, encoding):
+    lst = tmp_path / "list.txt"
+    lst.write_bytes("scenes/s1.tif\r\n# a comment\r\nscenes/s2.tif\r\n".encode(encoding))
+    found = find_inputs([str(lst)], "out")
+    assert [t.path for t in found] == [str(scenes / "s1.tif"), str(scenes / "s2.tif")]
+
+
+def test_scene_list_in_another_encoding_is_one_clear_error(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_bytes("sc\u00e8ne.tif\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"list.txt: the scene list is not UTF-8 text \(byte 2: .*save it as UTF-8"):
+        find_inputs([str(lst)], "out")
+
+
 def test_rerun_skips_and_redoes_changed(scenes, tmp_path, model8):
     out = tmp_path / "out"
     with Runner("synchronous") as r:

@@ -15,6 +15,17 @@ def test_validate_scheduler():
         validate_scheduler("gpu")
 
 
+def test_unreachable_scheduler_is_one_clear_error():
+    import dask
+
+    from geoseg.errors import InputError
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(
+            InputError, match=r"tcp://127.0.0.1:1: cannot reach the Dask scheduler .*start it"):
+        with Runner("tcp://127.0.0.1:1"):
+            pass
+
+
 def test_workers_and_onnxruntime_threads():
     cores = available_cores()
     assert Runner("synchronous", 8).workers == 1
