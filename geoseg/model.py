@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .contract import CONTRACT_KEY, ModelContract
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
 
@@ -28,6 +28,12 @@ class ModelInfo:
     input_shape: tuple
     output_shape: tuple
     size_bytes: int
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The graph's batch size when the graph fixes one (e.g. 1), else None."""
+        n = self.input_shape[0] if self.input_shape else None
+        return n if isinstance(n, int) and n > 0 else None
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -53,7 +59,8 @@ def new_session(model: str | bytes, threads: int = 1):
     """An onnxruntime CPU session set up as geoseg runs every model (the
     runtime, the export's parity check and the benchmarks all use this):
     full graph optimisation (4x faster than basic here), ``threads``
-    intra-op threads, sequential execution, warnings and errors only."""
+    intra-op threads, sequential execution, fatal log messages only (a failed
+    run comes back as an exception, which geoseg reports in one line)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -61,7 +68,7 @@ def new_session(model: str | bytes, threads: int = 1):
     so.intra_op_num_threads = max(1, int(threads))
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
+    so.log_severity_level = 4
     return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
 
 
@@ -110,6 +117,12 @@ def load_model(path: str | os.PathLike) -> ModelInfo:
             f"({contract.input_layout}, patch {p}, {nb} bands: expected [N, "
             f"{', '.join(map(str, want))}]); fix the contract or re-export the model"
         )
+    want_type = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}[contract.input_dtype]
+    if inp.type != want_type:
+        raise ModelError(
+            f"{path}: graph input type is {inp.type} but the contract's input_dtype is {contract.input_dtype} "
+            f"(expected {want_type}); fix the contract's input_dtype or re-export the model"
+        )
     ncls = out.shape[-1] if out.shape else None
     if isinstance(ncls, int) and ncls != contract.n_classes:
         raise ModelError(
@@ -149,7 +162,7 @@ def get_session(path: str, sha256: str, threads: int):
     return sess
 
 
-def run_batch(session, input_name: str, batch: np.ndarray, batch_size: int) -> np.ndarray:
+def run_batch(session, input_name: str, batch: np.ndarray, batch_size: int, model: str = "the model") -> np.ndarray:
     """Run the model on one batch of at most ``batch_size`` patches (already
     in the model's layout and dtype); returns (n, n_class) float32.
 
@@ -161,7 +174,15 @@ def run_batch(session, input_name: str, batch: np.ndarray, batch_size: int) -> n
     if k < batch_size:
         pad = np.zeros((batch_size - k,) + batch.shape[1:], dtype=batch.dtype)
         batch = np.concatenate([batch, pad], axis=0)
-    return session.run(None, {input_name: batch})[0][:k].astype(np.float32, copy=False)
+    try:
+        out = session.run(None, {input_name: batch})[0]
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no public base class
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        raise ModelError(f"{model}: the graph failed on a {batch.dtype} batch of shape {list(batch.shape)} "
+                         f"({first_line(exc)}); expected a graph that runs on the input its contract declares: "
+                         "re-export the model") from None
+    return out[:k].astype(np.float32, copy=False)
 
 
 def write_contract(model_path: str | os.PathLike, contract: ModelContract, out_path=None) -> None:

@@ -181,7 +181,7 @@ def classify_block(job: BlockJob) -> BlockResult:
             raw, v = gather_patches(pix, pval, rows[i : i + bs], cols[i : i + bs])
             x = to_model_input(raw, v, job.scaling, c.input_range, job.stats, c.input_layout, c.input_dtype)
             ti = time.perf_counter()
-            out[i : i + bs] = run_batch(sess, c.input_name, x, bs)
+            out[i : i + bs] = run_batch(sess, c.input_name, x, bs, job.model_path)
             t_infer += time.perf_counter() - ti
         probs[rows, cols] = out
     mean, count = fold_to_cells(
@@ -263,8 +263,8 @@ class SceneSetup:
         """The tasks' inputs, one per block (built lazily, as the runner asks)."""
         for b in blocks:
             yield BlockJob(self.scene, self.grid, b, model.path, model.sha256, runner.ort_threads, model.contract,
-                           self.scaling, self.stats, options.batch_size, self.min_valid, thumb_k, self.gdal_config,
-                           self.resample)
+                           self.scaling, self.stats, model.fixed_batch or options.batch_size, self.min_valid, thumb_k,
+                           self.gdal_config, self.resample)
 
 
 def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir: str | None = None) -> SceneSetup:

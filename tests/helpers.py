@@ -25,15 +25,18 @@ def make_contract(patch: int = 8, **kw) -> ModelContract:
 
 
 def make_model(path, patch: int = 8, contract: ModelContract | None | bool = None, layout="NHWC",
-               input_patch: int | None = None, temperature: float = 200.0, dtype: str = "float32") -> str:
+               input_patch: int | None = None, temperature: float = 200.0, dtype: str = "float32",
+               batch: int | str = "N", contract_dtype: str | None = None) -> str:
     """ONNX model: mean colour of the patch -> softmax over negative squared
     distances to the class colours.  ``contract=False`` writes no contract;
-    ``dtype="uint8"``: uint8 input cast to float in the graph."""
+    ``dtype="uint8"``: uint8 input cast to float in the graph; ``batch``: the
+    graph's batch dimension (a fixed size, or symbolic); ``contract_dtype``:
+    the contract's input_dtype when it is to disagree with the graph's."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     ip = input_patch or patch
-    shape = ["N", ip, ip, 3] if layout == "NHWC" else ["N", 3, ip, ip]
+    shape = [batch, ip, ip, 3] if layout == "NHWC" else [batch, 3, ip, ip]
     axes = [1, 2] if layout == "NHWC" else [2, 3]
     w = (2 * CLASS_RGB.T / temperature).astype(np.float32)  # (3, K)
     b = (-(CLASS_RGB ** 2).sum(1) / temperature).astype(np.float32)
@@ -51,13 +54,13 @@ def make_model(path, patch: int = 8, contract: ModelContract | None | bool = Non
     g = helper.make_graph(
         nodes, "colour",
         [helper.make_tensor_value_info("input", TensorProto.UINT8 if dtype == "uint8" else TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", len(CLASS_NAMES)])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, len(CLASS_NAMES)])],
         initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
     )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 9
     if contract is not False:
-        c = contract or make_contract(patch, input_layout=layout, input_dtype=dtype)
+        c = contract or make_contract(patch, input_layout=layout, input_dtype=contract_dtype or dtype)
         m.metadata_props.add(key=CONTRACT_KEY, value=c.to_json())
     onnx.save(m, str(path))
     return str(path)

@@ -25,6 +25,7 @@ def test_load_model_reads_the_contract(model8):
     ("nocontract", "no geoseg contract"),
     ("mismatch", "disagrees with the contract"),
     ("classes", "graph output has 4 classes but the contract names 3"),
+    ("dtype", r"graph input type is tensor\(float\) but the contract's input_dtype is uint8 .*re-export"),
 ])
 def test_bad_models(tmp_path, case, msg):
     p = tmp_path / f"{case}.onnx"
@@ -36,6 +37,8 @@ def test_bad_models(tmp_path, case, msg):
         make_model(p, 8, contract=make_contract(16))
     elif case == "classes":
         make_model(p, 8, contract=make_contract(8, class_names=CLASS_NAMES[:3], class_colors=("#000000",) * 3))
+    elif case == "dtype":
+        make_model(p, 8, contract_dtype="uint8")
     with pytest.raises(ModelError, match=msg) as e:
         load_model(p)
     assert str(p) in str(e.value)
@@ -69,3 +72,17 @@ def test_sessions_per_thread_and_padded_batches(model8):
     p = run_batch(s, "input", x, 16)
     assert p.shape == (4, 4) and p.dtype == np.float32 and (p.argmax(1) == np.arange(4)).all()
     assert np.array_equal(run_batch(s, "input", x[:1], 16), p[:1])
+
+
+def test_a_failed_run_is_a_model_error_naming_the_model(tmp_path):
+    # onnxruntime refuses the batch only when run (here: float64 for a float32 input)
+    p = make_model(tmp_path / "m.onnx", 8)
+    s = get_session(p, file_sha256(p), 1)
+    with pytest.raises(ModelError, match=r"m.onnx: the graph failed on a float64 batch of shape \[2, 8, 8, 3\] "
+                                         r"\(.*\); expected a graph that runs"):
+        run_batch(s, "input", np.zeros((1, 8, 8, 3)), 2, p)
+
+
+def test_fixed_batch_size_of_the_graph(tmp_path):
+    assert load_model(make_model(tmp_path / "n.onnx", 8)).fixed_batch is None
+    assert load_model(make_model(tmp_path / "one.onnx", 8, batch=1)).fixed_batch == 1

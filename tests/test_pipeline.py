@@ -142,6 +142,18 @@ def test_int16_uses_the_uint16_rule(tmp_path, model8, truth, sync):
     assert (got[rest] == want[rest]).all() and (want == truth).all()
 
 
+def test_graph_with_a_fixed_batch_size(tmp_path, model8, truth, scene_u8, sync):
+    """Exported with a batch size of 1 (common in ONNX exports): fed one
+    patch per run, the same map as the model with a free batch size."""
+    one = make_model(tmp_path / "one.onnx", 8, batch=1)
+    opts = ClassifyOptions(polygons=False, quicklook=False)
+    a = classify_scene(scene_u8, tmp_path / "a", model8, opts, sync).outputs
+    b = classify_scene(scene_u8, tmp_path / "b", one, opts, sync).outputs
+    assert (read(b["classes"])[0] == truth).all()
+    for band in range(1, 5):
+        assert np.allclose(read(a["probs"], band)[0], read(b["probs"], band)[0], atol=1e-5, equal_nan=True)
+
+
 @pytest.mark.parametrize("layout,dtype", [("NCHW", "uint8"), ("NHWC", "uint8"), ("NCHW", "float32")])
 def test_model_input_layouts_and_dtypes_agree(tmp_path, truth, sync, layout, dtype):
     """The same colour model fed NHWC float32 (the reference), or NCHW / uint8:

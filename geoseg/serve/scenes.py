@@ -181,13 +181,14 @@ def prepare_scene(path: str, model: ModelInfo, options: ServeOptions, uploaded: 
             px_m = abs(info.res[0])
     from .cache import scene_cache_key
 
-    opts = {"stride": stride, "batch_size": options.batch_size, "min_valid": min_valid,
+    batch = model.fixed_batch or options.batch_size
+    opts = {"stride": stride, "batch_size": batch, "min_valid": min_valid,
             "scaling": scaling.to_dict(), "bidx": list(info.bidx)}
     bounds_lonlat = (float(lonlat[0]), float(lonlat[1]), float(lonlat[2]), float(lonlat[3]))
     bounds_3857 = (float(merc[0]), float(merc[1]), float(merc[2]), float(merc[3]))
     return ServedScene(
         id=scene_id(path), name=info.name, path=os.path.realpath(path), uploaded=uploaded, info=info,
-        grid=grid, scaling=scaling, stats=stats, batch_size=options.batch_size, min_valid=min_valid,
+        grid=grid, scaling=scaling, stats=stats, batch_size=batch, min_valid=min_valid,
         block_cells=bcells, cache_key=scene_cache_key(path, model.sha256, opts, bcells),
         bounds_lonlat=bounds_lonlat, bounds_3857=bounds_3857,
         native_zoom=native_zoom(px_m, lat), display_range=display, crs=crs,
