@@ -433,6 +433,9 @@ def open_chip_scene(path: str, bands: tuple[int, ...] | None) -> Scene:
         if len(dtypes) != 1:
             raise InputError(f"{path}: the chosen bands have mixed dtypes {sorted(dtypes)}; choose bands of one "
                              "dtype with --bands")
+        if np.dtype(next(iter(dtypes))).kind not in "uif":
+            raise InputError(f"{path}: the bands are {next(iter(dtypes))}; expected integer or real pixel values: "
+                             "take the amplitude first (e.g. gdal_calc or rio calc)")
         names = tuple(band_name(ci[b - 1], src.descriptions[b - 1], b) for b in bidx)
         epsg = src.crs.to_epsg()
         return Scene(path, scene_stem(path), src.width, src.height, src.transform, src.crs.to_wkt(),

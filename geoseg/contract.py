@@ -10,6 +10,7 @@ pure: it parses and validates dictionaries and never touches files.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast, get_args
@@ -73,6 +74,9 @@ class Scaling:
             high=float(d.get("high", 98.0)),
             targets=targets,
         )
+        if s.method == "linear" and not (math.isfinite(s.scale) and math.isfinite(s.offset) and s.scale != 0):
+            raise ModelError(f"{where}: linear scaling needs a finite, non-zero scale and a finite offset "
+                             f"(got scale {s.scale:g}, offset {s.offset:g})")
         if s.method == "percentile" and not (0 <= s.low < s.high <= 100):
             raise ModelError(f"{where}: percentile scaling needs 0 <= low < high <= 100")
         return s
@@ -98,7 +102,10 @@ class Scaling:
         if name == "identity" and not vals:
             return cls("identity")
         if name == "linear" and 1 <= len(vals) <= 2:
-            return cls("linear", scale=vals[0], offset=vals[1] if len(vals) > 1 else 0.0)
+            try:
+                return cls.from_dict({"method": "linear", "scale": vals[0], "offset": vals[1] if len(vals) > 1 else 0.0})
+            except ModelError as exc:
+                raise ValueError(f"scaling {text!r}: {str(exc).partition(': ')[2]} (e.g. linear:0.0255)") from None
         if name == "percentile" and len(vals) in (0, 2):
             lo, hi = vals if vals else (2.0, 98.0)
             return cls.from_dict({"method": "percentile", "low": lo, "high": hi})

@@ -728,6 +728,10 @@ def _check_band(spec: BandSpec, what: str, scene: str, shape, transform: Affine,
         if not 1 <= spec.band <= src.count:
             raise InputError(f"{spec.path}: {what} {spec.band} names a band the raster does not have "
                              f"(it has {src.count}); choose 1..{src.count}")
+        dtype = src.dtypes[spec.band - 1]
+        if not (np.issubdtype(np.dtype(dtype), np.integer) or np.issubdtype(np.dtype(dtype), np.floating)):
+            raise InputError(f"{spec.path}: {what} band {spec.band} is {dtype}; expected integer or real "
+                             "reflectance values: take the amplitude first (e.g. gdal_calc or rio calc)")
 
 
 def _read_band(src, spec: BandSpec, win: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -735,8 +739,8 @@ def _read_band(src, spec: BandSpec, win: Window) -> tuple[np.ndarray, np.ndarray
         a = src.read(spec.band, window=win).astype(np.float64)
         v = src.read_masks(spec.band, window=win) > 0
     except RasterioError as exc:
-        raise InputError(f"{spec.path}: cannot read window {win} ({first_line(exc)}); the file may be truncated "
-                         "or corrupt") from None
+        raise InputError(f"{spec.path}: cannot read the pixels at column {win.col_off}, row {win.row_off} "
+                         f"({first_line(exc)}); the file may be truncated or corrupt: re-download or re-export it") from None
     v &= np.isfinite(a)
     return np.where(v, a, 0.0), v
 

@@ -233,6 +233,16 @@ def test_unknown_crs(scene, tmp_path):
         make_chips([str(bare)], ref, str(tmp_path / "d"), ChipConfig(size=16))
 
 
+def test_complex_bands_are_refused(polygons, tmp_path):
+    path = tmp_path / "slc.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=W, height=H, count=1, dtype="complex64", crs=CRS,
+                       transform=TRANSFORM) as dst:
+        dst.write(np.ones((1, H, W), np.complex64))
+    with pytest.raises(InputError, match="slc.tif: the bands are complex64; expected integer or real"):
+        make_chips([str(path)], polygons, str(tmp_path / "c"), ChipConfig(size=16))
+    assert not (tmp_path / "c").exists()
+
+
 def test_no_pure_window(scene, polygons, tmp_path):
     with pytest.raises(InputError, match="lower --min-purity"):
         make_chips([scene], polygons, str(tmp_path / "c"), ChipConfig(size=64))

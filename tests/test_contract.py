@@ -35,6 +35,12 @@ def test_scaling_parse():
     assert Scaling.parse("identity").method == "identity"
     with pytest.raises(ValueError):
         Scaling.parse("gamma:2")
+    # a linear rule that would turn every pixel into NaN or one value
+    for bad in ("linear:inf", "linear:nan", "linear:0", "linear:0.5,nan"):
+        with pytest.raises(ValueError, match=r"needs a finite, non-zero scale and a finite offset"):
+            Scaling.parse(bad)
+    with pytest.raises(ModelError, match="model.onnx: linear scaling needs"):
+        Scaling.from_dict({"method": "linear", "scale": 0}, where="model.onnx")
 
 
 def test_percentile_targets_round_trip_and_parse():

@@ -231,6 +231,9 @@ def test_ndwi_band_files_and_errors(tmp_path):
         ndwi_reference(scene, BandSpec(scene, 2), BandSpec(other, 1), tmp_path / "x.tif")
     with pytest.raises(InputError, match="expected a single-band raster"):
         ndwi_reference(b03, BandSpec(b03, 1), BandSpec(scene, 1), tmp_path / "x.tif")
+    cplx = write_raster(tmp_path / "slc.tif", (g + 1j * n).astype(np.complex64), t)
+    with pytest.raises(InputError, match=r"slc.tif: --green band 1 is complex64; expected integer or real .*amplitude"):
+        ndwi_reference(cplx, BandSpec(cplx, 1), BandSpec(b08, 1), tmp_path / "x.tif")
     assert not (tmp_path / "x.tif").exists()
 
 
