@@ -337,6 +337,12 @@ def _resample_for(scene: SceneInfo, c: ModelContract, stride: int, ground: float
                       "classifies it at its own pixel size", ResampleWarning, stacklevel=3)
         return None
     rs = plan_resample(c.patch_size, stride, ground, c.training_resolution_m)
+    if rs is not None and rs.src_patch > max(scene.width, scene.height):
+        side = c.patch_size * c.training_resolution_m
+        raise InputError(f"{scene.path}: the scene ({scene.width} x {scene.height} px of {ground:.3g} m) is smaller "
+                         f"than one {side:g} m patch at the model's training resolution "
+                         f"({c.training_resolution_m:g} m); expected a scene of at least {rs.src_patch} px: "
+                         "classify it with --resample off")
     if rs is None:
         log.info("%s: pixel size %.3g m is within 10%% of the model's %.3g m; not resampled", scene.path, ground,
                  c.training_resolution_m)

@@ -504,6 +504,18 @@ def test_resample_auto_geographic_and_enlarging(tmp_path, truth, sync):
     assert os.path.exists(res.outputs["quicklook"])
 
 
+def test_resample_auto_refuses_a_scene_smaller_than_one_patch(tmp_path, truth, sync):
+    # a 2 cm drone scene for a 10 m model: one patch would read about 4000 x 4000 px of a 56 x 48 px scene
+    from helpers import make_contract
+
+    m = make_model(tmp_path / "m.onnx", 8, contract=make_contract(8, training_resolution_m=10.0))
+    p = write_scene(tmp_path / "drone.tif", paint(truth, 8), transform=Affine(0.02, 0, 500000, 0, -0.02, 6e6))
+    with pytest.raises(InputError, match=r"drone.tif: the scene \(56 x 48 px of 0.02 m\) is smaller than one 80 m "
+                                         r"patch .*at least \d+ px: classify it with --resample off"):
+        classify_scene(p, tmp_path / "out", m, ClassifyOptions(resample="auto"), sync)
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
 def test_resample_option_is_checked():
     with pytest.raises(InputError, match="resample='yes': expected one of off, auto"):
         ClassifyOptions(resample="yes")  # type: ignore[arg-type]
