@@ -328,8 +328,11 @@ def _open_vector(path: str, field_name: str | None) -> VectorLabels:
     from pyproj import CRS
     from pyproj.exceptions import CRSError
 
+    from .reference import vector_layer
+
+    layer = vector_layer(path)
     try:
-        info = pyogrio.read_info(path)
+        info = pyogrio.read_info(path, layer=layer)
     except Exception as exc:  # noqa: BLE001 - GDAL/OGR errors of many kinds
         raise InputError(f"{path}: not a readable raster or vector file ({first_line(exc)}); expected polygons "
                          "or points (GeoPackage, GeoJSON, Shapefile) or a class raster (GeoTIFF)") from None
@@ -348,7 +351,7 @@ def _open_vector(path: str, field_name: str | None) -> VectorLabels:
 
     fname = choose_field(path, fields, dtypes, field_name)
     try:
-        gdf = pyogrio.read_dataframe(path, columns=[fname])
+        gdf = pyogrio.read_dataframe(path, layer=layer, columns=[fname])
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: cannot read features ({first_line(exc)}); the file may be corrupt") from None
     geoms = gdf.geometry.values

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -33,7 +34,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from . import styles
-from .errors import InputError, OutputError, OutputExistsError, first_line, ignoring
+from .errors import GeosegWarning, InputError, OutputError, OutputExistsError, first_line, ignoring
 from .raster import open_raster
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,29 @@ def norm_name(name: str) -> str:
     """How class names are compared: case, spaces and hyphens do not matter
     (``Green area`` == ``green_area``)."""
     return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+
+
+# --- vector files -----------------------------------------------------------------
+def vector_layer(path: str) -> str | None:
+    """The layer of a vector file to read: its only layer with geometries
+    (a GeoPackage's ``layer_styles`` table, e.g. in geoseg's own
+    ``NAME_polygons.gpkg``, is not one); where there are several, the first,
+    with a :class:`GeosegWarning` naming the others.  None for a file of one
+    layer (or one pyogrio cannot list)."""
+    import pyogrio
+
+    try:
+        layers = pyogrio.list_layers(path)
+    except Exception:  # noqa: BLE001 - the caller's read_info reports an unreadable file
+        return None
+    if len(layers) <= 1:
+        return None
+    spatial = [str(name) for name, geom in layers if geom is not None]
+    if len(spatial) > 1:
+        warnings.warn(f"{path}: {len(spatial)} layers with geometries ({', '.join(spatial)}); reading the first, "
+                      f"{spatial[0]!r}: to use another, save it alone (ogr2ogr out.gpkg {os.path.basename(path)} "
+                      "LAYER)", GeosegWarning, stacklevel=3)
+    return spatial[0] if spatial else None
 
 
 # --- class names of a raster ---------------------------------------------------
@@ -272,6 +296,7 @@ def _open_vector(path: str, grid: ClassGrid, field_name: str | None) -> VectorRe
     from pyproj.exceptions import CRSError
 
     is_parquet = path.lower().endswith(PARQUET_EXTENSIONS)
+    layer = None
     try:
         if is_parquet:
             try:
@@ -287,7 +312,8 @@ def _open_vector(path: str, grid: ClassGrid, field_name: str | None) -> VectorRe
         else:
             import pyogrio
 
-            info = pyogrio.read_info(path)
+            layer = vector_layer(path)
+            info = pyogrio.read_info(path, layer=layer)
             fields = [str(f) for f in info["fields"]]
             dtypes = [str(d) for d in info["dtypes"]]
             crs = info.get("crs")
@@ -318,7 +344,7 @@ def _open_vector(path: str, grid: ClassGrid, field_name: str | None) -> VectorRe
         if not is_parquet:
             import geopandas as gpd
 
-            gdf = gpd.read_file(path, engine="pyogrio", columns=[fname], bbox=bbox)
+            gdf = gpd.read_file(path, engine="pyogrio", layer=layer, columns=[fname], bbox=bbox)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: cannot read features ({first_line(exc)}); the file may be corrupt") from None
     if gdf.crs is None:

@@ -169,6 +169,28 @@ def test_vector_reference_fractions_and_field(tmp_path):
         open_reference(tmp_path / "two.gpkg", grid)
 
 
+def test_vector_reference_layers(tmp_path):
+    """A GeoPackage with a table beside its features (geoseg's own
+    NAME_polygons.gpkg holds QGIS' layer_styles): the features, no warning;
+    two feature layers: the first, with a geoseg warning naming both."""
+    import pandas as pd
+    import pyogrio
+
+    from geoseg.errors import GeosegWarning
+
+    grid = open_class_map(class_map(tmp_path / "c.tif", np.zeros((2, 3))))
+    p = tmp_path / "own.gpkg"
+    gpd.GeoDataFrame({"class": ["lake"]}, geometry=[box(X0, Y0 - 4, X0 + 4, Y0)], crs="EPSG:32633").to_file(
+        p, layer="classes")
+    pyogrio.write_dataframe(pd.DataFrame({"styleName": ["s"]}), p, layer="layer_styles", append=True)
+    assert open_reference(p, grid).classes == ["lake"]  # (warnings are errors in the tests)
+    gpd.GeoDataFrame({"class": ["forest"]}, geometry=[box(X0, Y0 - 4, X0 + 4, Y0)], crs="EPSG:32633").to_file(
+        p, layer="more")
+    with pytest.warns(GeosegWarning, match=r"own.gpkg: 2 layers with geometries \(classes, more\); reading the "
+                                           r"first, 'classes'"):
+        assert open_reference(p, grid).classes == ["lake"]
+
+
 # --- NDWI --------------------------------------------------------------------------
 def ndwi_scene(tmp_path):
     """4 bands float32 (blue, green, red, nir) 24 x 40, nodata -9999, with
