@@ -412,12 +412,13 @@ def open_chip_scene(path: str, bands: tuple[int, ...] | None) -> Scene:
     from .naming import scene_stem
     from .windows import is_north_up
 
-    from .raster import open_raster
+    from .raster import check_earth_crs, open_raster
 
     with open_raster(path, "scene") as src:
         if src.crs is None:
             raise InputError(f"{path}: the scene has no CRS (unknown coordinate system); assign one "
                              "(e.g. `rio edit-info --crs EPSG:XXXX`)")
+        check_earth_crs(src.crs, path)
         if src.transform == Affine.identity():
             raise InputError(f"{path}: the scene has no geotransform; expected a georeferenced scene")
         if not is_north_up(src.transform):

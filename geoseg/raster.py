@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Literal, NoReturn
@@ -122,14 +123,30 @@ def open_scene(
         return _describe(src, path, contract, bidx, nodata)
 
 
+def check_earth_crs(crs, path: str) -> None:
+    """Refuse a local (engineering) CRS: it has no transformation to
+    longitude and latitude, which areas, web maps and STAC items need (GDAL
+    would print a many-line PROJ error first)."""
+    if crs is not None and not (crs.is_geographic or crs.is_projected):
+        name = re.search(r'"([^"]*)"', crs.to_wkt())
+        raise InputError(f"{path}: the CRS {name.group(1) if name else crs.to_string()[:60]!r} is a local "
+                         "(engineering) system that cannot be placed on the Earth; expected a geographic or "
+                         "projected CRS: assign the right one (`rio edit-info --crs EPSG:XXXX`)")
+
+
 def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
     need = contract.n_bands
     bands_txt = ", ".join(contract.bands)
+    gcps, gcp_crs = src.gcps
+    if src.crs is None and gcps and gcp_crs is not None:
+        raise InputError(f"{path}: raster is georeferenced by {len(gcps)} ground control points only; expected a "
+                         "north-up grid with a CRS: warp it first (`gdalwarp -r bilinear in.tif out.tif`)")
     if src.crs is None:
         raise InputError(
             f"{path}: raster has no CRS; expected a georeferenced scene "
             "(assign one, e.g. `rio edit-info --crs EPSG:XXXX`)"
         )
+    check_earth_crs(src.crs, path)
     t = src.transform
     if t == Affine.identity() and not src.gcps[0]:
         raise InputError(f"{path}: raster has no geotransform; expected a georeferenced scene")

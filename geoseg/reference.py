@@ -35,7 +35,7 @@ from rasterio.windows import Window
 
 from . import styles
 from .errors import GeosegWarning, InputError, OutputError, OutputExistsError, first_line, ignoring
-from .raster import open_raster
+from .raster import check_earth_crs, open_raster
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ def _aux_names(aux: str, nodata) -> dict[int, str]:
 def _check_georef(src, path: str, what: str) -> None:
     if src.crs is None:
         raise InputError(f"{path}: the {what} has no CRS; assign one (e.g. `rio edit-info --crs EPSG:XXXX`)")
+    check_earth_crs(src.crs, path)
     if src.transform == Affine.identity():
         raise InputError(f"{path}: the {what} has no geotransform; expected a georeferenced raster")
 

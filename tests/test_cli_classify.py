@@ -73,6 +73,19 @@ def _bad_scenes(tmp_path, truth):
                        transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
         dst.write(good[:, :48, :48])
     out["nocrs"] = (p, "no CRS")
+    p = d / "localcrs.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=48, height=48, count=3, dtype="uint8",
+                       crs=rasterio.crs.CRS.from_wkt('LOCAL_CS["site grid",UNIT["metre",1]]'),
+                       transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+        dst.write(good[:, :48, :48])
+    out["localcrs"] = (p, "the CRS 'site grid' is a local (engineering) system")
+    p = d / "gcps.tif"
+    gcps = [rasterio.control.GroundControlPoint(r, c, 500000 + c * 10, 6e6 - r * 10) for r, c in
+            ((0, 0), (0, 47), (47, 0))]
+    with rasterio.open(p, "w", driver="GTiff", width=48, height=48, count=3, dtype="uint8",
+                       gcps=gcps, crs="EPSG:32633") as dst:
+        dst.write(good[:, :48, :48])
+    out["gcps"] = (p, "georeferenced by 3 ground control points only")
     out["rotated"] = (write_scene(d / "rotated.tif", good, transform=Affine(10, 2, 0, 2, -10, 0)), "rotated, sheared")
     out["twoband"] = (write_scene(d / "twoband.tif", good[:2], colorinterp=False), "model expects 3")
     out["tiny"] = (write_scene(d / "tiny.tif", good[:, :5, :40]), "smaller than one")
@@ -81,7 +94,8 @@ def _bad_scenes(tmp_path, truth):
     return out
 
 
-@pytest.mark.parametrize("case", ["text", "empty", "truncated", "nocrs", "rotated", "twoband", "tiny"])
+@pytest.mark.parametrize("case", ["text", "empty", "truncated", "nocrs", "localcrs", "gcps", "rotated", "twoband",
+                                  "tiny"])
 def test_bad_scene_one_line_error(tmp_path, model8, truth, case):
     path, msg = _bad_scenes(tmp_path, truth)[case]
     r = run("classify", path, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
