@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Literal, NoReturn
@@ -77,12 +78,40 @@ def open_raster(path: str, what: str = "scene"):
             raise InputError(f"{path}: file not found; check the path of the {what}")
         if os.path.isfile(path) and os.path.getsize(path) == 0:
             raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF {what}")
+    io_errors = _GdalIoErrors()
+    env_log = logging.getLogger("rasterio._env")  # where rasterio logs GDAL's warnings
+    env_log.addFilter(io_errors)
     try:
         with ignoring(NotGeoreferencedWarning):
-            return rasterio.open(gdal_path(path))
+            src = rasterio.open(gdal_path(path))
     except RasterioError as exc:
         _raise_remote(path, exc)
         raise InputError(f"{path}: not a readable raster ({first_line(exc)}); expected a GeoTIFF {what}") from None
+    finally:
+        env_log.removeFilter(io_errors)
+    if io_errors.first:
+        src.close()
+        raise InputError(f"{path}: truncated or corrupt (GDAL: {io_errors.first}); expected a whole GeoTIFF "
+                         f"{what}: re-download or re-export it")
+    return src
+
+
+class _GdalIoErrors(logging.Filter):
+    """Holds back GDAL's 'IO error during reading' warnings of the calling
+    thread while it opens a file (a file cut short after its pixels loses the
+    tags at its end: its CRS and geotransform), keeping the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.first: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread or "IO error" not in (msg := record.getMessage()):
+            return True
+        if self.first is None:
+            self.first = msg.split(": ", 1)[-1][:160]
+        return False
 
 
 def _raise_read_error(scene: SceneInfo, window: Window, exc: RasterioError) -> NoReturn:

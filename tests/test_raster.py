@@ -61,3 +61,30 @@ def test_read_window_pads_past_the_edges(tmp_path, truth, contract):
     assert not valid[4:6, :6].any() and valid[6:, :6].all() and not valid[~inside].any()
     data, valid, inside = read_window(s, Window(100, 100, 8, 8))  # wholly outside
     assert not inside.any() and not valid.any() and (data == 0).all()
+
+
+def test_file_cut_short_after_its_pixels_is_truncated_not_unreferenced(tmp_path, truth, contract):
+    # a GeoTIFF whose tags follow its pixels (GDAL's own layout) cut at 90 %:
+    # GDAL opens it with warnings and without its CRS and geotransform; the
+    # error must say truncated (not "no CRS"), and GDAL's warnings stay back
+    import logging
+
+    import rasterio
+
+    img = paint(truth, 8)
+    with rasterio.open(tmp_path / "s.tif", "w", driver="GTiff", width=img.shape[2], height=img.shape[1], count=3,
+                       dtype="uint8", crs="EPSG:32633", transform=rasterio.Affine(10, 0, 5e5, 0, -10, 6e6)) as dst:
+        dst.write(img)
+        dst.update_tags(NOTE="x" * 2000)
+    data = (tmp_path / "s.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: int(len(data) * 0.9)])
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: seen.append(r.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("rasterio").addHandler(handler)
+    try:
+        with pytest.raises(InputError, match=r"cut.tif: truncated or corrupt \(GDAL: .*IO error.*re-download"):
+            open_scene(tmp_path / "cut.tif", contract)
+    finally:
+        logging.getLogger("rasterio").removeHandler(handler)
+    assert not [m for m in seen if "IO error" in m]
