@@ -37,7 +37,7 @@ import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -538,11 +538,19 @@ def _invalid_chunk(scene: Scene, r0: int, r1: int, size: int, stride: int) -> np
 
     win = Window(0, r0, scene.width, r1 - r0)
     with rasterio.open(scene.path) as src:
-        masks = src.read_masks(scene.bidx, window=win)
-        bad = np.any(masks == 0, axis=0)
-        if np.dtype(scene.dtype).kind == "f":
-            bad |= ~np.all(np.isfinite(src.read(scene.bidx, window=win)), axis=0)
+        try:
+            masks = src.read_masks(scene.bidx, window=win)
+            bad = np.any(masks == 0, axis=0)
+            if np.dtype(scene.dtype).kind == "f":
+                bad |= ~np.all(np.isfinite(src.read(scene.bidx, window=win)), axis=0)
+        except rasterio.errors.RasterioError as exc:
+            _raise_unreadable(scene.path, 0, r0, exc)
     return window_sums(bad, size, stride)
+
+
+def _raise_unreadable(path: str, col: int, row: int, exc: BaseException) -> NoReturn:
+    raise InputError(f"{path}: cannot read the pixels at column {col}, row {row} ({first_line(exc)}); the file "
+                     "may be truncated or corrupt: re-download or re-export it") from None
 
 
 @dataclass
@@ -675,6 +683,8 @@ def _prepare_out(out_dir: str, overwrite: bool) -> None:
                     if os.path.isfile(p):
                         os.remove(p)
             os.remove(manifest)
+            if os.path.exists(os.path.join(out_dir, SIDECAR)):
+                os.remove(os.path.join(out_dir, SIDECAR))
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
@@ -683,11 +693,27 @@ def _prepare_out(out_dir: str, overwrite: bool) -> None:
 
 def _write_chips(opened: list[Scene], stems: list[str], cands: list[_Candidate], names: list[str], out_dir: str,
                  size: int) -> list[dict]:
+    rows: list[dict] = []
+    try:
+        _write_each(opened, stems, cands, names, out_dir, size, rows)
+    except BaseException:  # no chips without their manifest: remove what this run wrote
+        for r in rows:
+            p = os.path.join(out_dir, r["chip"])
+            if os.path.isfile(p):
+                os.remove(p)
+        raise
+    rows.sort(key=lambda r: (r["class"], r["chip"]))
+    return rows
+
+
+def _write_each(opened: list[Scene], stems: list[str], cands: list[_Candidate], names: list[str], out_dir: str,
+                size: int, rows: list[dict]) -> None:
+    """Write each chip (temporary name, then renamed), appending its manifest
+    row to ``rows`` as soon as its file is in place."""
     import rasterio
     from affine import Affine
     from rasterio.windows import Window
 
-    rows: list[dict] = []
     by_scene: dict[int, list[int]] = {}
     for k, c in enumerate(cands):
         by_scene.setdefault(c.scene, []).append(k)
@@ -699,7 +725,10 @@ def _write_chips(opened: list[Scene], stems: list[str], cands: list[_Candidate],
             for k in by_scene[si]:
                 c, cls = cands[k], names[k]
                 win = Window(c.col_off, c.row_off, size, size)
-                data = src.read(sc.bidx, window=win)
+                try:
+                    data = src.read(sc.bidx, window=win)
+                except rasterio.errors.RasterioError as exc:
+                    _raise_unreadable(sc.path, c.col_off, c.row_off, exc)
                 t = src.transform @ Affine.translation(c.col_off, c.row_off)
                 rel = os.path.join(cls, f"{stems[si]}_r{c.row_off:06d}_c{c.col_off:06d}.tif")
                 final = os.path.join(out_dir, rel)
@@ -727,8 +756,6 @@ def _write_chips(opened: list[Scene], stems: list[str], cands: list[_Candidate],
                              "left": left, "bottom": min(bottom, top), "right": right, "top": max(bottom, top),
                              "crs": sc.crs_text, "pixel_size_x": abs(sc.res[0]), "pixel_size_y": abs(sc.res[1]),
                              "purity": round(c.purity, 6), "group": c.group})
-    rows.sort(key=lambda r: (r["class"], r["chip"]))
-    return rows
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:

@@ -16,7 +16,11 @@ from contextlib import contextmanager
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (a library's multi-line or
-    empty message made fit for a one-line error)."""
+    empty message made fit for a one-line error).  Where the message only
+    points at its cause (rasterio's "Read failed. See previous exception for
+    details."), the cause's."""
+    if exc.__cause__ is not None and "see previous exception" in str(exc).lower():
+        exc = exc.__cause__
     s = str(exc).strip()
     return s.splitlines()[0][:limit] if s else type(exc).__name__
 

@@ -118,7 +118,8 @@ def _raise_read_error(scene: SceneInfo, window: Window, exc: RasterioError) -> N
     """The one-line error of a failed window read (remote errors named as such)."""
     _raise_remote(scene.path, exc)
     raise InputError(
-        f"{scene.path}: cannot read window {window} ({first_line(exc)}); the file may be truncated or corrupt"
+        f"{scene.path}: cannot read the pixels at column {window.col_off}, row {window.row_off} ({first_line(exc)}); "
+        "the file may be truncated or corrupt: re-download or re-export it"
     ) from None
 
 

@@ -500,8 +500,9 @@ def _raster_chunks(ref: RasterReference, grid: ClassGrid, rows_per_chunk: int | 
                 a = src.read(1, window=win)
                 m = src.read_masks(1, window=win) > 0
             except RasterioError as exc:
-                raise InputError(f"{ref.path}: cannot read window {win} ({first_line(exc)}); the file may "
-                                 "be truncated or corrupt") from None
+                raise InputError(f"{ref.path}: cannot read the pixels at column {win.col_off}, row {win.row_off} "
+                                 f"({first_line(exc)}); the file may be truncated or corrupt: re-download or "
+                                 "re-export it") from None
             sl = (slice(ir0 - sr0, ir1 - sr0), slice(ic0 - sc0, ic1 - sc0))
             vals[sl] = a
             valid[sl] = m

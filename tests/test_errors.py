@@ -37,3 +37,16 @@ def test_ignoring_is_safe_across_threads():
     threads restore each other's filters too early (a scene thread of a
     two-scene run met a NotGeoreferencedWarning it had silenced)."""
     assert not _hammer(lambda: ignoring(Quiet))
+
+
+def test_first_line_takes_the_cause_a_message_points_to():
+    from geoseg.errors import first_line
+
+    try:
+        try:
+            raise OSError("trunc.tif, band 1: IReadBlock failed at X offset 0\nmore")
+        except OSError as cause:
+            raise RuntimeError("Read failed. See previous exception for details.") from cause
+    except RuntimeError as exc:
+        assert first_line(exc) == "trunc.tif, band 1: IReadBlock failed at X offset 0"
+    assert first_line(ValueError("")) == "ValueError"
