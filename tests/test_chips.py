@@ -13,7 +13,7 @@ import rasterio
 from affine import Affine
 from click.testing import CliRunner
 from rasterio.enums import ColorInterp as CI
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from geoseg.chips import (BlockSize, ChipConfig, block_of, make_chips, point_counts, points_to_labels,
                           sample_per_class, window_grid, window_labels, window_sums)
@@ -177,6 +177,28 @@ def test_outputs_are_not_overwritten(scene, polygons, tmp_path):
     res = make_chips([scene], polygons, out, ChipConfig(size=32, overwrite=True))
     assert sum(len(os.listdir(os.path.join(out, c))) for c in ("forest", "water", "field")
                if os.path.isdir(os.path.join(out, c))) == res.n
+
+
+def test_a_failed_read_leaves_no_chips_and_names_the_file(scene, polygons, tmp_path, monkeypatch):
+    import rasterio.io
+
+    real, calls = rasterio.io.DatasetReader.read, []
+
+    def flaky(self, *a, **k):  # the 5th chip's read fails (a truncated strip)
+        calls.append(1)
+        if len(calls) == 5:
+            raise RasterioError("Read failed. See previous exception for details.") from OSError(
+                "tiny_scene.tif, band 1: IReadBlock failed at X offset 1, Y offset 2")
+        return real(self, *a, **k)
+
+    out = tmp_path / "o"
+    make_chips([scene], polygons, str(out / "old"), ChipConfig(size=16))
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", flaky)
+    with pytest.raises(InputError, match=r"tiny_scene.tif: cannot read the pixels at column \d+, row \d+ "
+                                         r"\(tiny_scene.tif, band 1: IReadBlock failed.*re-download"):
+        make_chips([scene], polygons, str(out / "old"), ChipConfig(size=16, overwrite=True))
+    assert len(calls) == 5
+    assert [f for _, _, fs in os.walk(out / "old") for f in fs] == []  # old chips replaced, no new ones left
 
 
 # --- raster labels --------------------------------------------------------------------
