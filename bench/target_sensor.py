@@ -66,7 +66,7 @@ def crop(scene: str, out: str, col0: int, col1: int, nodata: float | None) -> st
     return out
 
 
-def score(scene: str, ref: str, model: str | None, out: str) -> dict:
+def score(scene: str, ref: str, model: str | None, out: str, col0: int) -> dict:
     """Water IoU / P / R of ``model`` (None: the shipped default) on ``scene``."""
     args = ["classify", scene, "-o", out + "_map", "--no-polygons", "--no-quicklook", "--no-probs", "--overwrite"]
     if model:
@@ -78,7 +78,40 @@ def score(scene: str, ref: str, model: str | None, out: str) -> dict:
     with open(os.path.join(out + "_eval", "report.json")) as f:
         rep = json.load(f)
     w = rep["per_class"]["water"]
-    return {"iou": w["iou"], "precision": w["precision"], "recall": w["recall"], "oa": rep["overall_accuracy"]}
+    return {"iou": w["iou"], "precision": w["precision"], "recall": w["recall"], "oa": rep["overall_accuracy"],
+            "reference_water_cells": w["reference_cells"], "cells": rep["n_cells"],
+            "wrong_by_water_share": errors_by_share(os.path.join(out + "_map", f"{stem}_classes.tif"), ref, col0)}
+
+
+def errors_by_share(class_map: str, ref: str, col0: int) -> dict[str, list[int]]:
+    """Wrong cells of a class map (water vs not) by the reference's water
+    share in the cell: {bin: [wrong, cells]}.  ``col0``: the map's first
+    column in the reference's grid (the part's offset).  Cells the reference
+    covers less than half (nodata) are left out, as evaluate-scene does."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(class_map) as cm:
+        cls = cm.read(1)
+        names = cm.tags().get("CLASS_NAMES", "").split(",")
+    w_val = names.index("water") if "water" in names else None
+    with rasterio.open(ref) as r:
+        h, w = cls.shape
+        a = r.read(1, window=Window(col0, 0, min(w * CELL, r.width - col0), min(h * CELL, r.height)), boundless=False)
+    bins = {"< 20 %": [0, 0], "20-50 %": [0, 0], "50-80 %": [0, 0], ">= 80 %": [0, 0]}
+    for i in range(h):
+        for j in range(w):
+            c = a[i * CELL:(i + 1) * CELL, j * CELL:(j + 1) * CELL]
+            valid = c != 255
+            if cls[i, j] == 255 or valid.sum() < 0.5 * CELL * CELL:
+                continue
+            share = float((c[valid] == 1).mean())
+            truth = share > 0.5
+            wrong = (cls[i, j] == w_val) != truth
+            key = "< 20 %" if share < 0.2 else "20-50 %" if share < 0.5 else "50-80 %" if share < 0.8 else ">= 80 %"
+            bins[key][0] += int(wrong)
+            bins[key][1] += 1
+    return bins
 
 
 def fold(name: str, scene: str, ref: str, nodata: float | None, train_part: str, a: argparse.Namespace) -> dict:
@@ -92,6 +125,7 @@ def fold(name: str, scene: str, ref: str, nodata: float | None, train_part: str,
     parts = {"west": crop(scene, os.path.join(d, "west.tif"), 0, cut, nodata),
              "east": crop(scene, os.path.join(d, "east.tif"), cut, width, nodata)}
     test_part = "east" if train_part == "west" else "west"
+    col0 = cut if test_part == "east" else 0
     tag = f"{train_part}_s{a.seed}_st{a.stride}_p{a.min_purity}"
     chips = os.path.join(d, f"chips_{train_part}_st{a.stride}_p{a.min_purity}")
     if not os.path.exists(os.path.join(chips, "chips.csv")):
@@ -111,8 +145,8 @@ def fold(name: str, scene: str, ref: str, nodata: float | None, train_part: str,
         chip_test = round(json.load(f)["accuracy"], 4)
     return {"scene": name, "train_part": train_part, "test_part": test_part, "seed": a.seed,
             "stride": a.stride, "min_purity": a.min_purity, "chips": counts, "chip_test_accuracy": chip_test,
-            "target_sensor": score(parts[test_part], ref, model, os.path.join(d, f"{tag}_on_{test_part}")),
-            "default": score(parts[test_part], ref, None, os.path.join(d, f"default_on_{test_part}"))}
+            "target_sensor": score(parts[test_part], ref, model, os.path.join(d, f"{tag}_on_{test_part}"), col0),
+            "default": score(parts[test_part], ref, None, os.path.join(d, f"default_on_{test_part}"), col0)}
 
 
 def main(argv=None) -> int:
@@ -141,7 +175,9 @@ def main(argv=None) -> int:
                   f"   target-sensor model: water IoU {scene_eval.fmt(t['iou'])} P {scene_eval.fmt(t['precision'])}"
                   f" R {scene_eval.fmt(t['recall'])}\n"
                   f"   default model:       water IoU {scene_eval.fmt(b['iou'])} P {scene_eval.fmt(b['precision'])}"
-                  f" R {scene_eval.fmt(b['recall'])}", flush=True)
+                  f" R {scene_eval.fmt(b['recall'])}\n"
+                  f"   wrong cells by reference water share (wrong/cells), target-sensor model: "
+                  f"{t['wrong_by_water_share']}; default: {b['wrong_by_water_share']}", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)
