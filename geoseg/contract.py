@@ -201,9 +201,11 @@ class ModelContract:
         bad = [c for c in colors if not _COLOUR.match(c)]
         if bad:
             raise ModelError(f"{where}: class colours {bad} are not '#RRGGBB'")
-        patch = int(d["patch_size"])
-        if patch < 1:
-            raise ModelError(f"{where}: patch_size {patch} must be positive")
+        if not all(isinstance(n, str) and n.strip() for n in d["class_names"]) or len(set(names)) != len(names):
+            raise ModelError(f"{where}: class_names {list(d['class_names'])} must be distinct, non-empty strings")
+        patch = d["patch_size"]
+        if not isinstance(patch, int) or isinstance(patch, bool) or patch < 1:
+            raise ModelError(f"{where}: patch_size {patch!r} must be a positive whole number of pixels")
         layout = d.get("input_layout", "NHWC")
         if layout not in INPUT_LAYOUTS:
             raise ModelError(f"{where}: input_layout {layout!r} is not NHWC or NCHW")
@@ -217,6 +219,11 @@ class ModelContract:
         known = {f for f in cls.__dataclass_fields__} | {"schema"}
         extra = {k: v for k, v in d.items() if k not in known}
         res = d.get("training_resolution_m")
+        if res is not None and not (isinstance(res, (int, float)) and math.isfinite(res) and res > 0):
+            raise ModelError(f"{where}: training_resolution_m {res!r} must be a positive number of metres (or absent)")
+        mvf = d.get("min_valid_fraction", 0.5)
+        if not (isinstance(mvf, (int, float)) and 0 <= mvf <= 1):
+            raise ModelError(f"{where}: min_valid_fraction {mvf!r} must be a number from 0 to 1")
         return cls(
             class_names=names,
             class_colors=colors,
@@ -228,7 +235,7 @@ class ModelContract:
             # not length-checked: any length is accepted, as before
             input_range=cast("tuple[float, float]", tuple(float(v) for v in d.get("input_range", (0.0, 255.0)))),
             scaling=scaling,
-            min_valid_fraction=float(d.get("min_valid_fraction", 0.5)),
+            min_valid_fraction=float(mvf),
             training_resolution_m=None if res is None else float(res),
             name=str(d.get("name", "unnamed")),
             extra=extra,

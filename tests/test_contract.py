@@ -21,6 +21,13 @@ def test_round_trip():
     (lambda d: d.update(schema="other"), "schema"),
     (lambda d: d.update(input_layout="NWHC"), "input_layout"),
     (lambda d: d.update(scaling={"uint16": {"method": "magic"}}), "scaling method"),
+    (lambda d: d.update(class_names=["a", "a", "b", "c"]), "must be distinct, non-empty strings"),
+    (lambda d: d.update(class_names=[1, 2, 3, 4]), "must be distinct, non-empty strings"),
+    (lambda d: d.update(patch_size="64"), "patch_size '64' must be a positive whole number"),
+    (lambda d: d.update(patch_size=0), "patch_size 0 must be"),
+    (lambda d: d.update(training_resolution_m=-10), "training_resolution_m -10 must be a positive number"),
+    (lambda d: d.update(training_resolution_m=0), "training_resolution_m 0 must be"),
+    (lambda d: d.update(min_valid_fraction=2), "min_valid_fraction 2 must be a number from 0 to 1"),
 ])
 def test_invalid_contracts(mutate, msg):
     d = make_contract().to_dict()
