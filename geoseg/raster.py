@@ -231,6 +231,11 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
     if len(dtypes) != 1:
         raise InputError(f"{path}: chosen bands have mixed dtypes {sorted(dtypes)}")
     dtype = dtypes.pop()
+    if nodata is not None and not np.isnan(nodata) and np.dtype(dtype).kind in "ui":
+        info = np.iinfo(np.dtype(dtype))
+        if not (info.min <= nodata <= info.max and float(nodata).is_integer()):
+            raise InputError(f"{path}: --nodata {nodata:g} cannot occur in a {dtype} scene ({info.min}..{info.max}, "
+                             "whole numbers); expected one of its pixel values, e.g. --nodata 0")
     mask_kind: MaskKind
     if nodata is not None:
         mask_kind = "user"

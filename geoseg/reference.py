@@ -696,6 +696,14 @@ def ndwi_reference(scene: str | os.PathLike, green: BandSpec, nir: BandSpec, out
     """
     scene = str(scene)
     out = str(out)
+    if not (np.isfinite(threshold) and -1 <= threshold < 1):
+        raise InputError(f"--threshold {threshold}: NDWI lies in -1..1; expected a threshold from -1 to below 1 "
+                         "(0 is McFeeters' water line)")
+    if (os.path.abspath(green.path), green.band) == (os.path.abspath(nir.path), nir.band):
+        raise InputError(f"{green.path}: --green and --nir are the same band ({green.describe()}); expected the "
+                         "green and the near-infrared band (e.g. NAIP: --green 2 --nir 4)")
+    if not out.lower().endswith((".tif", ".tiff")):
+        raise InputError(f"{out}: the reference is written as a GeoTIFF; expected an output name ending in .tif")
     src = open_raster(scene, "scene")
     with src:
         _check_georef(src, scene, "scene")

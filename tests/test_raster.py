@@ -88,3 +88,11 @@ def test_file_cut_short_after_its_pixels_is_truncated_not_unreferenced(tmp_path,
     finally:
         logging.getLogger("rasterio").removeHandler(handler)
     assert not [m for m in seen if "IO error" in m]
+
+
+def test_nodata_value_outside_the_dtype_is_refused(tmp_path, truth, contract):
+    p = write_scene(tmp_path / "s.tif", paint(truth, 8))
+    for bad in (300, -1, 0.5):
+        with pytest.raises(InputError, match=rf"s.tif: --nodata {bad:g} cannot occur in a uint8 scene"):
+            open_scene(p, contract, nodata=bad)
+    assert open_scene(p, contract, nodata=0).nodata == 0

@@ -253,6 +253,14 @@ def test_ndwi_band_files_and_errors(tmp_path):
         ndwi_reference(scene, BandSpec(scene, 2), BandSpec(other, 1), tmp_path / "x.tif")
     with pytest.raises(InputError, match="expected a single-band raster"):
         ndwi_reference(b03, BandSpec(b03, 1), BandSpec(scene, 1), tmp_path / "x.tif")
+    for kw, msg in ((dict(threshold=float("nan")), "--threshold nan: NDWI lies in -1..1"),
+                    (dict(threshold=1.5), "--threshold 1.5: NDWI lies in -1..1")):
+        with pytest.raises(InputError, match=msg):
+            ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 4), tmp_path / "x.tif", **kw)
+    with pytest.raises(InputError, match="--green and --nir are the same band"):
+        ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 2), tmp_path / "x.tif")
+    with pytest.raises(InputError, match="x.png: the reference is written as a GeoTIFF"):
+        ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 4), tmp_path / "x.png")
     cplx = write_raster(tmp_path / "slc.tif", (g + 1j * n).astype(np.complex64), t)
     with pytest.raises(InputError, match=r"slc.tif: --green band 1 is complex64; expected integer or real .*amplitude"):
         ndwi_reference(cplx, BandSpec(cplx, 1), BandSpec(b08, 1), tmp_path / "x.tif")
