@@ -589,6 +589,11 @@ def make_chips(scenes: list[str], labels_path: str, out_dir: str, cfg: ChipConfi
             raise InputError(f"{sc.path}: {len(sc.bidx)} {sc.dtype} band(s), but {first.path} gives "
                              f"{len(first.bidx)} {first.dtype}; chips of one set need the same bands "
                              "(choose them with --bands)")
+    small = [sc for sc in opened if sc.width < size or sc.height < size]
+    if small and len(small) == len(opened):
+        sc = small[0]
+        raise InputError(f"{sc.path}: the scene is {sc.width} x {sc.height} px, smaller than one {size} px chip; "
+                         f"expected scenes of at least {size} x {size} px: lower --size")
     # unique stems for chip names and groups
     stems: list[str] = []
     seen: Counter[str] = Counter()

@@ -265,6 +265,13 @@ def test_complex_bands_are_refused(polygons, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_scene_smaller_than_a_chip(scene, polygons, tmp_path):
+    with pytest.raises(InputError, match=rf"tiny_scene.tif: the scene is {W} x {H} px, smaller than one 128 px chip"
+                                         r".*lower --size"):
+        make_chips([scene], polygons, str(tmp_path / "c"), ChipConfig(size=128))
+    assert not (tmp_path / "c").exists()
+
+
 def test_no_pure_window(scene, polygons, tmp_path):
     with pytest.raises(InputError, match="lower --min-purity"):
         make_chips([scene], polygons, str(tmp_path / "c"), ChipConfig(size=64))
