@@ -69,6 +69,26 @@ def references(out: str) -> dict[str, tuple[str, str, list[str]]]:
     return {"naip": (NAIP, naip_ref, []), "amsterdam": (ams_stack(out), ams_ref, ["--nodata", "0"])}
 
 
+def classify_and_score(scene: str, ref: str, model: str | None, d: str, extra: list[str]) -> tuple[dict, dict, str]:
+    """``geoseg classify`` ``scene`` into ``d``_map (no polygons, quicklook or
+    probabilities) and ``geoseg evaluate-scene --classes water`` against
+    ``ref`` into ``d``_eval; returns the evaluation report, the map's stats
+    (class shares over its classified cells) and the class map's path."""
+    args = ["classify", scene, "-o", d + "_map", "--no-polygons", "--no-quicklook", "--no-probs", "--overwrite",
+            *extra]
+    if model:
+        args += ["-m", model]
+    _run(*args)
+    stem = os.path.splitext(os.path.basename(scene))[0]
+    class_map = os.path.join(d + "_map", f"{stem}_classes.tif")
+    _run("evaluate-scene", class_map, "--reference", ref, "--classes", "water", "-o", d + "_eval", "--overwrite")
+    with open(os.path.join(d + "_eval", "report.json")) as f:
+        rep = json.load(f)
+    with open(os.path.join(d + "_map", f"{stem}_stats.json")) as f:
+        st = json.load(f)
+    return rep, st, class_map
+
+
 def evaluate(model: str | None, out: str, scaling: str | None = None, resample: str | None = None) -> dict:
     """``scaling``: a ``--scaling`` for the uint16 Amsterdam scene instead of
     the contract's (the NAIP scene is uint8 and always uses the contract's).
@@ -84,23 +104,10 @@ def evaluate(model: str | None, out: str, scaling: str | None = None, resample: 
     for name, (scene, ref, extra) in refs.items():
         if scaling and name == "amsterdam":
             extra = [*extra, "--scaling", scaling]
-        d = os.path.join(out, tag, name)
-        args = ["classify", scene, "-o", d + "_map", "--no-polygons", "--no-quicklook", "--no-probs",
-                "--overwrite", *extra]
-        if model:
-            args += ["-m", model]
         if resample:
-            args += ["--resample", resample]
-        _run(*args)
-        stem = os.path.splitext(os.path.basename(scene))[0]
-        _run("evaluate-scene", os.path.join(d + "_map", f"{stem}_classes.tif"), "--reference", ref,
-             "--classes", "water", "-o", d + "_eval", "--overwrite")
-        with open(os.path.join(d + "_eval", "report.json")) as f:
-            rep = json.load(f)
+            extra = [*extra, "--resample", resample]
+        rep, st, _ = classify_and_score(scene, ref, model, os.path.join(out, tag, name), extra)
         w = rep["per_class"]["water"]
-        # class shares over the classified cells of the whole map
-        with open(os.path.join(d + "_map", f"{stem}_stats.json")) as f:
-            st = json.load(f)
         res[name] = {"iou": w["iou"], "precision": w["precision"], "recall": w["recall"],
                      "oa": rep["overall_accuracy"], "shares": _shares(st), "cells": st["grid"]["cells"],
                      "resolution_m": st["options"].get("resample_resolution_m")}

@@ -68,19 +68,11 @@ def crop(scene: str, out: str, col0: int, col1: int, nodata: float | None) -> st
 
 def score(scene: str, ref: str, model: str | None, out: str, col0: int) -> dict:
     """Water IoU / P / R of ``model`` (None: the shipped default) on ``scene``."""
-    args = ["classify", scene, "-o", out + "_map", "--no-polygons", "--no-quicklook", "--no-probs", "--overwrite"]
-    if model:
-        args += ["-m", model]
-    scene_eval._run(*args)
-    stem = os.path.splitext(os.path.basename(scene))[0]
-    scene_eval._run("evaluate-scene", os.path.join(out + "_map", f"{stem}_classes.tif"), "--reference", ref,
-                    "--classes", "water", "-o", out + "_eval", "--overwrite")
-    with open(os.path.join(out + "_eval", "report.json")) as f:
-        rep = json.load(f)
+    rep, _, class_map = scene_eval.classify_and_score(scene, ref, model, out, [])
     w = rep["per_class"]["water"]
     return {"iou": w["iou"], "precision": w["precision"], "recall": w["recall"], "oa": rep["overall_accuracy"],
             "reference_water_cells": w["reference_cells"], "cells": rep["n_cells"],
-            "wrong_by_water_share": errors_by_share(os.path.join(out + "_map", f"{stem}_classes.tif"), ref, col0)}
+            "wrong_by_water_share": errors_by_share(class_map, ref, col0)}
 
 
 def errors_by_share(class_map: str, ref: str, col0: int) -> dict[str, list[int]]:
