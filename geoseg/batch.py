@@ -31,6 +31,7 @@ class SceneTask:
     path: str  # a file, a remote source or a STAC item, as the user gave it
     outdir: str
     name: str | None = None  # the outputs' stem when it is not the path's (a STAC item's id)
+    listed_in: str | None = None  # the scene list (.txt) that named it, for its errors
 
     @property
     def stem(self) -> str:
@@ -69,7 +70,7 @@ def find_inputs(
             out.append(SceneTask(item, outdir, safe_id(str(doc.get("id") or scene_stem(item)))))
         elif is_remote(item) and item.lower().endswith((".txt", ".lst")):
             for line in _list_lines(read_bytes(item, config), item):
-                out.append(SceneTask(join(item, line), outdir))
+                out.append(SceneTask(join(item, line), outdir, listed_in=item))
         elif is_remote(item):
             out.append(SceneTask(item, outdir))
         elif os.path.isdir(item):
@@ -90,7 +91,7 @@ def find_inputs(
                 data = fh.read()
             for line in _list_lines(data, item):
                 p = line if os.path.isabs(line) or is_remote(line) else os.path.join(base, line)
-                out.append(SceneTask(p, outdir))
+                out.append(SceneTask(p, outdir, listed_in=item))
         else:
             out.append(SceneTask(item, outdir))
     # one output name per scene
@@ -279,9 +280,10 @@ def _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run,
             log.info("%s: done in %.1f s (%.0f patches/s)", task.path, res.seconds, res.patches_per_s)
             return res
         except GeosegError as exc:
-            log.error("%s", exc)
+            msg = str(exc) + (f" (listed in {task.listed_in})" if task.listed_in else "")
+            log.error("%s", msg)
             return SceneResult(task.path, task.stem, "failed",
-                               seconds=time.perf_counter() - ts, error=str(exc))
+                               seconds=time.perf_counter() - ts, error=msg)
         except Exception as exc:  # noqa: BLE001 - one scene must not stop the run
             msg = f"{task.path}: unexpected {type(exc).__name__}: {exc}".splitlines()[0]
             log.error("%s", msg, exc_info=log.isEnabledFor(logging.DEBUG))

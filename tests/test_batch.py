@@ -66,6 +66,15 @@ def test_scene_lists_saved_by_windows_editors(scenes, tmp_path, encoding):
     assert [t.path for t in found] == [str(scenes / "s1.tif"), str(scenes / "s2.tif")]
 
 
+def test_a_missing_scene_of_a_list_names_the_list(scenes, tmp_path, model8):
+    lst = tmp_path / "list.txt"
+    lst.write_text("scenes/s1.tif\nscenes/gone.tif\n")
+    with Runner("synchronous") as r:
+        run = classify_many([str(lst)], tmp_path / "o", model8, ClassifyOptions(polygons=False), runner=r)
+    assert [s.status for s in run.scenes] == ["done", "failed"]
+    assert run.scenes[1].error.endswith(f"gone.tif: file not found; check the path of the scene (listed in {lst})")
+
+
 def test_scene_list_in_another_encoding_is_one_clear_error(tmp_path):
     lst = tmp_path / "list.txt"
     lst.write_bytes("sc\u00e8ne.tif\n".encode("latin-1"))
