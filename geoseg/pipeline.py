@@ -498,8 +498,9 @@ class SceneSink:
         statistics under their temporary names."""
         scene, c, opts, plan, t = self.setup.scene, self.model.contract, self.options, self.plan, self.timings
         if self.tally.cells.sum() == 0:
+            lower = ", or lower --min-valid" if self.setup.min_valid > 0 else ""
             warnings.warn(f"{scene.path}: no patch had enough valid pixels; every cell is nodata (check the "
-                          "scene's mask or --nodata, or lower --min-valid)", MaskWarning, stacklevel=2)
+                          f"scene's mask or --nodata{lower})", MaskWarning, stacklevel=2)
         tags = {"GEOSEG_MODEL_SHA256": self.model.sha256, "GEOSEG_SOURCE": basename(scene.path),
                 "GEOSEG_STRIDE": str(self.setup.grid.stride), "GEOSEG_PATCH": str(c.patch_size)}
         rs = self.setup.resample
