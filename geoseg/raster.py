@@ -185,6 +185,13 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
             f"{path}: transform is rotated, sheared or flipped ({tuple(round(v, 6) for v in t[:6])}); "
             "expected a north-up grid: warp it first (`gdalwarp` or `rio warp`)"
         )
+    if src.crs.is_geographic:
+        left, bottom, right, top = src.bounds
+        if bottom < -90.001 or top > 90.001 or left < -540 or right > 540:
+            raise InputError(
+                f"{path}: in degrees ({src.crs.to_string()}) the scene spans longitude {left:g}..{right:g}, "
+                f"latitude {bottom:g}..{top:g}, beyond the Earth; expected latitudes within -90..90: fix its "
+                "geotransform or CRS (`rio edit-info --transform` / `--crs`)")
     p = contract.patch_size
     if src.width < p or src.height < p:
         raise InputError(

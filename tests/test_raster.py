@@ -96,3 +96,13 @@ def test_nodata_value_outside_the_dtype_is_refused(tmp_path, truth, contract):
         with pytest.raises(InputError, match=rf"s.tif: --nodata {bad:g} cannot occur in a uint8 scene"):
             open_scene(p, contract, nodata=bad)
     assert open_scene(p, contract, nodata=0).nodata == 0
+
+
+def test_geographic_scene_beyond_the_earth_is_refused(tmp_path, truth, contract):
+    # 10 degree pixels from (-180, 90): latitudes down to -1190 (a geotransform meant for metres)
+    from affine import Affine
+
+    p = write_scene(tmp_path / "deg.tif", paint(truth, 8), crs="EPSG:4326", transform=Affine(10, 0, -180, 0, -10, 90))
+    with pytest.raises(InputError, match=r"deg.tif: in degrees \(EPSG:4326\) the scene spans longitude -180..380, "
+                                         r"latitude -390..90, beyond the Earth"):
+        open_scene(p, contract)

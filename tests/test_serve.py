@@ -457,6 +457,15 @@ def test_upload(scenes_dir, model, tmp_path, batch_classes):
         x, y = scene_tiles(s, z)[0]
         _, img = get_tile(c, s["id"], "classes", z, x, y)
         np.testing.assert_array_equal(np.asarray(img), expected_tile(s, cls, z, x, y))
+        # degrees far beyond the Earth (a geotransform meant for metres): a 422, not a 500 from the web map's maths
+        bad = tmp_path / "deg.tif"
+        with rasterio.open(scenes_dir / "a.tif") as src:
+            prof = src.profile | {"crs": "EPSG:4326", "transform": rasterio.Affine(10, 0, -180, 0, -10, 90)}
+            with rasterio.open(bad, "w", **prof) as dst:
+                dst.write(src.read())
+        r = upload(c, "deg.tif", bad.read_bytes())
+        assert r.status_code == 422 and r.json()["error"].startswith("deg.tif: in degrees"), r.text
+        assert len(list((tmp_path / "cache" / "uploads").iterdir())) == 1  # the good upload only
 
 
 def test_upload_too_large_and_not_a_tiff(scenes_dir, model, tmp_path):
@@ -465,8 +474,9 @@ def test_upload_too_large_and_not_a_tiff(scenes_dir, model, tmp_path):
     with make_client([], model, tmp_path, upload_limit_mb=0.01) as c:  # 10 kB
         r = upload(c, "a.tif", data)
         assert r.status_code == 413 and "upload limit of 0.01 MB" in r.json()["error"]
-        r = upload(c, "junk.tif", b"x" * 5000)
-        assert r.status_code == 422 and "junk.tif" in r.json()["error"]
+        r = upload(c, "my junk.tif", b"x" * 5000)  # named as the user sent it, not as the cache holds it
+        assert r.status_code == 422 and r.json()["error"].startswith("my junk.tif: not a readable raster")
+
         r = c.post("/api/uploads", content=b"abc", headers={"content-type": "text/plain"})
         assert r.status_code == 422 and "multipart/form-data" in r.json()["error"]
         up = tmp_path / "cache" / "uploads"

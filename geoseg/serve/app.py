@@ -281,7 +281,7 @@ def create_app(
             raise
         finally:
             await form.close()
-        sc = await run_in_threadpool(reg.add_upload, dest)
+        sc = await run_in_threadpool(reg.add_upload, dest, f.filename or None)
         return sc.to_dict()
 
     def _scene(sid: str):

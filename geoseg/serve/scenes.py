@@ -305,11 +305,19 @@ class SceneRegistry:
         return TooLargeError(f"{what}: larger than the upload limit of {mb:g} MB{got}; "
                              "restart `geoseg serve` with a larger --upload-limit or serve its folder")
 
-    def add_upload(self, tmp_path: str) -> ServedScene:
-        """Serve an uploaded or downloaded file; removes it when it is not a usable scene."""
+    def add_upload(self, tmp_path: str, shown: str | None = None) -> ServedScene:
+        """Serve an uploaded or downloaded file; removes it when it is not a
+        usable scene.  ``shown``: the name the user knows it by (the uploaded
+        file's name, the URL), put in error messages in place of the path in
+        the server's upload folder."""
         try:
             return self.add(tmp_path, check=False, uploaded=True)
-        except GeosegError:
+        except GeosegError as exc:
+            discard(tmp_path)
+            if shown and tmp_path in str(exc):
+                exc.args = (str(exc).replace(tmp_path, shown),)
+            raise
+        except BaseException:
             discard(tmp_path)
             raise
 
@@ -343,7 +351,7 @@ class SceneRegistry:
         except BaseException:
             discard(dest)
             raise
-        return self.add_upload(dest)
+        return self.add_upload(dest, url)
 
 
 def discard(path: str) -> None:

@@ -69,6 +69,7 @@ def mercator_resolution(z: int, size: int = TILE_SIZE) -> float:
 def native_zoom(pixel_m: float, lat: float, size: int = TILE_SIZE) -> int:
     """The smallest zoom whose tile pixels on the ground at latitude ``lat``
     are no larger than ``pixel_m`` metres (the scene's own pixel size)."""
+    lat = max(-85.05112878, min(85.05112878, lat))  # the web map's latitudes
     ground = 2 * ORIGIN_SHIFT * math.cos(math.radians(lat)) / size  # zoom 0
     z = math.ceil(math.log2(ground / pixel_m) - 1e-9) if pixel_m > 0 else MAX_ZOOM
     return int(min(MAX_ZOOM, max(0, z)))
