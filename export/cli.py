@@ -32,6 +32,9 @@ def export_cmd(keras_model, out, opset, quantize, name, training_resolution, pro
     """Export KERAS_MODEL (RUN_DIR/model.keras) to ONNX.  Parity with Keras is
     checked on the run's test images; the export fails if it is not met."""
     setup_logging(verbose + 1, quiet)
+    from ..training.quiet import import_tensorflow
+
+    import_tensorflow()
     from geoseg.contract import Scaling
 
     from .convert import export_model

@@ -41,3 +41,18 @@ def test_train_mix_skip_unknown_class_is_one_clear_line(tmp_path):
     assert len(errors) == 1, r.output
     assert "--mix-skip" in errors[0] and "cloudy" in errors[0] and "classes:" in errors[0], r.output
     assert "Traceback" not in r.output
+
+
+def test_evaluate_in_a_fresh_process_prints_no_tensorflow_log(tiny_run):
+    # TensorFlow writes its C++ start-up log (absl, oneDNN) to fd 2 while it loads
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = subprocess.run([sys.executable, "-m", "geoseg", "evaluate", str(tiny_run)], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert '"accuracy"' in r.stdout
+    for noise in ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "E0000", "I0000"):
+        assert noise not in r.stderr, r.stderr

@@ -13,6 +13,8 @@ import click
 from geoseg.cli.options import fail, quiet_opt, setup_logging, verbose_opt
 from geoseg.errors import GeosegError
 
+from .quiet import import_tensorflow
+
 
 log = logging.getLogger("geoseg")
 
@@ -80,6 +82,7 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
     count with --arch scratch), train, and write the model and its evaluation
     report into RUN_DIR."""
     setup_logging(verbose + 1, quiet)
+    import_tensorflow()
     from .data import parse_extra_map
     from .train import TrainConfig, train
 
@@ -108,6 +111,7 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
 def evaluate_cmd(run_dir, data_dir, verbose, quiet):
     """Write report.json / report.md and plots for RUN_DIR's model."""
     setup_logging(verbose, quiet)
+    import_tensorflow()
     from .evaluate import evaluate_run
 
     try:
@@ -133,6 +137,7 @@ def evaluate_cmd(run_dir, data_dir, verbose, quiet):
 def pretrain_cmd(data_dir, out, exclude, arch, input_size, epochs, limit_per_class, init_weights, seed, verbose, quiet):
     """Pre-train ARCH on DATA_DIR and save the backbone weights for --weights."""
     setup_logging(verbose + 1, quiet)
+    import_tensorflow()
     from .train import pretrain
 
     try:
