@@ -51,6 +51,29 @@ def test_prepare_rejects_and_keeps_duplicates_together(dataset, tmp_path):
     assert [r.split for r in recs] == [r.split for r in recs2]
 
 
+def test_sixteen_bit_images_are_rejected_with_the_reason(dataset, tmp_path):
+    # Pillow's convert("RGB") turns a 16-bit grey PNG all white: never train on that
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    grey16 = (np.arange(64 * 64).reshape(64, 64) * 15).astype(np.uint16)
+    Image.fromarray(grey16).save(data / "water" / "deep.png")
+    recs, _, _ = D.prepare(str(data), str(tmp_path / "run"), size=32, seed=1)
+    assert os.path.join("water", "deep.png") not in {r.file for r in recs}
+    with open(tmp_path / "run" / "rejected.csv", newline="") as f:
+        why = {r["file"]: r["reason"] for r in csv.DictReader(f)}[os.path.join("water", "deep.png")]
+    assert why.startswith("I;16 image (values beyond 8 bits)") and "geoseg chips" in why
+    # a class left with no usable image is refused, naming it and the first reason; no run folder is made
+    for f in (data / "water").iterdir():
+        f.unlink()
+    Image.fromarray(grey16).save(data / "water" / "deep.png")
+    with pytest.raises(ValueError, match=r"the class folder 'water' has no usable image \(1 rejected, e.g. "
+                                         r"water/deep.png: I;16 image"):
+        D.prepare(str(data), str(tmp_path / "run2"), size=32, seed=1)
+    assert not (tmp_path / "run2").exists()
+
+
 def test_resize_is_antialiased():
     # a 1-px checkerboard has no landscape content: down-sampled it must turn grey
     a = (np.indices((128, 128)).sum(0) % 2 * 255).astype(np.uint8)

@@ -81,12 +81,17 @@ def decode_rgb(path: str) -> tuple[Image.Image, str]:
         im = Image.open(io.BytesIO(raw))
         fmt = im.format
         im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        raise ValueError("cannot decode (not an image format Pillow reads)") from None
+    except (OSError, SyntaxError) as exc:
         raise ValueError(f"cannot decode ({str(exc).splitlines()[0][:80]})") from None
     ext = os.path.splitext(path)[1].lower()
     if ext in IMAGE_EXT and fmt and IMAGE_EXT[ext] != fmt:
         raise ValueError(f"extension {ext} but content is {fmt}")
     mode = im.mode
+    if mode.startswith("I") or mode == "F":  # Pillow's 16/32-bit integer and float modes
+        raise ValueError(f"{mode} image (values beyond 8 bits); expected 8-bit RGB or grey images: convert it to "
+                         "8 bits, or cut chips from the GeoTIFF scene with `geoseg chips`")
     im = ImageOps.exif_transpose(im)
     if mode == "CMYK":
         rgb = im.convert("RGB")
@@ -443,7 +448,6 @@ def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
     ``split_from``: a manifest whose split assignment is reused (same split
     for several models, e.g. the scratch baseline and the transfer model).
     """
-    os.makedirs(run_dir, exist_ok=True)
     chips: ChipSet | None = None
     if is_chips_dir(data_dir):
         records, rejected, raw, classes, chips = scan_chips(data_dir, size)
@@ -454,6 +458,12 @@ def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
         classes = class_folders(data_dir)
         records, rejected, x = scan(data_dir, size)
         n_dup_groups = group_duplicates(records, x)
+        for c in classes:
+            if not any(r.label == c for r in records):
+                bad = [r for r in rejected if r["label"] == c]
+                why = f"{len(bad)} rejected, e.g. {bad[0]['file']}: {bad[0]['reason']}" if bad else "no image files"
+                raise ValueError(f"{data_dir}: the class folder {c!r} has no usable image ({why}); expected images "
+                                 "in every class folder: fix them, or remove the folder")
     if split_from:
         old = {r.file: r.split for r in read_manifest(split_from)}
         missing = [r.file for r in records if r.file not in old]
@@ -487,6 +497,7 @@ def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
         key, rule = chip_scaling(raw[tr] if tr.any() else raw, chips.dtype)
         chips.scaling_key, chips.scaling = key, rule.to_dict()
         x = chips_to_input(raw, rule)
+    os.makedirs(run_dir, exist_ok=True)
     write_manifest(os.path.join(run_dir, "manifest.csv"), records)
     with open(os.path.join(run_dir, "rejected.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, ["file", "label", "reason"])
