@@ -47,3 +47,19 @@ print("LOADED-FROM-KERAS-HOME")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert "LOADED-FROM-KERAS-HOME" in out.stdout, out.stderr[-2000:]
+
+
+def test_backbone_weights_that_are_not_a_backbones_are_refused(tmp_path):
+    from geoseg.training.models import build_backbone
+
+    text = tmp_path / "notes.weights.h5"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match=r"notes.weights.h5: not a Keras weights file of a mobilenetv2 backbone"):
+        build_backbone("mobilenetv2", 32, str(text))
+    # a whole model of another architecture loads nothing (Keras only warns): refused, not trained from random
+    import keras
+
+    other = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    other.save_weights(tmp_path / "dense.weights.h5")
+    with pytest.raises(ValueError, match=r"dense.weights.h5: only 0 of the \d+ weight tensors of the mobilenetv2"):
+        build_backbone("mobilenetv2", 32, str(tmp_path / "dense.weights.h5"))

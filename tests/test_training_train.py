@@ -71,3 +71,13 @@ def test_pretrain_excludes_evaluation_images(tiny_run, tmp_path):
     from geoseg.training.models import build_backbone
 
     build_backbone("mobilenetv2", 32, str(out))
+
+
+def test_options_that_cannot_work_are_refused_before_training(dataset, tmp_path):
+    from geoseg.training.train import TrainConfig, train
+
+    with pytest.raises(ValueError, match=r"--weights w.h5: weights are for the pretrained backbones .* leave --weights"):
+        train(TrainConfig(str(dataset), str(tmp_path / "a"), arch="scratch", weights="w.h5"))
+    with pytest.raises(ValueError, match=r"--input-size 17: the mobilenetv2 backbone needs at least 32 px"):
+        train(TrainConfig(str(dataset), str(tmp_path / "b"), arch="mobilenetv2", input_size=17))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import keras
+import numpy as np
 from keras import layers
 
 log = logging.getLogger(__name__)
@@ -58,11 +60,25 @@ def build_backbone(arch: str, size: int, weights: str | None) -> keras.Model:
     if weights not in ("imagenet", None):
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"{weights}: backbone weights file not found")
-        try:
-            m.load_weights(weights)
-        except ValueError:
-            m.load_weights(weights, skip_mismatch=True)
-        log.info("backbone weights loaded from %s", weights)
+        before = [w.copy() for w in m.get_weights()]
+        # Keras warns per layer it skips ("Skipping nested container ..."): held
+        # back; how much was loaded is counted below and decides
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                try:
+                    m.load_weights(weights)
+                except ValueError:  # an ImageNet file of another variant: take what matches
+                    m.load_weights(weights, skip_mismatch=True)
+            except (ValueError, OSError) as exc:
+                raise ValueError(f"{weights}: not a Keras weights file of a {arch} backbone "
+                                 f"({str(exc).splitlines()[0][:120]}); expected the .weights.h5 of "
+                                 f"`geoseg pretrain --arch {arch}` or an ImageNet .h5") from None
+        loaded = sum(not np.array_equal(a, b) for a, b in zip(before, m.get_weights()))
+        if loaded < len(before) // 2:
+            raise ValueError(f"{weights}: only {loaded} of the {len(before)} weight tensors of the {arch} backbone "
+                             f"were in it; expected the .weights.h5 of `geoseg pretrain --arch {arch}`")
+        log.info("backbone weights loaded from %s (%d of %d tensors)", weights, loaded, len(before))
     m._name = "backbone"
     return m
 

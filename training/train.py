@@ -168,6 +168,9 @@ def _sensor_augment(cfg: TrainConfig, classes: list[str]):
     return dataclasses.replace(sensor or NONE, **extra) if extra else sensor
 
 
+MIN_BACKBONE_SIZE = 32  # the Keras applications' smallest input side
+
+
 def train(cfg: TrainConfig) -> dict:
     """Prepare the data (or reuse ``split_from``), train, evaluate on the test
     split, and write everything into ``cfg.run_dir``.  Returns the report."""
@@ -177,11 +180,20 @@ def train(cfg: TrainConfig) -> dict:
     from .evaluate import evaluate_arrays
     from .models import build_scratch, build_transfer, set_fine_tune
 
+    if cfg.arch == "scratch" and cfg.weights is not None:
+        raise ValueError(f"--weights {cfg.weights}: weights are for the pretrained backbones (mobilenetv2, "
+                         "efficientnetb0, resnet50); --arch scratch starts from random weights: leave --weights out")
+    if cfg.arch != "scratch" and cfg.input_size is not None and cfg.input_size < MIN_BACKBONE_SIZE:
+        raise ValueError(f"--input-size {cfg.input_size}: the {cfg.arch} backbone needs at least {MIN_BACKBONE_SIZE} "
+                         f"px; pass --input-size {MIN_BACKBONE_SIZE} or more, or --arch scratch")
     os.makedirs(cfg.run_dir, exist_ok=True)
     _seed_everything(cfg.seed)
     t0 = time.perf_counter()
     records, x, classes = D.prepare(cfg.data_dir, cfg.run_dir, cfg.input_size, cfg.seed, cfg.split_from)
     size, n_bands = int(x.shape[1]), int(x.shape[-1])
+    if cfg.arch != "scratch" and size < MIN_BACKBONE_SIZE:
+        raise ValueError(f"{cfg.data_dir}: chips of {size} px; the {cfg.arch} backbone needs at least "
+                         f"{MIN_BACKBONE_SIZE} px: cut chips of {MIN_BACKBONE_SIZE} px or more, or use --arch scratch")
     with open(os.path.join(cfg.run_dir, "data_report.json")) as f:
         chips = json.load(f).get("chips")
     y = np.array([classes.index(r.label) for r in records], np.int64)
