@@ -787,12 +787,22 @@ def is_chips_dir(path: str) -> bool:
 
 def read_chips_manifest(data_dir: str) -> tuple[list[dict], dict]:
     """The rows of ``chips.csv`` and the ``chips.json`` parameters (empty if absent)."""
-    with open(os.path.join(data_dir, MANIFEST), newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    man = os.path.join(data_dir, MANIFEST)
+    try:
+        with open(man, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{man}: not a CSV text file ({first_line(exc)}); expected the manifest written by "
+                         "`geoseg chips`: cut the chips again") from None
     missing = [c for c in ("chip", "class", "group") if rows and c not in rows[0]]
     if missing:
-        raise InputError(f"{os.path.join(data_dir, MANIFEST)}: lacks column(s) {', '.join(missing)}; "
+        raise InputError(f"{man}: lacks column(s) {', '.join(missing)}; "
                          "expected a manifest written by `geoseg chips`")
+    outside = [r["chip"] for r in rows if not r["chip"] or os.path.isabs(r["chip"])
+               or ".." in r["chip"].replace("\\", "/").split("/")]
+    if outside:
+        raise InputError(f"{man}: chip path {outside[0]!r} is not inside the chips folder; expected paths relative "
+                         "to it (CLASS/NAME.tif), as `geoseg chips` writes them")
     side = {}
     p = os.path.join(data_dir, SIDECAR)
     if os.path.isfile(p):

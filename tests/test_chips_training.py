@@ -119,6 +119,26 @@ def test_prepare_refuses_a_split_with_an_empty_side(tmp_path):
     assert not (tmp_path / "run" / "manifest.csv").exists()
 
 
+def test_broken_manifests_are_one_clear_error(chips_dir, tmp_path):
+    import shutil
+
+    from geoseg.errors import InputError
+    from geoseg.training import data as D
+
+    d = tmp_path / "chips"
+    shutil.copytree(chips_dir, d)
+    text = (d / "chips.csv").read_text()
+    (d / "chips.csv").write_bytes(b"\x89\xb6\x00binary")
+    with pytest.raises(InputError, match=r"chips.csv: not a CSV text file .*cut the chips again"):
+        D.prepare(str(d), str(tmp_path / "r1"), size=None)
+    first = text.splitlines()[1].split(",")[0]
+    (d / "chips.csv").write_text(text.replace(first, "/etc/" + os.path.basename(first), 1))
+    with pytest.raises(InputError, match=r"chip path '/etc/.*' is not inside the chips folder"):
+        D.prepare(str(d), str(tmp_path / "r2"), size=None)
+    with pytest.raises(ValueError, match=r"labels.geojson: not a manifest.csv of `geoseg prepare`"):
+        D.read_manifest(str(os.path.join(os.path.dirname(chips_dir), "labels.geojson")))
+
+
 def test_pretrained_arch_refuses_four_bands(chips_dir, tmp_path):
     from geoseg.training.train import TrainConfig, train
 

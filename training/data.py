@@ -429,10 +429,15 @@ def write_manifest(path: str, records: list[Record]) -> None:
 
 
 def read_manifest(path: str) -> list[Record]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return [Record(row["file"], row["class"], row["sha1"], row["near_sha1"], int(row["width"]),
-                       int(row["height"]), row["mode"], int(row["group"]), row["split"])
-                for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [Record(row["file"], row["class"], row["sha1"], row["near_sha1"], int(row["width"]),
+                           int(row["height"]), row["mode"], int(row["group"]), row["split"])
+                    for row in csv.DictReader(f)]
+    except (UnicodeDecodeError, csv.Error, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a manifest.csv of `geoseg prepare` ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:100] if str(exc) else ''}); expected the manifest.csv of a "
+                         "run folder") from None
 
 
 def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
@@ -595,6 +600,9 @@ def load_folder(folder: str, size: int, classes: list[str] | None = None, exclud
                     continue
             xs.append(resize_rgb(im, size))
             ys.append(i)
+    if not xs:
+        left = f"{n_ex} left out as images of the data set itself" if n_ex else "no decodable image"
+        raise ValueError(f"{folder}: no usable image in {', '.join(classes)} ({left}); expected other images there")
     return np.stack(xs), np.array(ys, np.int64), classes, n_ex
 
 
@@ -635,6 +643,8 @@ def load_extra(folder: str, mapping: dict[str, str], classes: list[str], records
     missing = sorted(s for s in mapping if not os.path.isdir(os.path.join(folder, s)))
     if missing:
         raise ValueError(f"{folder}: no folder(s) {', '.join(missing)}")
+    if not mapping:
+        raise ValueError("--extra-map: no FOLDER=CLASS pair; expected e.g. River=water,Pasture=green_area, or eurosat")
     exclude = {r.sha for r in records} | {r.near for r in records}
     xs, ys = [], []
     doc = {"folder": folder, "map": dict(mapping), "limit_per_folder": limit_per_folder, "per_folder": {},
