@@ -56,3 +56,31 @@ def test_evaluate_in_a_fresh_process_prints_no_tensorflow_log(tiny_run):
     assert '"accuracy"' in r.stdout
     for noise in ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "E0000", "I0000"):
         assert noise not in r.stderr, r.stderr
+
+
+def test_evaluate_a_damaged_run_folder(tiny_run, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+
+    def err(run):
+        r = CliRunner().invoke(main, ["evaluate", str(run)])
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        return r.output.strip().splitlines()[-1]
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "config.json").write_text("[]")
+    assert "config.json: lacks classes, input_size, data_dir" in err(run)
+    (run / "config.json").write_text("{")
+    assert "config.json: not readable JSON" in err(run)
+    (run / "config.json").unlink()
+    assert "not a run folder of `geoseg train` (no config.json)" in err(run)
+    shutil.copy(tiny_run / "config.json", run / "config.json")
+    (run / "model.keras").write_bytes(b"PK\x03\x04 cut")
+    assert "model.keras: cannot load the model" in err(run)
+    shutil.copy(tiny_run / "model.keras", run / "model.keras")
+    (run / "manifest.csv").unlink()
+    assert "manifest.csv: not found; expected the manifest.csv" in err(run)

@@ -434,6 +434,9 @@ def read_manifest(path: str) -> list[Record]:
             return [Record(row["file"], row["class"], row["sha1"], row["near_sha1"], int(row["width"]),
                            int(row["height"]), row["mode"], int(row["group"]), row["split"])
                     for row in csv.DictReader(f)]
+    except FileNotFoundError:
+        raise ValueError(f"{path}: not found; expected the manifest.csv of a `geoseg prepare` or `geoseg train` "
+                         "run folder") from None
     except (UnicodeDecodeError, csv.Error, KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a manifest.csv of `geoseg prepare` ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:100] if str(exc) else ''}); expected the manifest.csv of a "

@@ -177,6 +177,25 @@ def plot_errors(x, y, p, wrong, classes, path, records=None, max_n: int = 32) ->
     plt.close(fig)
 
 
+def load_run_config(run_dir: str) -> dict:
+    """A run folder's config.json, checked for what evaluation and export read."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir}: not a run folder of `geoseg train` (no config.json); expected the -o folder "
+                         "of `geoseg train`") from None
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not readable JSON ({str(exc).splitlines()[0][:100]}); expected the config.json "
+                         "`geoseg train` wrote: train the run again") from None
+    missing = [k for k in ("classes", "input_size", "data_dir") if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise ValueError(f"{path}: lacks {', '.join(missing)}; expected the config.json `geoseg train` wrote: "
+                         "train the run again")
+    return cfg
+
+
 def evaluate_run(run_dir: str, data_dir: str | None = None) -> dict:
     """Re-evaluate a run's best model on its test split, or on every image of
     another folder of class folders (``data_dir``)."""
@@ -185,11 +204,17 @@ def evaluate_run(run_dir: str, data_dir: str | None = None) -> dict:
     from . import data as D
     from .models import CaffePreprocess  # noqa: F401 - registers the layer
 
-    with open(os.path.join(run_dir, "config.json")) as f:
-        cfg = json.load(f)
+    cfg = load_run_config(run_dir)
     classes, size = cfg["classes"], cfg["input_size"]
-    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    try:
+        model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{os.path.join(run_dir, 'model.keras')}: cannot load the model "
+                         f"({str(exc).splitlines()[0][:120]}); expected the model.keras `geoseg train` wrote: "
+                         "train the run again") from None
     src = data_dir or cfg["data_dir"]
+    if not os.path.isdir(src):
+        raise ValueError(f"{src}: the run's data folder (config.json data_dir) is not there; pass the data with --data")
     if D.is_chips_dir(src):
         if data_dir is None:
             recs = [r for r in D.read_manifest(os.path.join(run_dir, "manifest.csv")) if r.split == "test"]
@@ -231,5 +256,7 @@ def evaluate_run(run_dir: str, data_dir: str | None = None) -> dict:
         xs.append(D.resize_rgb(im, size))
         ys.append(classes.index(r.label))
         kept.append(r)
+    if not xs:
+        raise ValueError(f"{base}: none of the {len(recs)} images to evaluate could be read")
     x, y = np.stack(xs), np.array(ys)
     return evaluate_arrays(model, x, y, kept, classes, out_dir, extra={"data": base})
