@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -17,7 +18,7 @@ from geoseg.errors import GeosegError
 @click.option("--opset", type=click.IntRange(13, 18), default=17, show_default=True)
 @click.option("--quantize", type=click.Choice(["int8"]), default=None, help="Also write MODEL.int8.onnx (static QDQ int8), if accurate enough.")
 @click.option("--name", default=None, help="Model name stored in the contract.")
-@click.option("--training-resolution", type=click.FloatRange(0, min_open=True), default=None, help="Ground pixel size (m) of the training images [default: the chips' pixel size, for a run trained on chips].")
+@click.option("--training-resolution", type=click.FloatRange(0.001, 100000), default=None, help="Ground pixel size (m) of the training images [default: the chips' pixel size, for a run trained on chips].")
 @click.option("--provenance", default=None, help="Training data description stored in the contract.")
 @click.option("--input-layout", type=click.Choice(["NCHW", "NHWC"]), default="NCHW", show_default=True,
               help="Layout of the ONNX input (NCHW: what the runtime cuts from rasterio windows without a transposing copy).")
@@ -39,10 +40,15 @@ def export_cmd(keras_model, out, opset, quantize, name, training_resolution, pro
 
     from .convert import export_model
 
+    if training_resolution is not None and not math.isfinite(training_resolution):
+        raise click.BadParameter(f"{training_resolution} is not a number of metres", param_hint="--training-resolution")
     try:
         wide = None if wide_scaling is None else Scaling.parse(wide_scaling)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--wide-scaling") from None
+    if wide is not None and wide.targets and any(a < 0 or b > 255 for a, b in wide.targets):
+        raise click.BadParameter(f"{wide_scaling}: targets are model input values, expected within 0-255",
+                                 param_hint="--wide-scaling")
     try:
         res = export_model(keras_model, out, opset, quantize, name, training_resolution, provenance,
                            input_layout=input_layout, input_dtype=input_dtype, wide_scaling=wide)

@@ -223,9 +223,20 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
         raise ExportError(f"opset {opset}: tf2onnx {tf2onnx.__version__} converts opsets 13-18")
     if os.path.exists(out) and not overwrite:
         raise ExportError(f"{out}: exists; pass --overwrite")
-    model = keras.models.load_model(keras_path)
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ExportError(f"{out}: the folder {folder} does not exist; create it or choose another -o")
+    try:
+        model = keras.models.load_model(keras_path)
+    except (ValueError, OSError) as exc:
+        raise ExportError(f"{keras_path}: cannot load the Keras model ({str(exc).splitlines()[0][:120]}); expected "
+                          "the model.keras of a `geoseg train` run folder") from None
     size = int(model.inputs[0].shape[1])
     ctx = run_context(keras_path)
+    if quantize and load_split_images(ctx, "train", size, 1) is None:
+        raise ExportError(f"{keras_path}: --quantize int8 needs the run's training images for calibration (run "
+                          "folder with config.json and manifest.csv beside model.keras, its data folder present); "
+                          "nothing written: export without --quantize, or from the run folder")
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
                 "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset}
     if input_layout not in LAYOUTS or input_dtype not in DTYPES:

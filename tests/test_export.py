@@ -156,3 +156,32 @@ def test_export_wide_scaling_in_contract(tiny_run, tmp_path):
     r = CliRunner().invoke(main, ["export", str(tiny_run / "model.keras"), "-o", str(tmp_path / "y.onnx"),
                                   "--wide-scaling", "percentile:2,98:1"])
     assert r.exit_code == 2 and "--wide-scaling" in r.output
+
+
+def test_export_refuses_before_writing(tiny_run, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+
+    def err(*args):
+        r = CliRunner().invoke(main, ["export", *map(str, args)])
+        assert r.exit_code in (1, 2) and "Traceback" not in r.output, r.output
+        return r.output
+
+    assert "the folder" in err(tiny_run / "model.keras", "-o", tmp_path / "no" / "m.onnx") and "does not exist" in \
+        err(tiny_run / "model.keras", "-o", tmp_path / "no" / "m.onnx")
+    (tmp_path / "junk.keras").write_bytes(b"PK\x03\x04 cut")
+    assert "junk.keras: cannot load the Keras model" in err(tmp_path / "junk.keras", "-o", tmp_path / "j.onnx")
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(tiny_run / "model.keras", lone / "model.keras")
+    assert "--quantize int8 needs the run's training images" in err(lone / "model.keras", "-o", lone / "q.onnx",
+                                                                    "--quantize", "int8")
+    assert sorted(os.listdir(lone)) == ["model.keras"]  # no float model left behind either
+    assert "nan is not a number of metres" in err(tiny_run / "model.keras", "-o", tmp_path / "r.onnx",
+                                                  "--training-resolution", "nan")
+    assert "expected within 0-255" in err(tiny_run / "model.keras", "-o", tmp_path / "w.onnx", "--wide-scaling",
+                                          "percentile:2,98:300-400,46-189,67-182")
+    assert not any(p.suffix == ".onnx" for p in tmp_path.iterdir())
