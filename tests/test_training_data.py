@@ -74,6 +74,32 @@ def test_sixteen_bit_images_are_rejected_with_the_reason(dataset, tmp_path):
     assert not (tmp_path / "run2").exists()
 
 
+def test_split_from_a_manifest_of_other_images_is_refused(dataset, tmp_path):
+    import shutil
+
+    D.prepare(str(dataset), str(tmp_path / "run"), size=32, seed=1)
+    other = tmp_path / "other"
+    shutil.copytree(dataset, other)
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(other / "water" / "water_2.jpg")  # same name, new pixels
+    with pytest.raises(ValueError, match=r"manifest.csv: 1 image\(s\) differ from the ones this manifest split, "
+                                         r"e.g. water.water_2.jpg"):
+        D.prepare(str(other), str(tmp_path / "run2"), size=32, split_from=str(tmp_path / "run" / "manifest.csv"))
+
+
+def test_report_plots_with_class_names_the_font_lacks(tmp_path):
+    # matplotlib warns per glyph its font lacks (CJK class names): a raw warning
+    # on the user's terminal; the test configuration turns warnings into errors
+    from geoseg.training.evaluate import evaluate_arrays
+
+    class Fixed:  # a "model" whose predictions are known
+        def predict(self, x, batch_size=None, verbose=0):
+            return np.tile([[0.9, 0.1]], (len(x), 1)).astype(np.float32)
+
+    x = np.zeros((4, 8, 8, 3), np.uint8)
+    rep = evaluate_arrays(Fixed(), x, np.array([0, 0, 1, 1]), None, ["\u7eff\u5730", "water"], str(tmp_path))
+    assert rep["accuracy"] == 0.5 and (tmp_path / "confusion.png").exists() and (tmp_path / "errors.png").exists()
+
+
 def test_resize_is_antialiased():
     # a 1-px checkerboard has no landscape content: down-sampled it must turn grey
     a = (np.indices((128, 128)).sum(0) % 2 * 255).astype(np.uint8)

@@ -473,10 +473,17 @@ def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
                 raise ValueError(f"{data_dir}: the class folder {c!r} has no usable image ({why}); expected images "
                                  "in every class folder: fix them, or remove the folder")
     if split_from:
-        old = {r.file: r.split for r in read_manifest(split_from)}
+        prev = read_manifest(split_from)
+        old = {r.file: r.split for r in prev}
+        old_sha = {r.file: r.sha for r in prev}
         missing = [r.file for r in records if r.file not in old]
         if missing:
             raise ValueError(f"{split_from}: {len(missing)} image(s) are not in this manifest, e.g. {missing[0]}")
+        changed = [r.file for r in records if old_sha.get(r.file) not in (None, "", r.sha)]
+        if changed:
+            raise ValueError(f"{split_from}: {len(changed)} image(s) differ from the ones this manifest split, e.g. "
+                             f"{changed[0]}; expected the manifest of this data folder: make a new split with "
+                             "`geoseg prepare`")
         for r in records:
             r.split = old[r.file]
         spans = defaultdict(set)

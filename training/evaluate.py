@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 
 import numpy as np
 
@@ -80,10 +81,14 @@ def evaluate_arrays(model, x, y, records, classes, run_dir, histories=None, extr
         json.dump(rep, f, indent=2)
     with open(os.path.join(run_dir, "report.md"), "w") as f:
         f.write(report_md(rep))
-    plot_confusion(rep, os.path.join(run_dir, "confusion.png"))
-    if histories:
-        plot_curves(histories, os.path.join(run_dir, "curves.png"))
-    plot_errors(x, y, p, wrong, classes, os.path.join(run_dir, "errors.png"), records)
+    with warnings.catch_warnings():
+        # class names in scripts the plot font lacks (e.g. CJK): matplotlib draws
+        # boxes and warns per glyph; the reports carry the names as text
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        plot_confusion(rep, os.path.join(run_dir, "confusion.png"))
+        if histories:
+            plot_curves(histories, os.path.join(run_dir, "curves.png"))
+        plot_errors(x, y, p, wrong, classes, os.path.join(run_dir, "errors.png"), records)
     return rep
 
 
