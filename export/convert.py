@@ -81,19 +81,20 @@ def load_split_images(ctx: dict, split: str, size: int, limit: int | None = None
     from geoseg.training import data as D
 
     cfg = ctx.get("config")
-    if not cfg or "manifest" not in ctx or not os.path.isdir(cfg.get("data_dir", "")):
+    if not cfg or "manifest" not in ctx or not os.path.isdir(D.run_data_dir(cfg)):
         return None
     recs = [r for r in D.read_manifest(ctx["manifest"]) if r.split == split]
     if limit and len(recs) > limit:
         rng = np.random.default_rng(seed)
         recs = [recs[i] for i in sorted(rng.choice(len(recs), limit, replace=False))]
-    if D.is_chips_dir(cfg["data_dir"]):  # chips: read and scaled as in training (any band count)
-        got = D.load_chips_for_run(cfg["data_dir"], [r.file for r in recs], [r.label for r in recs], cfg)
+    root = D.run_data_dir(cfg)
+    if D.is_chips_dir(root):  # chips: read and scaled as in training (any band count)
+        got = D.load_chips_for_run(root, [r.file for r in recs], [r.label for r in recs], cfg)
         return None if got is None else got[:2]
     xs, ys = [], []
     for r in recs:
         try:
-            im, _ = D.decode_rgb(os.path.join(cfg["data_dir"], r.file))
+            im, _ = D.decode_rgb(os.path.join(root, r.file))
         except (ValueError, OSError):
             continue
         xs.append(D.resize_rgb(im, size))

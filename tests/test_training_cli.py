@@ -1,6 +1,8 @@
 """`geoseg evaluate` (geoseg.training.cli) on the tiny trained run of
 conftest.py (skipped without the train extra)."""
 
+import os
+
 import pytest
 
 tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
@@ -84,3 +86,24 @@ def test_evaluate_a_damaged_run_folder(tiny_run, tmp_path):
     shutil.copy(tiny_run / "model.keras", run / "model.keras")
     (run / "manifest.csv").unlink()
     assert "manifest.csv: not found; expected the manifest.csv" in err(run)
+
+
+def test_evaluate_finds_the_data_from_another_working_directory(tiny_run, tmp_path, monkeypatch):
+    # config.json keeps data_dir as given (e.g. relative: it is quoted in the
+    # exported contract) and data_dir_abs to find it from elsewhere
+    import json as _json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from geoseg.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cfg = _json.loads((run / "config.json").read_text())
+    assert os.path.isabs(cfg["data_dir_abs"])
+    cfg["data_dir"] = "data-as-typed-elsewhere"
+    (run / "config.json").write_text(_json.dumps(cfg))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code == 0, r.output

@@ -428,6 +428,13 @@ def write_manifest(path: str, records: list[Record]) -> None:
     os.replace(tmp, path)
 
 
+def run_data_dir(cfg: dict) -> str:
+    """A run's data folder (config.json): ``data_dir`` as it was given when
+    it is there from here, else its absolute form (runs since session 7)."""
+    d = str(cfg.get("data_dir", ""))
+    return d if os.path.isdir(d) else str(cfg.get("data_dir_abs", d))
+
+
 def read_manifest(path: str) -> list[Record]:
     try:
         with open(path, newline="", encoding="utf-8") as f:

@@ -217,7 +217,7 @@ def evaluate_run(run_dir: str, data_dir: str | None = None) -> dict:
         raise ValueError(f"{os.path.join(run_dir, 'model.keras')}: cannot load the model "
                          f"({str(exc).splitlines()[0][:120]}); expected the model.keras `geoseg train` wrote: "
                          "train the run again") from None
-    src = data_dir or cfg["data_dir"]
+    src = data_dir or D.run_data_dir(cfg)
     if not os.path.isdir(src):
         raise ValueError(f"{src}: the run's data folder (config.json data_dir) is not there; pass the data with --data")
     if D.is_chips_dir(src):
@@ -241,7 +241,7 @@ def evaluate_run(run_dir: str, data_dir: str | None = None) -> dict:
                                extra={"data": src})
     if data_dir is None:
         recs = [r for r in D.read_manifest(os.path.join(run_dir, "manifest.csv")) if r.split == "test"]
-        base = cfg["data_dir"]
+        base = D.run_data_dir(cfg)
         out_dir = run_dir
     else:
         folder_classes = D.class_folders(data_dir)

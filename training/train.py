@@ -252,7 +252,9 @@ def train(cfg: TrainConfig) -> dict:
     model.save(os.path.join(cfg.run_dir, "model.keras"))
     with open(os.path.join(cfg.run_dir, "history.json"), "w") as f:
         json.dump([{"phase": p, **{k: [float(v) for v in vs] for k, vs in hist.items()}} for p, hist in histories], f)
-    cfg_doc = {**asdict(cfg), "data_dir": os.path.abspath(cfg.data_dir), "input_size": size, "classes": classes,
+    # data_dir as given (it is quoted in the exported contract: no machine's
+    # paths); data_dir_abs finds it from another working directory
+    cfg_doc = {**asdict(cfg), "data_dir_abs": os.path.abspath(cfg.data_dir), "input_size": size, "classes": classes,
                "versions": versions(),
                "sensor_augment_params": None if sensor is None else sensor.to_dict(), "extra_data_used": extra_doc,
                "timings_s": {"prepare": t_prep, "train": t_train}}
