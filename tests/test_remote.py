@@ -277,9 +277,16 @@ def test_cli_dashboard_without_cluster(scenes, model8, tmp_path):
     assert r.exit_code == 2 and "needs a Dask cluster" in r.output
 
 
-def test_progress_bar_with_processes(scenes, model8, tmp_path, capsys):
-    from geoseg.scheduling import Runner
+def test_progress_bar_with_processes(scenes, model8, tmp_path, capsys, monkeypatch):
+    import geoseg.pipeline as P
+    from geoseg.scheduling import Runner, progress_bar
 
+    def eager(*a, **k):  # draw every update: the test watches the bar advance, not the clock (the
+        bar = progress_bar(*a, **k)  # product's 0.5 s between redraws hid every step on a fast machine)
+        bar.mininterval, bar.miniters, bar.dynamic_miniters = 0, 1, False
+        return bar
+
+    monkeypatch.setattr(P, "progress_bar", eager)
     shutil.copy(scenes / "sc.tif", tmp_path / "sc.tif")
     with Runner("processes", 1) as r:
         run = classify_many([str(tmp_path / "sc.tif")], tmp_path / "out", model8, ClassifyOptions(block_cells=3),
