@@ -533,14 +533,16 @@ def test_malformed_requests_get_json_errors(client):
         (client.get(f"/api/scenes/{s['id']}/point", params={"lon": 500, "lat": 1}), 422, "lon"),
         (client.get("/api/scenes/nope/tilejson.json"), 404, "no such scene"),
         (client.post("/api/scenes", content=b"{not json", headers={"content-type": "application/json"}), 400,
-         "invalid request"),
+         "POST /api/scenes: the body is not valid JSON; expected a JSON object"),
         (client.get("/api/nothing"), 404, "no such endpoint"),
+        (client.put("/api/scenes"), 405, "PUT /api/scenes: not allowed; expected GET or POST"),
     ]
     for r, status, text in cases:
         assert r.status_code == status, (r.request.url, r.text)
         assert r.headers["content-type"] == "application/json"
         assert text in r.json()["error"], r.json()
         assert "Traceback" not in r.text
+        assert r.status_code != 405 or r.headers["allow"] == "GET, POST"
 
 
 def test_unexpected_error_is_json_without_traceback(scenes_dir, model, tmp_path, monkeypatch):

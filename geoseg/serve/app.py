@@ -82,8 +82,8 @@ def _status_of(exc: BaseException) -> int:
     return 500
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 class TokenMiddleware:
@@ -188,8 +188,10 @@ def create_app(
         for e in exc.errors():
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "request"
             parts.append(f"{loc}: {e.get('msg', 'invalid')}")
-        return _error(400 if any(e.get("type") == "json_invalid" for e in exc.errors()) else 422,
-                      "invalid request: " + "; ".join(parts))
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return _error(400, f"{request.method} {request.url.path}: the body is not valid JSON; expected a JSON "
+                               "object (see /docs for its fields)")
+        return _error(422, "invalid request: " + "; ".join(parts))
 
     @app.exception_handler(GeosegError)
     async def _geoseg_error(request: Request, exc: GeosegError):
@@ -402,7 +404,14 @@ def create_app(
         return FileResponse(p, media_type=mt, filename=os.path.basename(p))
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
-    def not_found(rest: str):
-        raise NotFoundError(f"/api/{rest}: no such endpoint; see /docs")
+    def not_found(rest: str, request: Request):
+        path = "/api/" + rest
+        allowed = sorted({m for r in app.routes if getattr(r, "path", None) not in (None, "/api/{rest:path}")
+                          and getattr(r, "path_regex", None) is not None and r.path_regex.match(path)
+                          for m in (getattr(r, "methods", None) or ())} - {"HEAD"})
+        if allowed:
+            return _error(405, f"{request.method} {path}: not allowed; expected {' or '.join(allowed)}",
+                          headers={"Allow": ", ".join(allowed)})
+        raise NotFoundError(f"{path}: no such endpoint; see /docs")
 
     return app
