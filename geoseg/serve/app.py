@@ -407,7 +407,7 @@ def create_app(
     def not_found(rest: str, request: Request):
         path = "/api/" + rest
         allowed = sorted({m for r in app.routes if getattr(r, "path", None) not in (None, "/api/{rest:path}")
-                          and getattr(r, "path_regex", None) is not None and r.path_regex.match(path)
+                          and (rx := getattr(r, "path_regex", None)) is not None and rx.match(path)
                           for m in (getattr(r, "methods", None) or ())} - {"HEAD"})
         if allowed:
             return _error(405, f"{request.method} {path}: not allowed; expected {' or '.join(allowed)}",
