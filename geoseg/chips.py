@@ -37,7 +37,7 @@ import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
@@ -544,13 +544,11 @@ def _invalid_chunk(scene: Scene, r0: int, r1: int, size: int, stride: int) -> np
             if np.dtype(scene.dtype).kind == "f":
                 bad |= ~np.all(np.isfinite(src.read(scene.bidx, window=win)), axis=0)
         except rasterio.errors.RasterioError as exc:
-            _raise_unreadable(scene.path, 0, r0, exc)
+            from .raster import raise_unreadable
+
+            raise_unreadable(scene.path, 0, r0, exc)
     return window_sums(bad, size, stride)
 
-
-def _raise_unreadable(path: str, col: int, row: int, exc: BaseException) -> NoReturn:
-    raise InputError(f"{path}: cannot read the pixels at column {col}, row {row} ({first_line(exc)}); the file "
-                     "may be truncated or corrupt: re-download or re-export it") from None
 
 
 @dataclass
@@ -733,7 +731,9 @@ def _write_each(opened: list[Scene], stems: list[str], cands: list[_Candidate], 
                 try:
                     data = src.read(sc.bidx, window=win)
                 except rasterio.errors.RasterioError as exc:
-                    _raise_unreadable(sc.path, c.col_off, c.row_off, exc)
+                    from .raster import raise_unreadable
+
+                    raise_unreadable(sc.path, c.col_off, c.row_off, exc)
                 t = src.transform @ Affine.translation(c.col_off, c.row_off)
                 rel = os.path.join(cls, f"{stems[si]}_r{c.row_off:06d}_c{c.col_off:06d}.tif")
                 final = os.path.join(out_dir, rel)

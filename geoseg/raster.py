@@ -114,13 +114,13 @@ class _GdalIoErrors(logging.Filter):
         return False
 
 
-def _raise_read_error(scene: SceneInfo, window: Window, exc: RasterioError) -> NoReturn:
-    """The one-line error of a failed window read (remote errors named as such)."""
-    _raise_remote(scene.path, exc)
-    raise InputError(
-        f"{scene.path}: cannot read the pixels at column {window.col_off}, row {window.row_off} ({first_line(exc)}); "
-        "the file may be truncated or corrupt: re-download or re-export it"
-    ) from None
+def raise_unreadable(path: str, col: int, row: int, exc: BaseException) -> NoReturn:
+    """The one-line error of a failed pixel read at (``col``, ``row``) of
+    ``path``: a remote source's network failure named as such, else a
+    truncated or corrupt file (scenes, references, chips alike)."""
+    _raise_remote(path, exc)
+    raise InputError(f"{path}: cannot read the pixels at column {col}, row {row} ({first_line(exc)}); the file may "
+                     "be truncated or corrupt: re-download or re-export it") from None
 
 
 def _raise_remote(path: str, exc: BaseException) -> None:
@@ -339,7 +339,7 @@ def read_window(scene: SceneInfo, window: Window) -> tuple[np.ndarray, np.ndarra
             arr = src.read(scene.bidx, window=inner)
             masks = None if scene.mask_by_value or scene.mask_kind == "none" else src.read_masks(scene.bidx, window=inner)
     except RasterioError as exc:
-        _raise_read_error(scene, inner, exc)
+        raise_unreadable(scene.path, int(inner.col_off), int(inner.row_off), exc)
     v = validity(arr, masks, scene)
     if arr.dtype.kind == "f":
         arr = np.where(np.isfinite(arr), arr, 0)
@@ -418,7 +418,7 @@ def read_window_resampled(
                     arr = np.where(np.isfinite(arr), arr, 0)
                 data[:, :mr, :mc] = arr
     except RasterioError as exc:
-        _raise_read_error(scene, inner, exc)
+        raise_unreadable(scene.path, int(inner.col_off), int(inner.row_off), exc)
     valid[: rr1 - r0, : cc1 - c0] = v
     inside[: rr1 - r0, : cc1 - c0] = True
     valid_model = footprint_valid(valid, out_shape)

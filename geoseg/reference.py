@@ -35,7 +35,7 @@ from rasterio.windows import Window
 
 from . import styles
 from .errors import GeosegWarning, InputError, OutputError, OutputExistsError, first_line, ignoring
-from .raster import check_earth_crs, open_raster
+from .raster import check_earth_crs, open_raster, raise_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -500,9 +500,7 @@ def _raster_chunks(ref: RasterReference, grid: ClassGrid, rows_per_chunk: int | 
                 a = src.read(1, window=win)
                 m = src.read_masks(1, window=win) > 0
             except RasterioError as exc:
-                raise InputError(f"{ref.path}: cannot read the pixels at column {win.col_off}, row {win.row_off} "
-                                 f"({first_line(exc)}); the file may be truncated or corrupt: re-download or "
-                                 "re-export it") from None
+                raise_unreadable(ref.path, ic0, ir0, exc)
             sl = (slice(ir0 - sr0, ir1 - sr0), slice(ic0 - sc0, ic1 - sc0))
             vals[sl] = a
             valid[sl] = m
@@ -775,8 +773,7 @@ def _read_band(src, spec: BandSpec, win: Window) -> tuple[np.ndarray, np.ndarray
         a = src.read(spec.band, window=win).astype(np.float64)
         v = src.read_masks(spec.band, window=win) > 0
     except RasterioError as exc:
-        raise InputError(f"{spec.path}: cannot read the pixels at column {win.col_off}, row {win.row_off} "
-                         f"({first_line(exc)}); the file may be truncated or corrupt: re-download or re-export it") from None
+        raise_unreadable(spec.path, int(win.col_off), int(win.row_off), exc)
     v &= np.isfinite(a)
     return np.where(v, a, 0.0), v
 
