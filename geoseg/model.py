@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .contract import CONTRACT_KEY, ModelContract
-from .errors import ModelError, first_line
+from .errors import InputError, ModelError, first_line
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.onnx"
 
@@ -55,13 +55,18 @@ def resolve_model_path(model: str | os.PathLike | None) -> str:
     return str(model)
 
 
-def new_session(model: str | bytes, threads: int = 1):
-    """An onnxruntime CPU session set up as geoseg runs every model (the
+def new_session(model: str | bytes, threads: int = 1, provider: str = "cpu"):
+    """An onnxruntime session set up as geoseg runs every model (the
     runtime, the export's parity check and the benchmarks all use this):
     full graph optimisation (4x faster than basic here), ``threads``
     intra-op threads, sequential execution, fatal log messages only (a failed
-    run comes back as an exception, which geoseg reports in one line)."""
+    run comes back as an exception, which geoseg reports in one line).
+    ``provider``: a name of :data:`geoseg.providers.PROVIDER_NAMES` (``auto``:
+    the best available); one that is not available, or that onnxruntime
+    cannot start (e.g. CUDA libraries missing), is an InputError."""
     import onnxruntime as ort
+
+    from .providers import check_name, resolve_provider
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -69,7 +74,14 @@ def new_session(model: str | bytes, threads: int = 1):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 4
-    return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+    providers = resolve_provider(provider)
+    sess = ort.InferenceSession(model, sess_options=so, providers=providers)
+    if providers[0] not in sess.get_providers() and check_name(provider) != "auto":
+        # onnxruntime falls back to CPU silently when a provider's libraries do not load
+        raise InputError(f"provider {provider!r}: onnxruntime could not start {providers[0]} (its libraries, "
+                         f"e.g. CUDA/cuDNN, did not load; session runs on {', '.join(sess.get_providers())}); "
+                         "install the libraries the provider needs or use --provider cpu")
+    return sess
 
 
 def load_model(path: str | os.PathLike) -> ModelInfo:
@@ -142,7 +154,7 @@ def load_model(path: str | os.PathLike) -> ModelInfo:
 _LOCAL = threading.local()
 
 
-def get_session(path: str, sha256: str, threads: int):
+def get_session(path: str, sha256: str, threads: int, provider: str = "cpu"):
     """The calling thread's onnxruntime session for (model, threads).
 
     Dask tasks call this with the model path: a session is created on first
@@ -155,10 +167,10 @@ def get_session(path: str, sha256: str, threads: int):
     cache = getattr(_LOCAL, "sessions", None)
     if cache is None:
         cache = _LOCAL.sessions = {}
-    key = (path, sha256, threads)
+    key = (path, sha256, threads, provider)
     sess = cache.get(key)
     if sess is None:
-        sess = cache[key] = new_session(path, threads)
+        sess = cache[key] = new_session(path, threads, provider)
     return sess
 
 
