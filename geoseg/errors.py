@@ -86,18 +86,50 @@ class ResampleWarning(GeosegWarning):
     """``--resample auto`` cannot apply (no training resolution, no ground unit); the scene keeps its pixel size."""
 
 
-_FILTERS = threading.RLock()
+_FILTERS = threading.Lock()
+
+
+def _filters_changed() -> None:
+    """Tell the warnings machinery its filter list changed (its per-module
+    caches hold the list's version)."""
+    changed = getattr(warnings, "_filters_mutated", None)
+    if changed is not None:
+        changed()
+    else:  # a public call that bumps the version (adds one filter of a category never raised, once)
+        warnings.simplefilter("ignore", _Never, append=True)
+
+
+class _Never(Warning):
+    """Never raised: see :func:`_filters_changed`."""
 
 
 @contextmanager
 def ignoring(*categories: type[Warning]) -> Iterator[None]:
-    """``warnings.catch_warnings()`` ignoring ``categories``, under one
-    process-wide lock.  ``catch_warnings`` saves and restores the process's
-    one filter list: two threads inside it at once restore each other's
-    filters too early, and a scene thread then met a warning it had silenced
-    (a NotGeoreferencedWarning raised as an error, one run in three of a
-    two-scene test).  Keep the block short: it holds the lock."""
-    with _FILTERS, warnings.catch_warnings():
-        for c in categories:
-            warnings.simplefilter("ignore", c)
+    """Ignore warnings of ``categories`` inside the block, thread-safely.
+
+    ``warnings.catch_warnings`` saves and restores the process's one filter
+    list: two threads inside it at once restore each other's filters too
+    early, and a scene thread then met a warning it had silenced (a
+    NotGeoreferencedWarning raised as an error, one run in three of a
+    two-scene test).  Here each block adds its own "ignore" entry at the
+    front of the list and removes that one entry when it ends, under a lock
+    held only for those two list edits, never across the block (which may
+    open a remote raster: network I/O).  While any thread is inside, the
+    categories are ignored process-wide; no thread ever sees another's
+    entry removed early.
+    """
+    entries = [("ignore", None, c, None, 0) for c in categories]
+    with _FILTERS:
+        for e in entries:
+            warnings.filters.insert(0, e)  # type: ignore[attr-defined]
+        _filters_changed()
+    try:
         yield
+    finally:
+        with _FILTERS:
+            for e in entries:
+                try:
+                    warnings.filters.remove(e)  # type: ignore[attr-defined]
+                except ValueError:  # the list was replaced meanwhile (a catch_warnings block ended)
+                    pass
+            _filters_changed()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import warnings
 
+import pytest
+
 from geoseg.errors import ignoring
 
 
@@ -50,3 +52,33 @@ def test_first_line_takes_the_cause_a_message_points_to():
     except RuntimeError as exc:
         assert first_line(exc) == "trunc.tif, band 1: IReadBlock failed at X offset 0"
     assert first_line(ValueError("")) == "ValueError"
+
+
+def test_ignoring_holds_no_lock_while_its_block_runs():
+    """A thread inside ``ignoring`` (e.g. opening a remote raster: network
+    I/O) does not keep another thread out of its own ``ignoring`` block."""
+    inside, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow():
+        with ignoring(Quiet):
+            inside.set()
+            release.wait(10)
+
+    def quick():
+        with ignoring(Quiet):
+            warnings.warn("silenced", Quiet, stacklevel=1)
+        done.set()
+
+    a = threading.Thread(target=slow)
+    a.start()
+    assert inside.wait(10)
+    b = threading.Thread(target=quick)
+    b.start()
+    try:
+        assert done.wait(5), "the second thread waited for the first one's block"
+    finally:
+        release.set()
+        a.join()
+        b.join()
+    with pytest.raises(Quiet):  # the filter is gone again once every block is left
+        warnings.warn("loud", Quiet, stacklevel=1)
