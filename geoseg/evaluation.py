@@ -33,11 +33,14 @@ from .scoring import OTHER, Scores, confusion_matrix, one_vs_rest_groups, scores
 log = logging.getLogger(__name__)
 
 # codes of disagreement.tif
-AGREE, DISAGREE, LOW_COVERAGE, UNMAPPED, NODATA = 0, 1, 2, 3, 255
+AGREE, DISAGREE, LOW_COVERAGE, UNMAPPED, UNNAMED, NODATA = 0, 1, 2, 3, 4, 255
 DISAGREEMENT_NAMES = {AGREE: "agree", DISAGREE: "disagree", LOW_COVERAGE: "left out: reference coverage",
-                      UNMAPPED: "left out: unmapped reference class"}
+                      UNMAPPED: "left out: unmapped reference class",
+                      UNNAMED: "left out: class map value without a class name"}
 DISAGREEMENT_COLOURS = {AGREE: (76, 168, 84), DISAGREE: (215, 48, 31), LOW_COVERAGE: (189, 189, 189),
-                        UNMAPPED: (240, 160, 48)}
+                        UNMAPPED: (240, 160, 48), UNNAMED: (152, 78, 163)}
+DISAGREEMENT_CODES = ("0 agree, 1 disagree, 2 left out (reference coverage), 3 left out (unmapped reference class), "
+                      "4 left out (class map value without a class name), 255 nodata in the class map")
 OUTPUTS = ("report.json", "report.md", "confusion.png", "disagreement.tif")
 COVERAGE_EPS = 1e-6  # shares computed in float32: 0.5 may come out as 0.49999997
 
@@ -191,8 +194,7 @@ def evaluate_scene(class_map: str | os.PathLike, reference: str | os.PathLike, o
         tally = _score_chunks(grid, ref, mapper, np.asarray(groups, np.int64), len(labels), o, ds)
         ds.set_band_description(1, "disagreement")
         ds.update_tags(GEOSEG_CLASS_MAP=os.path.basename(grid.path), GEOSEG_REFERENCE=os.path.basename(str(reference)),
-                       CODES="0 agree, 1 disagree, 2 left out (reference coverage), "
-                             "3 left out (unmapped reference class), 255 nodata in the class map")
+                       CODES=DISAGREEMENT_CODES)
         ds.update_tags(1, **{f"CLASS_{k}": v for k, v in DISAGREEMENT_NAMES.items()})
         ds.close()
         n = int(tally.cells.sum())
@@ -288,7 +290,7 @@ def _score_chunks(grid: ClassGrid, ref, mapper: _Mapper, groups: np.ndarray, k: 
         tally.km2 += confusion_matrix(ref_l, mod_l, k, weights=area)
         out = np.full(cls.shape, NODATA, np.uint8)
         out[valid] = LOW_COVERAGE
-        out[unnamed] = LOW_COVERAGE
+        out[unnamed] = UNNAMED
         out[unm] = UNMAPPED
         out[scored] = np.where(ref_l[scored] == mod_l[scored], AGREE, DISAGREE)
         ds.write(out[None], window=Window(0, r0, grid.width, h))
@@ -317,20 +319,7 @@ def _report(grid: ClassGrid, ref, mapper: _Mapper, o: EvaluateOptions, labels: l
         per_class[n] = {**{k: _r(v) for k, v in c.to_dict().items()},
                         "reference_cells": int(c.reference), "model_cells": int(c.model),
                         "reference_km2": _r(a.reference), "model_km2": _r(a.model)}
-    ref_classes = {}
-    for lab in sorted(tally.ref_cells, key=lambda v: ref.name_of(v)):
-        idx, how = mapper.resolve(lab)
-        cells, km2 = tally.ref_cells[lab]
-        if idx >= 0:
-            scored_as = labels[groups[idx]]
-        elif o.classes:
-            scored_as, how = labels[-1], "one-vs-rest"
-        else:
-            scored_as = None
-        ref_classes[ref.name_of(lab)] = {
-            "mapped_to": mapper.model_names[idx] if idx >= 0 else None, "scored_as": scored_as, "how": how or None,
-            "cells": cells, "km2": _r(km2), "share": _r(cells / covered if covered else None),
-        }
+    ref_classes = _reference_classes(ref, mapper, o, labels, groups, tally, covered)
     unmapped = {n: {"cells": v["cells"], "km2": v["km2"], "share": v["share"]}
                 for n, v in ref_classes.items() if v["scored_as"] is None}
     why = {
@@ -371,6 +360,40 @@ def _report(grid: ClassGrid, ref, mapper: _Mapper, o: EvaluateOptions, labels: l
         "reference_classes": ref_classes,
         "dropped_features": getattr(ref, "n_dropped", None) or None,
     }
+
+
+def _reference_classes(ref, mapper: _Mapper, o: EvaluateOptions, labels: list[str], groups: list[int],
+                       tally: _Tally, covered: int) -> dict[str, dict]:
+    """The report's reference classes, by name: values that share a name
+    (two raster values called "water") are one class, their cells summed,
+    unless they are scored differently (``--map 1=water,2=desert`` by
+    value); then each is listed as ``NAME (VALUE)``."""
+    by_key: dict[str, list] = {}
+    for lab in sorted(tally.ref_cells, key=lambda v: (ref.name_of(v), v)):
+        idx, how = mapper.resolve(lab)
+        by_key.setdefault(ref.name_of(lab), []).append((lab, idx, how))
+    out: dict[str, dict] = {}
+    for name, members in by_key.items():
+        split = len({(idx, how) for _, idx, how in members}) > 1
+        for lab, idx, how in members:
+            key = f"{name} ({lab})" if split else name
+            cells, km2 = tally.ref_cells[lab]
+            if key in out:
+                out[key]["cells"] += cells
+                out[key]["km2"] += km2
+                continue
+            if idx >= 0:
+                scored_as = labels[groups[idx]]
+            elif o.classes:
+                scored_as, how = labels[-1], "one-vs-rest"
+            else:
+                scored_as = None
+            out[key] = {"mapped_to": mapper.model_names[idx] if idx >= 0 else None, "scored_as": scored_as,
+                        "how": how or None, "cells": cells, "km2": km2}
+    for v in out.values():
+        v["share"] = _r(v["cells"] / covered if covered else None)
+        v["km2"] = _r(v["km2"])
+    return out
 
 
 def _f(x, nd: int = 3, none: str = "–") -> str:
@@ -425,8 +448,7 @@ def report_markdown(rep: dict) -> str:
         lines += ["## Reference classes", "",
                   "Majority reference class of the covered cells, and the class it is scored as.", "",
                   _table(["reference class", "scored as", "how", "cells", "share"], rows), ""]
-    lines += ["`disagreement.tif`: 0 agree, 1 disagree, 2 left out (reference coverage), 3 left out "
-              "(unmapped reference class), 255 nodata in the class map.", ""]
+    lines += [f"`disagreement.tif`: {DISAGREEMENT_CODES}.", ""]
     return "\n".join(lines)
 
 

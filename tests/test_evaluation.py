@@ -371,3 +371,34 @@ def test_naip_water_against_its_ndwi(tmp_path, shared_dir):
     (tp, fn), (fp, tn) = rep["confusion"]["cells"]
     assert rep["confusion"]["labels"] == ["water", "other"] and tp + fn == 52 and tp + fn + fp + tn == 165
     assert rep["per_class"]["water"]["iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-6)
+
+
+def test_two_reference_values_of_one_name_are_one_reference_class(tmp_path, planted):
+    cm_path, ref, model, truth = planted
+    # values 0 and 1 are both "water"; value 2 is desert, value 3 is water too
+    both = np.where(truth == 3, 1, np.where(truth == 2, 2, 0)).astype(np.uint8)
+    raw = write_raster(tmp_path / "two.tif", fine(both), Affine(1, 0, X0, 0, -1, Y0),
+                       names=("water", "water", "desert"))
+    evaluate_scene(cm_path, raw, tmp_path / "out")
+    rep = load(tmp_path / "out")
+    rc = rep["reference_classes"]
+    assert set(rc) == {"water", "desert"}
+    valid = model != 255
+    assert rc["water"]["cells"] + rc["desert"]["cells"] == 47 == rep["n_cells"]
+    assert rc["water"]["cells"] == int((both[valid] != 2).sum())
+    assert rc["water"]["share"] + rc["desert"]["share"] == pytest.approx(1.0)
+
+
+def test_disagreement_codes_unnamed_class_map_values_apart(tmp_path, planted):
+    cm_path, ref, model, truth = planted
+    odd = model.copy()
+    odd[0, 0] = 9  # a class-map value without a class name
+    cm = class_map(tmp_path / "odd.tif", odd)
+    ev = evaluate_scene(cm, ref, tmp_path / "out")
+    with rasterio.open(tmp_path / "out" / "disagreement.tif") as d:
+        dis = d.read(1)
+        names = d.tags(1)
+    assert dis[0, 0] == 4 and names["CLASS_4"] == "left out: class map value without a class name"
+    assert (dis[odd < 4] <= 2).all()
+    assert ev.report["left_out"]["unnamed_model_value"]["cells"] == 1
+    assert "4 left out (class map value without a class name)" in Path(ev.outputs["report.md"]).read_text()
