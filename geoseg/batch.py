@@ -185,6 +185,7 @@ class RunResult:
     scenes: list[SceneResult] = field(default_factory=list)
     seconds: float = 0.0
     report: str | None = None
+    provider: str | None = None  # the onnxruntime execution provider that ran the model (geoseg.providers)
 
     @property
     def n_failed(self) -> int:
@@ -202,6 +203,7 @@ class RunResult:
             "n_done": sum(s.status == "done" for s in self.scenes),
             "n_skipped": sum(s.status == "skipped" for s in self.scenes),
             "n_failed": self.n_failed,
+            **({"provider": self.provider} if self.provider else {}),
             "scenes": [
                 {k: v for k, v in asdict(s).items() if k != "stats"} for s in self.scenes
             ],
@@ -242,8 +244,10 @@ def classify_many(
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     tasks = find_inputs([str(i) for i in inputs], outdir, recursive, pattern, options.gdal_config)
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
+    from .providers import provider_name
+
+    run = RunResult(provider=provider_name(options.provider))  # an unavailable provider stops the run here
     t0 = time.perf_counter()
-    run = RunResult()
     if runner is None:
         with Runner(scheduler, workers, ort_threads) as r:
             return _run(tasks, outdir, info, options, r, concurrent_scenes, progress, run, t0, scene_tasks)

@@ -38,6 +38,7 @@ from .contract import ModelContract, Scaling
 from .errors import GeosegError, InputError, MaskWarning, ResampleWarning, ResolutionWarning
 from .geometry import ground_pixel_size_m, pixel_area_m2
 from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batch
+from .providers import check_name, provider_name
 from .outputs import (
     OutputPlan, polygonize, write_aux_xml, write_json_atomic, write_polygons, write_probs_qml, write_qml, write_quicklook,
 )
@@ -84,8 +85,10 @@ class ClassifyOptions:
     gdal_config: GdalConfig = ()  # GDAL settings of the reads (--gdal-config); a dict is accepted
     assets: tuple[str, ...] | None = None  # STAC item inputs: the RGB asset keys (--assets)
     resample: ResampleMode = "off"  # "auto": to the contract's training resolution (--resample)
+    provider: str = "auto"  # onnxruntime execution provider (--provider; geoseg.providers): the best available
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "provider", check_name(self.provider))
         if self.resample not in RESAMPLE_MODES:
             raise InputError(f"resample={self.resample!r}: expected one of {', '.join(RESAMPLE_MODES)}")
         object.__setattr__(self, "gdal_config", normalize_config(self.gdal_config))
@@ -99,8 +102,8 @@ class ClassifyOptions:
         of earlier runs still match)."""
         d = asdict(self)
         d["scaling"] = self.scaling.to_dict() if self.scaling else None
-        for k in ("progress", "overwrite", "block_px", "block_cells", "gdal_config"):
-            d.pop(k)
+        for k in ("progress", "overwrite", "block_px", "block_cells", "gdal_config", "provider"):
+            d.pop(k)  # the provider is recorded apart (stats "provider"), so earlier runs' records still match
         if d["resample"] == "off":
             d.pop("resample")
         if d["assets"] is None:
@@ -128,6 +131,7 @@ class BlockJob:
     thumb_k: int = 0  # quicklook pixels per cell side (0: no quicklook)
     gdal_config: GdalConfig = ()  # entered by the task itself: GDAL settings are per thread
     resample: Resample | None = None  # patches read at the model's resolution (grid in source pixels)
+    provider: str = "cpu"  # onnxruntime execution provider (geoseg.providers name)
 
 
 @dataclass
@@ -174,7 +178,7 @@ def classify_block(job: BlockJob) -> BlockResult:
         if pix_valid.all():
             pval = None  # no gaps to fill: skip the per-batch validity copies
         rows, cols = np.nonzero(todo)
-        sess = get_session(job.model_path, job.model_sha, job.ort_threads)
+        sess = get_session(job.model_path, job.model_sha, job.ort_threads, job.provider)
         out = np.empty((len(rows), c.n_classes), np.float32)
         bs = job.batch_size
         for i in range(0, len(rows), bs):
@@ -264,7 +268,7 @@ class SceneSetup:
         for b in blocks:
             yield BlockJob(self.scene, self.grid, b, model.path, model.sha256, runner.ort_threads, model.contract,
                            self.scaling, self.stats, model.fixed_batch or options.batch_size, self.min_valid, thumb_k,
-                           self.gdal_config, self.resample)
+                           self.gdal_config, self.resample, provider_name(options.provider))
 
 
 def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir: str | None = None) -> SceneSetup:
@@ -409,6 +413,7 @@ def _stats_doc(setup: SceneSetup, model: ModelInfo, options: ClassifyOptions, ta
             "class_names": list(c.class_names), "patch_size": c.patch_size,
         },
         "options": _options_doc(setup, options),
+        "provider": provider_name(options.provider),
         "timings_s": timings,
         "outputs": {k: os.path.basename(v) for k, v in plan.final.items()},
         "geoseg_version": __version__,
@@ -612,7 +617,7 @@ def classify_scene(
         sink.abort()
         plan.cleanup()
         raise
-    item = _write_item(setup, info, plan, t_start)
+    item = _write_item(setup, info, plan, t_start, provider_name(options.provider))
     n_unique = grid.n_patches[0] * grid.n_patches[1]
     outputs = {k: v for k, v in plan.final.items() if os.path.exists(v)}
     if item:
@@ -672,7 +677,8 @@ def _iso_time(when: datetime | None) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def _write_item(setup: SceneSetup, model: ModelInfo, plan: OutputPlan, t_start: float) -> str | None:
+def _write_item(setup: SceneSetup, model: ModelInfo, plan: OutputPlan, t_start: float,
+                provider: str | None = None) -> str | None:
     """Write ``NAME_item.json`` (STAC) beside the committed outputs; its
     datetime is the STAC input's, else the source's time, else the run's."""
     from .stac import scene_item
@@ -684,7 +690,7 @@ def _write_item(setup: SceneSetup, model: ModelInfo, plan: OutputPlan, t_start: 
     path = os.path.join(plan.outdir, f"{setup.scene.name}_item.json")
     try:
         doc = scene_item(setup.scene.name, setup.scene, setup.grid, final, model.contract, when,
-                         display_path(setup.source or setup.scene.path))
+                         display_path(setup.source or setup.scene.path), provider=provider)
         write_json_atomic(path, doc)
     except OSError as exc:
         log.warning("%s: cannot write the STAC item (%s)", path, exc)

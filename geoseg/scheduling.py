@@ -236,9 +236,50 @@ class _ReportOn:
             self._cm.__exit__(None, None, None)
 
 
+PROGRESS_JSON = False  # set by `geoseg classify --progress-json`: progress as JSON lines on stderr
+
+
+class JsonProgress:
+    """Progress for tools (the QGIS plugin): one JSON line on stderr per
+    update, at most every 0.2 s, and at the start and the end, e.g.
+    ``{"progress": {"desc": "scene", "unit": "patch", "n": 120, "total": 480}}``."""
+
+    def __init__(self, total: int, desc: str, unit: str, every: float = 0.2) -> None:
+        self.total, self.desc, self.unit, self.every = int(total), desc, unit, every
+        self.n, self._last = 0, 0.0
+
+    def _emit(self) -> None:
+        import json
+        import sys
+        import time
+
+        self._last = time.monotonic()
+        sys.stderr.write(json.dumps({"progress": {"desc": self.desc, "unit": self.unit, "n": self.n,
+                                                  "total": self.total}}) + "\n")
+        sys.stderr.flush()
+
+    def __enter__(self) -> JsonProgress:
+        self._emit()
+        return self
+
+    def update(self, n: int = 1) -> None:
+        import time
+
+        self.n += int(n)
+        if time.monotonic() - self._last >= self.every:
+            self._emit()
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self._emit()
+
+
 def progress_bar(total: int, desc: str, unit: str, enabled: bool | None = None, leave: bool = False):
     """A tqdm bar; ``enabled=None`` shows it only on a terminal (not in the
-    logs of cron jobs or pipes), ``False`` never, ``True`` always."""
+    logs of cron jobs or pipes), ``False`` never, ``True`` always.  With
+    :data:`PROGRESS_JSON` and not ``False``: a :class:`JsonProgress`."""
+    if PROGRESS_JSON and enabled is not False:
+        return JsonProgress(total, desc, unit)
     from tqdm.auto import tqdm
 
     disable = None if enabled is None else not enabled

@@ -221,7 +221,7 @@ def stac_input(source: str, outdir: str, names: tuple[str, ...] | None = None,
 
 # --- the Item of a scene's outputs --------------------------------------------
 def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contract: Any, when: datetime,
-               source: str) -> dict:
+               source: str, provider: str | None = None) -> dict:
     """The STAC Item (a dict) of one scene's outputs.
 
     Parameters
@@ -240,6 +240,9 @@ def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contra
         The item's datetime (the source's, else the run's).
     source
         The source (path, URL or STAC item) for the ``derived_from`` link.
+    provider
+        The onnxruntime execution provider that ran the model
+        (``geoseg:provider``, e.g. ``cpu``, ``cuda``), when known.
     """
     import pystac
     from pystac.extensions.classification import Classification, ClassificationExtension
@@ -258,6 +261,8 @@ def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contra
     item = pystac.Item(stem, geometry, [w, s, e, n], when.astimezone(timezone.utc),
                        {"title": f"geoseg classification of {stem}", "geoseg:model": contract.name,
                         "geoseg:classes": list(contract.class_names)})
+    if provider:
+        item.properties["geoseg:provider"] = provider
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     epsg = crs.to_epsg()
     proj.code = f"EPSG:{epsg}" if epsg else None

@@ -9,6 +9,7 @@ import sys
 import click
 
 from ..errors import GeosegError
+from ..providers import PROVIDER_NAMES
 from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, setup_logging, verbose_opt
 
 
@@ -24,6 +25,7 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("--scene-tasks", is_flag=True, help="Run each scene whole as one task on a worker, which writes its outputs itself (folders of many scenes on a cluster; workers must see OUTDIR).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Workers of the local Dask cluster: N worker processes, or N threads with --scheduler threads [default: cores].")
 @click.option("--ort-threads", type=click.IntRange(1), default=None, help="onnxruntime threads per task [default: cores // workers].")
+@click.option("--provider", type=click.Choice(PROVIDER_NAMES, case_sensitive=False), default="auto", show_default=True, help="onnxruntime execution provider: auto = the best this onnxruntime offers (cuda, rocm, directml, coreml, openvino), else cpu. GPU providers need another onnxruntime package, e.g. onnxruntime-gpu for cuda/tensorrt (docs/providers.md).")
 @click.option("--scaling", callback=parse_scaling, default=None, metavar="identity|linear:S[,O]|percentile:LO,HI", help="How raw pixels become model input [default: the model contract's for the scene dtype].")
 @click.option("--resample", type=click.Choice(["off", "auto"]), default="off", show_default=True, help="auto: read each patch at the model's training resolution (average when reducing, bilinear when enlarging); the class grid stays aligned to the source pixels. off: the scene's own pixel size.")
 @click.option("--min-valid", type=click.FloatRange(0, 1), default=None, help="Minimum valid-pixel fraction of a patch [default: the contract's, usually 0.5].")
@@ -40,11 +42,13 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("--assets", default=None, metavar="red,green,blue", help="STAC item inputs: the asset keys holding the red, green and blue bands (3), or one RGB asset [default: by eo:bands common names, else red/green/blue or visual].")
 @click.option("--dashboard", is_flag=True, help="Print the link of the Dask dashboard of the cluster in use.")
 @click.option("--performance-report", "performance_report", type=click.Path(dir_okay=False), default=None, metavar="FILE.html", help="Write Dask's performance report of the run (cluster runs: --workers N or tcp://; needs bokeh).")
+@click.option("--progress-json", is_flag=True, help="Report progress as JSON lines on stderr, for tools (the QGIS plugin): {\"progress\": {\"desc\", \"unit\", \"n\", \"total\"}}.")
 @verbose_opt
 @quiet_opt
 def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler, scene_tasks, workers, ort_threads,
              scaling, resample, min_valid, no_polygons, no_probs, no_quicklook, min_area, simplify, block_px,
-             recursive, pattern, overwrite, gdal_config, assets, dashboard, performance_report, verbose, quiet):
+             recursive, pattern, overwrite, gdal_config, assets, dashboard, performance_report, verbose, quiet,
+             provider="auto", progress_json=False):
     """Classify INPUT scenes (GeoTIFF files, folders of them, .txt lists of
     paths or URLs, https:// and s3:// URLs, s3:// prefixes ending with /, STAC
     item .json files) into OUTDIR.
@@ -86,8 +90,13 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
         scaling=scaling, polygons=not no_polygons, probs=not no_probs,
         quicklook=not no_quicklook, min_area=min_area, simplify=simplify,
         overwrite=overwrite, block_px=block_px, gdal_config=config, assets=asset_keys, resample=resample,
+        provider=provider,
     )
     progress = False if quiet else None
+    if progress_json:
+        from .. import scheduling
+
+        scheduling.PROGRESS_JSON = True
     try:
         with Runner(scheduler, workers, ort_threads) as runner:
             if dashboard:
