@@ -21,6 +21,24 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def start_url(host: str, port: int, token: str | None) -> str:
+    """The page's URL, with the token URL-encoded in its query."""
+    from urllib.parse import quote
+
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{shown}:{port}/" + (f"?token={quote(token, safe='')}" if token else "")
+
+
+def url_prefixes(given: tuple[str, ...], host: str) -> tuple[str, ...] | None:
+    """The URLs ``POST /api/scenes`` may fetch: the given prefixes; none given,
+    any http(s) URL on loopback (``None``) and none beyond it (``()``)."""
+    from ..serve.fetch import check_prefix
+
+    if given:
+        return tuple(check_prefix(p) for p in given)
+    return None if is_loopback(host) else ()
+
+
 def is_loopback(host: str) -> bool:
     """True when ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
     if host.lower() in ("localhost", "localhost.localdomain"):
@@ -42,11 +60,12 @@ def is_loopback(host: str) -> bool:
 @click.option("--stride", type=click.IntRange(1), default=None, help="Pixels between patches; must divide the patch size [default: patch size].")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Threads computing blocks [default: cores].")
 @click.option("--no-disk-cache", is_flag=True, help="Keep computed blocks in memory only.")
+@click.option("--allow-url-prefix", "allow_url_prefix", multiple=True, metavar="PREFIX", help="POST /api/scenes may download URLs under PREFIX (repeatable; redirects too) [default: any URL on loopback, none beyond it].")
 @click.option("--open", "open_browser", is_flag=True, help="Open the map in a web browser.")
 @verbose_opt
 @quiet_opt
 def serve(sources, model, host, port, token, upload_limit, cache_dir, stride, workers, no_disk_cache,
-          open_browser, verbose, quiet):
+          allow_url_prefix, open_browser, verbose, quiet):
     """Serve SCENE files and FOLDERs of scenes on a web map: the scene, its
     class map computed as you pan and zoom (identical to `geoseg classify`),
     click for probabilities, classify the whole scene as a job, download the
@@ -72,7 +91,8 @@ def serve(sources, model, host, port, token, upload_limit, cache_dir, stride, wo
                                "pip install 'geoseg[serve]'"))
     try:
         app = create_app(list(sources), model, token=token, upload_limit_mb=upload_limit, cache_dir=cache_dir,
-                         options=ServeOptions(stride=stride), workers=workers, disk_cache=not no_disk_cache)
+                         options=ServeOptions(stride=stride), workers=workers, disk_cache=not no_disk_cache,
+                         allow_url_prefixes=url_prefixes(allow_url_prefix, host))
     except GeosegError as exc:
         fail(exc)
     reg = app.state.server.registry
@@ -81,7 +101,7 @@ def serve(sources, model, host, port, token, upload_limit, cache_dir, stride, wo
                          "above); give GeoTIFF files or folders holding them, or none to start empty and upload"))
     real_port = port or free_port(host)
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{real_port}/" + (f"?token={token}" if token else "")
+    url = start_url(host, real_port, token)
     if not quiet:
         click.echo(f"geoseg serve: {len(reg.scenes)} scene(s), model {app.state.server.model.contract.name}; "
                    f"open {url}  (API docs: http://{shown}:{real_port}/docs; Ctrl-C stops)", err=True)

@@ -23,7 +23,8 @@ from typing import Any
 from ..errors import GeosegError
 from ..model import ModelInfo
 from ..scheduling import Runner
-from .scenes import NotFoundError, ServedScene, ServeOptions
+from .errors import JobStateError, NotFoundError
+from .scenes import ServedScene, ServeOptions
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ OUTPUT_KINDS = ("classes", "probs", "polygons", "stats", "quicklook")
 
 class JobCancelled(GeosegError):
     """Raised inside a job's result stream when the job is cancelled."""
-
-
-class JobStateError(GeosegError, ValueError):
-    """An output asked of a job that is not done, or has no such output."""
 
 
 class JobRunner(Runner):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import GeosegError, InputError
 from ..model import ModelInfo
+from .errors import AccessError, NotFoundError, TooLargeError
 
 if TYPE_CHECKING:  # rasterio, pyproj and the scene modules load only when a scene is prepared
     from affine import Affine
@@ -39,18 +40,6 @@ log = logging.getLogger(__name__)
 
 SCENE_PATTERNS = ("*.tif", "*.tiff", "*.TIF", "*.TIFF")
 DEFAULT_BLOCK_PX = 512  # side of an on-demand block in source pixels (rounded to whole cells)
-
-
-class AccessError(GeosegError, PermissionError):
-    """A path outside the server's roots, or a scheme it does not fetch."""
-
-
-class NotFoundError(GeosegError, LookupError):
-    """No scene, job or output of that id."""
-
-
-class TooLargeError(GeosegError, ValueError):
-    """An upload or download over the size limit."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +128,6 @@ def prepare_scene(path: str, model: ModelInfo, options: ServeOptions, uploaded: 
     """
     from pyproj import Transformer
     from rasterio.crs import CRS
-    from rasterio.warp import transform_bounds
 
     from ..raster import check_readable, open_scene, scaling_for, scene_percentiles
     from ..windows import PatchGrid, plan_blocks
@@ -162,30 +150,13 @@ def prepare_scene(path: str, model: ModelInfo, options: ServeOptions, uploaded: 
     min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
     bcells = block_cells_for(stride, options.block_px)
     crs = CRS.from_wkt(info.crs_wkt)
-    t = info.transform
-    left, top = t.c, t.f
-    right, bottom = t.c + t.a * info.width, t.f + t.e * info.height  # north-up (checked by open_scene)
-    try:
-        lonlat = transform_bounds(crs, "EPSG:4326", left, bottom, right, top, densify_pts=21)
-        merc = transform_bounds(crs, "EPSG:3857", left, bottom, right, top, densify_pts=21)
-    except Exception as exc:  # noqa: BLE001 - PROJ errors have no common type
-        raise InputError(f"{path}: cannot place the scene on a web map ({exc}); expected a CRS "
-                         "that transforms to WGS 84") from None
-    lat = (lonlat[1] + lonlat[3]) / 2
-    if crs.is_geographic:
-        px_m = abs(info.res[1]) * math.pi / 180 * 6378137.0
-    else:
-        try:
-            px_m = abs(info.res[0]) * float(crs.linear_units_factor[1])
-        except Exception:  # noqa: BLE001 - unknown units: take metres
-            px_m = abs(info.res[0])
+    bounds_lonlat, bounds_3857, px_m = _placement(path, info, crs)
+    lat = (bounds_lonlat[1] + bounds_lonlat[3]) / 2
     from .cache import scene_cache_key
 
     batch = model.fixed_batch or options.batch_size
     opts = {"stride": stride, "batch_size": batch, "min_valid": min_valid,
             "scaling": scaling.to_dict(), "bidx": list(info.bidx)}
-    bounds_lonlat = (float(lonlat[0]), float(lonlat[1]), float(lonlat[2]), float(lonlat[3]))
-    bounds_3857 = (float(merc[0]), float(merc[1]), float(merc[2]), float(merc[3]))
     return ServedScene(
         id=scene_id(path), name=info.name, path=os.path.realpath(path), uploaded=uploaded, info=info,
         grid=grid, scaling=scaling, stats=stats, batch_size=batch, min_valid=min_valid,
@@ -196,6 +167,33 @@ def prepare_scene(path: str, model: ModelInfo, options: ServeOptions, uploaded: 
         lonlat_to_scene=Transformer.from_crs("EPSG:4326", crs, always_xy=True),
         _blocks=plan_blocks(grid, bcells),
     )
+
+
+Bounds = tuple[float, float, float, float]
+
+
+def _placement(path: str, info: SceneInfo, crs: CRS) -> tuple[Bounds, Bounds, float]:
+    """The scene's bounds in WGS 84 and EPSG:3857, and its pixel size in metres."""
+    from rasterio.warp import transform_bounds
+
+    t = info.transform
+    left, top = t.c, t.f
+    right, bottom = t.c + t.a * info.width, t.f + t.e * info.height  # north-up (checked by open_scene)
+    try:
+        lonlat = transform_bounds(crs, "EPSG:4326", left, bottom, right, top, densify_pts=21)
+        merc = transform_bounds(crs, "EPSG:3857", left, bottom, right, top, densify_pts=21)
+    except Exception as exc:  # noqa: BLE001 - PROJ errors have no common type
+        raise InputError(f"{path}: cannot place the scene on a web map ({exc}); expected a CRS "
+                         "that transforms to WGS 84") from None
+    if crs.is_geographic:
+        px_m = abs(info.res[1]) * math.pi / 180 * 6378137.0
+    else:
+        try:
+            px_m = abs(info.res[0]) * float(crs.linear_units_factor[1])
+        except Exception:  # noqa: BLE001 - unknown units: take metres
+            px_m = abs(info.res[0])
+    return (float(lonlat[0]), float(lonlat[1]), float(lonlat[2]), float(lonlat[3])), \
+        (float(merc[0]), float(merc[1]), float(merc[2]), float(merc[3])), px_m
 
 
 def _is_under(path: str, root: str) -> bool:
@@ -219,11 +217,15 @@ class SceneRegistry:
         Folder for uploads and downloads (also a root).
     upload_limit
         Bytes an upload or download may have.
+    allow_url_prefixes
+        URLs ``POST /api/scenes`` may download: ``None`` any http(s) URL, an
+        empty tuple none, else those under a prefix (:mod:`geoseg.serve.fetch`).
     """
 
     def __init__(self, sources: list[str], model: ModelInfo, options: ServeOptions, upload_dir: str,
-                 upload_limit: int) -> None:
+                 upload_limit: int, allow_url_prefixes: tuple[str, ...] | None = None) -> None:
         self.model, self.options = model, options
+        self.allow_url_prefixes = allow_url_prefixes
         self.upload_dir = os.path.realpath(upload_dir)
         os.makedirs(self.upload_dir, exist_ok=True)
         self.upload_limit = int(upload_limit)
@@ -322,32 +324,16 @@ class SceneRegistry:
             raise
 
     def download(self, url: str) -> ServedScene:
-        """Download an http(s) GeoTIFF into the upload folder (size-limited) and serve it."""
+        """Download an http(s) GeoTIFF into the upload folder (size-limited,
+        allowed URLs only) and serve it."""
         from urllib.parse import urlsplit
 
-        import httpx2 as httpx
+        from .fetch import check_url, download
 
-        u = urlsplit(url)
-        if u.scheme not in ("http", "https") or not u.netloc:
-            raise AccessError(f"{url}: only http:// and https:// URLs are fetched")
-        dest = self.new_upload_path(os.path.basename(u.path))
-        n = 0
+        check_url(url, self.allow_url_prefixes)
+        dest = self.new_upload_path(os.path.basename(urlsplit(url).path))
         try:
-            with httpx.stream("GET", url, follow_redirects=True, timeout=30.0) as r:
-                if r.status_code != 200:
-                    raise InputError(f"{url}: download failed (HTTP {r.status_code}); expected a GeoTIFF URL")
-                declared = r.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > self.upload_limit:
-                    raise self.too_large(url, int(declared))
-                with open(dest, "wb") as f:
-                    for chunk in r.iter_bytes():
-                        n += len(chunk)
-                        if n > self.upload_limit:
-                            raise self.too_large(url)
-                        f.write(chunk)
-        except httpx.HTTPError as exc:
-            discard(dest)
-            raise InputError(f"{url}: download failed ({type(exc).__name__}: {exc}); check the URL") from None
+            download(url, dest, self.upload_limit, self.allow_url_prefixes, self.too_large)
         except BaseException:
             discard(dest)
             raise
