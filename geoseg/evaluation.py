@@ -24,11 +24,10 @@ import numpy as np
 from . import __version__
 from .errors import InputError, OutputError, OutputExistsError
 from .geometry import pixel_area_m2
-from .reference import (
-    ClassGrid, RasterReference, StyledOutput, VectorReference, norm_name, open_class_map, open_reference,
-    reference_on_grid, reference_values,
-)
+from .classmap import ClassGrid, norm_name, open_class_map
+from .reference import RasterReference, VectorReference, open_reference, reference_on_grid, reference_values
 from .scoring import OTHER, Scores, confusion_matrix, one_vs_rest_groups, scores
+from .styled_raster import StyledOutput
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,7 @@ class EvaluateOptions:
     overwrite: bool = False
     supersample: int = 8
     rows_per_chunk: int | None = None  # default: bounded by the reference's pixels or sub-cells
+    layer: str | None = None  # of a vector reference; default: its only (or first) layer with geometries
 
 
 def parse_mapping(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -84,7 +84,7 @@ class Evaluation:
 
 class _Mapper:
     """Reference label -> model class index (or -1: unmapped), by ``--map``
-    first, else by name (compared with :func:`~geoseg.reference.norm_name`)."""
+    first, else by name (compared with :func:`~geoseg.classmap.norm_name`)."""
 
     def __init__(self, ref: RasterReference | VectorReference, model_names: list[str],
                  mapping: tuple[tuple[str, str], ...]) -> None:
@@ -178,7 +178,7 @@ def evaluate_scene(class_map: str | os.PathLike, reference: str | os.PathLike, o
         groups, labels = one_vs_rest_groups(model_names, positives, other)
     else:
         groups, labels = list(range(len(model_names))), list(model_names)
-    ref = open_reference(reference, grid, o.field)
+    ref = open_reference(reference, grid, o.field, o.layer)
     mapper = _Mapper(ref, model_names, o.mapping)
     outdir = str(outdir)
     finals = {n: os.path.join(outdir, n) for n in OUTPUTS}

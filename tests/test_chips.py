@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from rasterio.enums import ColorInterp as CI
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from geoseg.chips import (BlockSize, ChipConfig, block_of, make_chips, point_counts, points_to_labels,
-                          sample_per_class, window_grid, window_labels, window_sums)
+from geoseg.chipgrid import (block_of, point_counts, points_to_labels, sample_per_class, window_grid, window_labels,
+                             window_sums)
+from geoseg.chips import BlockSize, ChipConfig, make_chips
 from geoseg.cli.chips import chips as chips_cmd
 from geoseg.errors import InputError, OutputExistsError
 
@@ -298,3 +299,26 @@ def test_chunked_rows_give_the_same_chips(scene, polygons, tmp_path, monkeypatch
     chunked = make_chips([scene], polygons, str(tmp_path / "b"), ChipConfig(size=16, stride=8))
     assert chunked.counts == full.counts and chunked.skipped == full.skipped
     assert [r["chip"] for r in read_manifest(tmp_path / "a")] == [r["chip"] for r in read_manifest(tmp_path / "b")]
+
+
+# --- the manifest of an earlier run (--overwrite) --------------------------------------
+def test_overwrite_never_deletes_outside_the_folder(scene, polygons, tmp_path):
+    out = tmp_path / "o"
+    make_chips([scene], polygons, str(out), ChipConfig(size=16))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    rows = (out / "chips.csv").read_text().splitlines()
+    (out / "chips.csv").write_text("\n".join(rows + ["../victim.txt" + rows[1][rows[1].index(","):]]) + "\n")
+    with pytest.raises(InputError, match=r"chips.csv: chip path '../victim.txt' is not inside the chips folder"):
+        make_chips([scene], polygons, str(out), ChipConfig(size=16, overwrite=True))
+    assert victim.read_text() == "keep me"
+    assert len(read_manifest(out)) == 22  # nothing of the earlier run was removed either
+
+
+def test_overwrite_with_a_manifest_without_chip_column_is_one_line(scene, polygons, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "chips.csv").write_text("name,class\na.tif,water\n")
+    r = CliRunner().invoke(chips_cmd, [scene, "--labels", polygons, "-o", str(out), "--size", "16", "--overwrite"])
+    assert r.exit_code == 1 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert "chips.csv: lacks column(s) chip, group" in r.output and (out / "chips.csv").exists()

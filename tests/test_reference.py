@@ -12,9 +12,9 @@ from affine import Affine
 from shapely.geometry import box
 
 from geoseg.errors import InputError, OutputExistsError
-from geoseg.reference import (
-    BandSpec, RasterReference, ndwi_reference, open_class_map, open_reference, parse_band, reference_on_grid,
-)
+from geoseg.classmap import open_class_map
+from geoseg.ndwi import BandSpec, ndwi_reference, parse_band
+from geoseg.reference import RasterReference, open_reference, reference_on_grid
 from helpers import one_error_line, run_cli
 
 X0, Y0 = 500000.0, 6000000.0
@@ -285,3 +285,19 @@ def test_ndwirun_cli(tmp_path):
     nocrs = write_raster(tmp_path / "nocrs.tif", np.ones((2, 8, 8), np.uint8), Affine(1, 0, 0, 0, -1, 8), crs=None)
     line = one_error_line(run_cli("reference", "ndwi", nocrs, "--green", "1", "--nir", "2", "-o", tmp_path / "x.tif"))
     assert "nocrs.tif" in line and "no CRS" in line
+
+
+def test_a_failed_class_map_read_is_the_one_pixel_read_line(tmp_path, monkeypatch):
+    import rasterio.io
+    from rasterio.errors import RasterioError
+
+    grid = open_class_map(class_map(tmp_path / "c.tif", np.zeros((2, 3))))
+
+    def broken(self, *a, **k):
+        raise RasterioError("Read failed. See previous exception for details.") from OSError(
+            "c.tif, band 1: IReadBlock failed at X offset 0, Y offset 0")
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", broken)
+    with pytest.raises(InputError, match=r"c.tif: cannot read the pixels at column 0, row 1 \(c.tif, band 1: "
+                                         r"IReadBlock failed.*re-download or re-export it"):
+        grid.read_rows(1, 2)

@@ -21,8 +21,10 @@ def _parse_block(ctx, param, value):
 @click.command("chips", short_help="Cut labelled training chips from scenes and labels.")
 @click.argument("scenes", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--labels", "labels", required=True, type=click.Path(),
-              help="Polygons or points with a class field (GeoPackage, GeoJSON, Shapefile; any CRS) or a class raster.")
-@click.option("--field", default=None, help="Class field of vector labels [default: the only string field, else class / class_name].")
+              help="Polygons or points with a class field (GeoPackage, GeoJSON, Shapefile, GeoParquet; any CRS) or a class raster.")
+@click.option("--field", default=None, help="Class field of vector labels [default: the only field, else the only text field, else class / class_name].")
+@click.option("--layer", default=None, metavar="NAME",
+              help="Layer of vector labels [default: its only layer with geometries, else the first].")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="DATA_DIR: chips go to DATA_DIR/<class>/, the manifest to DATA_DIR/chips.csv.")
 @click.option("--size", type=click.IntRange(2), default=64, show_default=True, help="Chip side (px).")
@@ -39,7 +41,7 @@ def _parse_block(ctx, param, value):
 @click.option("--overwrite", is_flag=True, help="Replace the chips of an earlier run in DATA_DIR.")
 @verbose_opt
 @quiet_opt
-def chips(scenes, labels, field, out_dir, size, stride, min_purity, bands, max_per_class, block_size, seed,
+def chips(scenes, labels, field, layer, out_dir, size, stride, min_purity, bands, max_per_class, block_size, seed,
           supersample, overwrite, verbose, quiet):
     """Cut SCENES into --size px chips labelled by --labels, into DATA_DIR/<class>/
     (georeferenced GeoTIFFs, source dtype) with DATA_DIR/chips.csv, ready for
@@ -49,7 +51,8 @@ def chips(scenes, labels, field, out_dir, size, stride, min_purity, bands, max_p
     from ..errors import GeosegError
 
     cfg = ChipConfig(size=size, stride=stride, min_purity=min_purity, bands=bands, max_per_class=max_per_class,
-                     block_size=block_size, field=field, seed=seed, supersample=supersample, overwrite=overwrite)
+                     block_size=block_size, field=field, seed=seed, supersample=supersample, overwrite=overwrite,
+                     layer=layer)
     try:
         res = make_chips(list(scenes), labels, out_dir, cfg)
     except (GeosegError, ValueError, OSError) as exc:

@@ -34,7 +34,9 @@ def _parse_classes(ctx, param, value):
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Output folder for report.json, report.md, confusion.png, disagreement.tif.")
 @click.option("--field", default=None, metavar="NAME",
-              help="Class field of a vector reference [default: its only text field, else class or class_name].")
+              help="Class field of a vector reference [default: its only field, else its only text field, else class or class_name].")
+@click.option("--layer", default=None, metavar="NAME",
+              help="Layer of a vector reference [default: its only layer with geometries, else the first].")
 @click.option("--map", "mapping", callback=_parse_map, default=None, metavar="REF=CLASS,...",
               help="Score reference classes as class-map classes (several onto one allowed), e.g. "
                    "--map wetland=water,sea=water or raw values --map 1=water.")
@@ -45,7 +47,7 @@ def _parse_classes(ctx, param, value):
 @click.option("--overwrite", is_flag=True, help="Replace existing reports in the output folder.")
 @verbose_opt
 @quiet_opt
-def evaluate_scene(class_map, reference, outdir, field, mapping, min_coverage, classes, overwrite, verbose, quiet):
+def evaluate_scene(class_map, reference, outdir, field, layer, mapping, min_coverage, classes, overwrite, verbose, quiet):
     """Score CLASSES.tif (a geoseg class raster) against REF.
 
     \b
@@ -61,7 +63,7 @@ def evaluate_scene(class_map, reference, outdir, field, mapping, min_coverage, c
     from ..evaluation import EvaluateOptions, evaluate_scene as run, summary_lines
 
     opts = EvaluateOptions(field=field, mapping=mapping or (), min_coverage=min_coverage, classes=classes,
-                           overwrite=overwrite)
+                           overwrite=overwrite, layer=layer)
     try:
         ev = run(class_map, reference, outdir, opts)
     except GeosegError as exc:

@@ -39,7 +39,7 @@ def ndwi(scene, green, nir, output, threshold, overwrite, verbose, quiet):
     geoseg reference ndwi B03.tif --green 1 --nir B08.tif -o water.tif
     """
     setup_logging(verbose, quiet)
-    from ..reference import ndwi_reference, parse_band
+    from ..ndwi import ndwi_reference, parse_band
 
     try:
         r = ndwi_reference(scene, parse_band(green, scene), parse_band(nir, scene), output, threshold, overwrite)
