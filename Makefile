@@ -14,7 +14,7 @@ help:
 	@echo "make serve  - the web map (geoseg serve) on the demo scene, http://127.0.0.1:8000"
 	@echo "make demo   - runtime-only environment, classify the synthetic demo scene"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and mypy (CI: .ci/run runs it, then make test)"
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,10 @@ serve: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/run_all.py
 
+# ruff and mypy (mypy's files and options: pyproject.toml [tool.mypy]); CI runs it before the tests
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check geoseg training export tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) demo-output .pytest_cache
