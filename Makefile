@@ -5,7 +5,7 @@ DEMO_VENV ?= .venv-demo
 LOCK   := requirements/lock.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model backbone
+.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model backbone model-suite
 
 help:
 	@echo "make test   - create $(VENV) (runtime + train + serve + dev extras, locked), install the"
@@ -65,6 +65,12 @@ clean:
 # EuroSAT backbone (about 15 min on 2 cores; deterministic: the same files on the same machine).
 default-model: $(VENV)/.installed
 	grep -v '^#' docs/default_model_commands.txt | sed 's/^geoseg /$(VENV)\/bin\/geoseg /; s/^python /$(VENV)\/bin\/python /' | bash -ex
+
+# The scene suite (issue 23): every shipped model on the scenes of ../shared with a reference and the
+# 4-class test split, through geoseg classify / evaluate-scene; writes bench/out/suite/suite.md and .json
+# and geoseg/models/NAME.suite.json (the figures the guard test holds each model to; about 1 min a model).
+model-suite: $(VENV)/.installed
+	$(VENV)/bin/python bench/model_suite.py --write-suite-json
 
 # Re-run the EuroSAT pre-training of the committed backbone (about 30 min on 2 cores).
 backbone: $(VENV)/.installed
