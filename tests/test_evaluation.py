@@ -281,49 +281,67 @@ def test_cli_summary(tmp_path, planted):
     assert r.exit_code == 2  # a malformed option is a usage error
 
 
-def test_bad_inputs_one_line_each(tmp_path, planted):
+def _bad_case(tmp_path, planted, case):
+    """(arguments of evaluate-scene, texts its one error line must hold) of one bad input."""
     cm_path, ref, model, truth = planted
-    out = tmp_path / "out"
-
-    def err(*args):
-        return one_error_line(run_cli("evaluate-scene", *args, "-o", out))
-
-    far = write_raster(tmp_path / "far.tif", fine(truth), Affine(1, 0, X0 + 1e5, 0, -1, Y0), names=MODEL)
-    line = err(cm_path, "--reference", far)
-    assert "far.tif" in line and "does not overlap" in line
     gdf = cell_polygons(truth, MODEL)
-    gdf.to_file(tmp_path / "ref.gpkg")
-    line = err(cm_path, "--reference", tmp_path / "ref.gpkg", "--field", "kind")
-    assert "ref.gpkg" in line and "no field 'kind'" in line and "landcover, id" in line
-    gdf.translate(1e5).to_frame("geometry").assign(landcover=gdf["landcover"]).to_file(tmp_path / "farv.gpkg")
-    assert "does not overlap" in err(cm_path, "--reference", tmp_path / "farv.gpkg")
-    line = err(cm_path, "--reference", ref, "--map", "water=lakes")
-    assert "'lakes' is not a class of the class map" in line and "cloudy, desert, green_area, water" in line
-    line = err(cm_path, "--reference", ref, "--map", "glacier=water")
-    assert "ref.tif" in line and "'glacier' is not a class of the reference" in line and "green_area" in line
-    line = err(cm_path, "--reference", ref, "--classes", "water,lake")
-    assert "'lake' is not a class of the class map" in line and "known: cloudy, desert, green_area, water" in line
-    nocrs = write_raster(tmp_path / "nocrs.tif", model, T_CELLS, crs=None, names=MODEL)
-    line = err(nocrs, "--reference", ref)
-    assert "nocrs.tif" in line and "no CRS" in line
-    line = err(cm_path, "--reference", nocrs)
-    assert "nocrs.tif" in line and "no CRS" in line
-    with pytest.warns(UserWarning, match="'crs' was not provided"):
-        gpd.GeoDataFrame({"landcover": ["water"]}, geometry=[box(X0, Y0 - 8, X0 + 8, Y0)]).to_file(tmp_path / "nocrs.shp")
-    line = err(cm_path, "--reference", tmp_path / "nocrs.shp")
-    assert "nocrs.shp" in line and "no CRS" in line
-    (tmp_path / "junk.tif").write_text("not a raster\n")
-    line = err(cm_path, "--reference", tmp_path / "junk.tif")
-    assert "junk.tif" in line and "not a readable raster or vector file" in line
-    (tmp_path / "junk.gpkg").write_text("not a geopackage\n")
-    assert "junk.gpkg: not a readable vector file" in err(cm_path, "--reference", tmp_path / "junk.gpkg")
-    line = err(tmp_path / "junk.tif", "--reference", ref)
-    assert "junk.tif: not a readable raster" in line
-    assert "missing.tif: file not found" in err(tmp_path / "missing.tif", "--reference", ref)
-    assert "file not found" in err(cm_path, "--reference", tmp_path / "missing.gpkg")
+    if case == "far-raster":
+        far = write_raster(tmp_path / "far.tif", fine(truth), Affine(1, 0, X0 + 1e5, 0, -1, Y0), names=MODEL)
+        return (cm_path, "--reference", far), ("far.tif", "does not overlap")
+    if case == "no-such-field":
+        gdf.to_file(tmp_path / "ref.gpkg")
+        return (cm_path, "--reference", tmp_path / "ref.gpkg", "--field", "kind"), (
+            "ref.gpkg", "no field 'kind'", "landcover, id")
+    if case == "far-vector":
+        gdf.translate(1e5).to_frame("geometry").assign(landcover=gdf["landcover"]).to_file(tmp_path / "farv.gpkg")
+        return (cm_path, "--reference", tmp_path / "farv.gpkg"), ("farv.gpkg", "does not overlap")
+    if case == "map-unknown-model-class":
+        return (cm_path, "--reference", ref, "--map", "water=lakes"), (
+            "'lakes' is not a class of the class map", "cloudy, desert, green_area, water")
+    if case == "map-unknown-reference-class":
+        return (cm_path, "--reference", ref, "--map", "glacier=water"), (
+            "ref.tif", "'glacier' is not a class of the reference", "green_area")
+    if case == "classes-unknown":
+        return (cm_path, "--reference", ref, "--classes", "water,lake"), (
+            "'lake' is not a class of the class map", "known: cloudy, desert, green_area, water")
+    if case in ("class-map-no-crs", "reference-no-crs"):
+        nocrs = write_raster(tmp_path / "nocrs.tif", model, T_CELLS, crs=None, names=MODEL)
+        args = (nocrs, "--reference", ref) if case == "class-map-no-crs" else (cm_path, "--reference", nocrs)
+        return args, ("nocrs.tif", "no CRS")
+    if case == "vector-no-crs":
+        with pytest.warns(UserWarning, match="'crs' was not provided"):
+            gpd.GeoDataFrame({"landcover": ["water"]}, geometry=[box(X0, Y0 - 8, X0 + 8, Y0)]).to_file(
+                tmp_path / "nocrs.shp")
+        return (cm_path, "--reference", tmp_path / "nocrs.shp"), ("nocrs.shp", "no CRS")
+    if case in ("junk-reference", "junk-class-map"):
+        (tmp_path / "junk.tif").write_text("not a raster\n")
+        if case == "junk-class-map":
+            return (tmp_path / "junk.tif", "--reference", ref), ("junk.tif: not a readable raster",)
+        return (cm_path, "--reference", tmp_path / "junk.tif"), ("junk.tif", "not a readable raster or vector file")
+    if case == "junk-gpkg":
+        (tmp_path / "junk.gpkg").write_text("not a geopackage\n")
+        return (cm_path, "--reference", tmp_path / "junk.gpkg"), ("junk.gpkg: not a readable vector file",)
+    if case == "missing-class-map":
+        return (tmp_path / "missing.tif", "--reference", ref), ("missing.tif: file not found",)
+    if case == "missing-reference":
+        return (cm_path, "--reference", tmp_path / "missing.gpkg"), ("missing.gpkg: file not found",)
+    assert case == "unnamed-class-map"
     unnamed = write_raster(tmp_path / "unnamed.tif", model, T_CELLS)
-    line = err(unnamed, "--reference", ref)
-    assert "unnamed.tif" in line and "no class names" in line
+    return (unnamed, "--reference", ref), ("unnamed.tif", "no class names")
+
+
+BAD_CASES = ["far-raster", "no-such-field", "far-vector", "map-unknown-model-class", "map-unknown-reference-class",
+             "classes-unknown", "class-map-no-crs", "reference-no-crs", "vector-no-crs", "junk-reference",
+             "junk-gpkg", "junk-class-map", "missing-class-map", "missing-reference", "unnamed-class-map"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_one_line(tmp_path, planted, case):
+    args, texts = _bad_case(tmp_path, planted, case)
+    line = one_error_line(run_cli("evaluate-scene", *args, "-o", tmp_path / "out"))
+    for t in texts:
+        assert t in line, (t, line)
+    assert not (tmp_path / "out" / "report.json").exists()
 
 
 def test_nothing_to_score(tmp_path):
