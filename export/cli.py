@@ -22,8 +22,9 @@ from geoseg.errors import GeosegError
 @click.option("--provenance", default=None, help="Training data description stored in the contract.")
 @click.option("--input-layout", type=click.Choice(["NCHW", "NHWC"]), default="NCHW", show_default=True,
               help="Layout of the ONNX input (NCHW: what the runtime cuts from rasterio windows without a transposing copy).")
-@click.option("--input-dtype", type=click.Choice(["uint8", "float32"]), default="uint8", show_default=True,
-              help="Dtype of the ONNX input (uint8: 8-bit pixels, cast to float inside the graph).")
+@click.option("--input-dtype", type=click.Choice(["uint8", "float32"]), default=None,
+              help="Dtype of the ONNX input (uint8: 8-bit pixels, cast to float inside the graph) [default: uint8; "
+                   "float32 for a reflectance model].")
 @click.option("--wide-scaling", default=None, help="Contract rule for uint16 and float scenes [default: percentile:2,98]; e.g. percentile:2,98:25-222,46-189,67-182 stretches each band's 2nd-98th percentiles to those values (the training data's range) instead of 0-255.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Also write the export's figures (parity, int8) as JSON here.")
 @verbose_opt

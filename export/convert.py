@@ -155,11 +155,20 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
     bands = tuple(cfg.get("bands") or ("red", "green", "blue"))
     if len(bands) != n_bands:
         raise ExportError(f"config.json names {len(bands)} bands ({', '.join(bands)}) but the model takes {n_bands}")
+    reflectance = cfg.get("input_kind") == "reflectance"
     scaling = {
         "uint8": Scaling("identity"),
         "uint16": Scaling("percentile", low=2.0, high=98.0),
         "float": Scaling("percentile", low=2.0, high=98.0),
     }
+    if reflectance:  # reflectance -> model input, and the uncalibrated 8-bit rule (config.json)
+        if wide_scaling is not None:
+            raise ExportError("--wide-scaling: a reflectance model reads every scene as reflectance (no uint16 or "
+                              "float percentile rule); leave --wide-scaling out")
+        if dtype != "float32":
+            raise ExportError(f"--input-dtype {dtype}: a reflectance model takes float32 reflectance; pass "
+                              "--input-dtype float32 (or leave it out)")
+        scaling = {}
     if wide_scaling is not None:  # --wide-scaling: the rule for uint16 and float scenes
         if wide_scaling.targets and len(wide_scaling.targets) != n_bands:
             raise ExportError(f"--wide-scaling has {len(wide_scaling.targets)} targets but the model takes "
@@ -182,8 +191,10 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
         input_name="input",
         input_layout=layout,
         input_dtype=dtype,
-        input_range=(0.0, 255.0),
+        input_range=(tuple(float(v) for v in cfg["input_range"]) if reflectance  # type: ignore[arg-type]
+                     else (0.0, 255.0)),
         scaling=scaling,
+        input_kind="reflectance" if reflectance else "dn",
         min_valid_fraction=0.5,
         training_resolution_m=resolution,
         name=name or f"{cfg.get('arch', 'model')}-{size}px",
@@ -199,7 +210,7 @@ def build_contract(model, ctx: dict, name: str | None, resolution: float | None,
 def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | None = None,
                  name: str | None = None, resolution: float | None = None, provenance: str | None = None,
                  parity_limit: int = 2000, overwrite: bool = True, input_layout: str = "NCHW",
-                 input_dtype: str = "uint8", wide_scaling: Scaling | None = None) -> ExportResult:
+                 input_dtype: str | None = "uint8", wide_scaling: Scaling | None = None) -> ExportResult:
     """Convert ``keras_path`` to ONNX at ``out``; prove parity; write the contract.
 
     The ONNX input is ``input_layout`` / ``input_dtype`` (default uint8 NCHW,
@@ -238,6 +249,11 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
         raise ExportError(f"{keras_path}: --quantize int8 needs the run's training images for calibration (run "
                           "folder with config.json and manifest.csv beside model.keras, its data folder present); "
                           "nothing written: export without --quantize, or from the run folder")
+    if input_dtype is None:  # reflectance models take float32 reflectance, others 8-bit pixels
+        input_dtype = "float32" if ctx.get("config", {}).get("input_kind") == "reflectance" else "uint8"
+    if quantize and ctx.get("config", {}).get("input_kind") == "reflectance":
+        raise ExportError("--quantize int8: not offered for reflectance models (its calibration and accuracy check "
+                          "read 8-bit pixels); export without --quantize")
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
                 "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": opset}
     if input_layout not in LAYOUTS or input_dtype not in DTYPES:
@@ -263,7 +279,8 @@ def export_model(keras_path: str, out: str, opset: int = 17, quantize: str | Non
             source = "training images" if data is not None else None
         if data is None:
             rng = np.random.default_rng(0)
-            data = (rng.integers(0, 256, (64, size, size, n_bands)).astype(np.float32), None)
+            top = contract.input_range[1]
+            data = (rng.uniform(0, top, (64, size, size, n_bands)).astype(np.float32), None)
             source = "random patches (no run folder with data beside the model)"
         parity = check_parity(model, tmp, data[0], source, input_layout, input_dtype)
         log.info("parity on %d images (%s): max |p_keras - p_onnx| = %.2e, argmax agreement %.4f",

@@ -189,6 +189,55 @@ def sensor_augment(tf, x, a: SensorAugment, y=None):
     return colour(tf, x, a)
 
 
+@dataclass(frozen=True)
+class ReflectanceAugment:
+    """Augmentation of reflectance images (multispectral models, issue 24):
+    other sensors, calibrations and atmospheres change reflectance by a
+    common gain, per-band gains and offsets and a haze (path radiance, most
+    in the short wavelengths); a finer or coarser sensor changes the ground a
+    patch covers.  Values are reflectance (not 0-1 of full scale)."""
+
+    zoom: tuple[float, float] = (0.5, 2.0)  # ground covered (log-uniform), as SensorAugment
+    p_zoom: float = 0.5
+    brightness: tuple[float, float] = (0.8, 1.25)  # common gain (log-uniform)
+    gain: float = 0.1  # per-band gain in [1 - gain, 1 + gain]
+    offset: float = 0.015  # per-band offset in [-offset, offset]
+    p_haze: float = 0.3
+    haze: float = 0.08  # path radiance added to blue, up to this (green, red, nir: 0.75, 0.55, 0.35 of it)
+    noise: float = 0.004  # gaussian noise sigma up to this
+    top: float = 1.5  # clip (the model's input range)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+HAZE_SPECTRUM = (1.0, 0.75, 0.55, 0.35)
+"""Relative path radiance of blue, green, red and near-infrared in a hazy
+(Rayleigh + aerosol) atmosphere; bands beyond the fourth take the last."""
+
+
+def reflectance_augment(tf, x, a: ReflectanceAugment):
+    """One random sensor/atmosphere change of a reflectance image (h, w, c)."""
+    u = lambda lo, hi, shape=(): tf.random.uniform(shape, lo, hi)  # noqa: E731
+    bands = int(x.shape[-1])
+    if a.p_zoom and a.zoom != (1.0, 1.0):
+        z = tf.exp(u(math.log(a.zoom[0]), math.log(a.zoom[1])))
+        x = tf.cond(u(0.0, 1.0) < a.p_zoom, lambda: rescale(tf, x, z), lambda: x)
+    g = tf.exp(u(math.log(a.brightness[0]), math.log(a.brightness[1])))
+    if a.gain:
+        g = g * u(1 - a.gain, 1 + a.gain, (1, 1, bands))
+    x = x * g
+    if a.offset:
+        x = x + u(-a.offset, a.offset, (1, 1, bands))
+    if a.p_haze and a.haze:
+        spec = tf.constant([HAZE_SPECTRUM[min(i, len(HAZE_SPECTRUM) - 1)] for i in range(bands)], tf.float32)
+        h = tf.where(u(0.0, 1.0) < a.p_haze, u(0.0, a.haze), 0.0)
+        x = x + h * spec[None, None, :]
+    if a.noise:
+        x = x + tf.random.normal(tf.shape(x)) * u(0.0, a.noise)
+    return tf.clip_by_value(x, 0.0, a.top)
+
+
 def mix_mask(tf, n: int, size: int, share):
     """``n`` masks (n, size, size, 1) float32 0/1, mask ``i`` covering about
     ``share[i]`` of the image: half of them a smooth random blob field (a

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import click
 
@@ -73,15 +74,30 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("--extra-data", type=click.Path(exists=True, file_okay=False), default=None, help="Folder of class folders (e.g. EuroSAT) whose --extra-map folders join the training split.")
 @click.option("--extra-map", default="eurosat", show_default=True, help="FOLDER=CLASS,... for --extra-data ('eurosat': AnnualCrop, HerbaceousVegetation, Pasture, PermanentCrop=green_area, River=water).")
 @click.option("--extra-limit", type=click.IntRange(1), default=None, help="At most this many images per --extra-data folder (seeded sample).")
+@click.option("--input-kind", type=click.Choice(["dn", "reflectance"]), default="dn", show_default=True, help="reflectance: a multispectral model that reads reflectance (0-1.5) of the chips' bands (a chips folder; a pre-trained RGB backbone has its first convolution extended to the bands beyond red, green, blue).")
+@click.option("--reflectance-scale", type=float, default=None, help="With --input-kind reflectance: reflectance = chip DN x SCALE + OFFSET [default: float chips are reflectance; integer chips need it, e.g. 0.0001].")
+@click.option("--reflectance-offset", type=float, default=None, help="With --reflectance-scale: the offset [default: 0].")
+@click.option("--uint8-scale", type=click.FloatRange(0, min_open=True), default=0.4 / 255, show_default=True, help="With --input-kind reflectance: the contract's rule for uncalibrated 8-bit scenes, reflectance per 8-bit step.")
+@click.option("--first-conv-init", type=click.Choice(["zero", "mean"]), default="zero", show_default=True, help="With --input-kind reflectance: first-convolution kernels of the bands an RGB backbone lacks (near-infrared): zeros, or the mean of the RGB kernels.")
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
               batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
-              extra_limit, verbose, quiet):
+              extra_limit, input_kind, reflectance_scale, reflectance_offset, uint8_scale, first_conv_init, verbose, quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
     count with --arch scratch), train, and write the model and its evaluation
     report into RUN_DIR."""
     setup_logging(verbose + 1, quiet)
+    for name, value in (("--reflectance-scale", reflectance_scale), ("--reflectance-offset", reflectance_offset)):
+        if value is not None and input_kind != "reflectance":
+            raise click.BadParameter("only with --input-kind reflectance", param_hint=name)
+        if value is not None and not math.isfinite(value):
+            raise click.BadParameter(f"{value} is not a finite number", param_hint=name)
+    if reflectance_scale is not None and reflectance_scale <= 0:
+        raise click.BadParameter(f"{reflectance_scale}: expected a positive scale, e.g. 0.0001",
+                                 param_hint="--reflectance-scale")
+    if reflectance_offset is not None and reflectance_scale is None:
+        raise click.BadParameter("needs --reflectance-scale", param_hint="--reflectance-offset")
     import_tensorflow()
     from .data import parse_extra_map
     from .train import TrainConfig, train
@@ -95,7 +111,9 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
                       split_from=split_from, augment=not no_augment, sensor_augment=sensor_augment,
                       stretch_augment=stretch_augment, scale_augment=scale_augment, water_colour=water_colour, mix_cells=mix_cells, jpeg_augment=jpeg_augment,
                       mix_skip=tuple(c.strip() for c in mix_skip.split(",") if c.strip()), patience=patience,
-                      extra_data=extra_data, extra_map=mapping, extra_limit=extra_limit)
+                      extra_data=extra_data, extra_map=mapping, extra_limit=extra_limit, input_kind=input_kind,
+                      reflectance_scale=reflectance_scale, reflectance_offset=reflectance_offset,
+                      uint8_scale=uint8_scale, first_conv_init=first_conv_init)
     try:
         rep = train(cfg)
     except (ValueError, FileNotFoundError, GeosegError) as exc:

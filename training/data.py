@@ -313,6 +313,30 @@ def chips_to_input(raw: np.ndarray, scaling) -> np.ndarray:
     return to_model_input(raw, None, scaling, (0.0, 255.0), None, "NHWC", "uint8")
 
 
+REFLECTANCE_RANGE = (0.0, 1.5)  # model input of reflectance models (the contract's input_range)
+
+
+def reflectance_rule(dtype: str, scale: float | None, offset: float | None) -> tuple[float, float]:
+    """(scale, offset) that turn chips of ``dtype`` into reflectance:
+    the given ones, else identity for float chips (they are reflectance);
+    integer chips need a scale (their DN scale is not in the file)."""
+    if scale is not None:
+        return float(scale), float(offset or 0.0)
+    if np.dtype(dtype).kind == "f":
+        return 1.0, float(offset or 0.0)
+    raise ValueError(f"chips of dtype {dtype} hold digital numbers, not reflectance; pass --reflectance-scale "
+                     "(e.g. 0.0001 for Sentinel-2 L1C, 2.0e-5 with --reflectance-offset -0.1 for Landsat C2 L1)")
+
+
+def chips_to_reflectance(raw: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """(n, band, p, p) raw chips -> (n, p, p, band) float32 reflectance
+    (DN x scale + offset, clipped to :data:`REFLECTANCE_RANGE`, the model's
+    input range: what the runtime feeds a reflectance model)."""
+    x = raw.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    x = np.clip(np.nan_to_num(x, nan=0.0), *REFLECTANCE_RANGE)
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
 def read_chip_arrays(data_dir: str, files: list[str]) -> tuple[list[int], list[dict], np.ndarray, list[list[str]]]:
     """Read chips ``files`` (relative to ``data_dir``): indices of the readable
     ones, rejected rows, their (n, band, p, p) raw pixels and band names."""
@@ -412,6 +436,9 @@ def load_chips_for_run(data_dir: str, files: list[str], labels: list[str], cfg: 
     ok, _, raw, _ = read_chip_arrays(data_dir, files)
     if not ok:
         return None
+    if cfg.get("input_kind") == "reflectance":
+        x = chips_to_reflectance(raw, cfg["reflectance_scale"], cfg.get("reflectance_offset", 0.0))
+        return x, np.array([cfg["classes"].index(labels[i]) for i in ok]), ok
     rule = next(iter((cfg.get("scaling") or {"uint8": {"method": "identity"}}).values()))
     x = chips_to_input(raw, Scaling.from_dict(rule)).astype(np.float32)
     y = np.array([cfg["classes"].index(labels[i]) for i in ok])
@@ -451,7 +478,8 @@ def read_manifest(path: str) -> list[Record]:
 
 
 def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
-            split_from: str | None = None) -> tuple[list[Record], np.ndarray, list[str]]:
+            split_from: str | None = None, reflectance: tuple[float | None, float | None] | None = None,
+            ) -> tuple[list[Record], np.ndarray, list[str]]:
     """The data-preparation step; returns records, images (n, size, size,
     bands) uint8 and class names.
 
@@ -462,8 +490,16 @@ def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
 
     ``split_from``: a manifest whose split assignment is reused (same split
     for several models, e.g. the scratch baseline and the transfer model).
+
+    ``reflectance``: (scale, offset) or (None, None) for a reflectance model
+    (chips only): the images are then (n, p, p, band) float32 reflectance
+    (:func:`chips_to_reflectance`), the chips entry's scaling key
+    ``reflectance`` (identity) and ``reflectance_rule`` the (scale, offset) used.
     """
     chips: ChipSet | None = None
+    if reflectance is not None and not is_chips_dir(data_dir):
+        raise ValueError(f"{data_dir}: reflectance input needs a chips folder of multispectral GeoTIFFs (chips.csv "
+                         "beside class folders, from `geoseg chips`), not class folders of 8-bit images")
     if is_chips_dir(data_dir):
         records, rejected, raw, classes, chips = scan_chips(data_dir, size)
         n_dup_groups = sum(1 for s in Counter(r.group for r in records).values() if s > 1)
@@ -513,7 +549,12 @@ def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
         raise ValueError(f"{split_from or data_dir}: the split has no {' and no '.join(empty)} images "
                          f"({len(records)} images in {n_groups} groups that stay on one side); expected each of "
                          f"train, val and test to get a group: {fix}")
-    if chips is not None:
+    refl_rule = None
+    if chips is not None and reflectance is not None:
+        refl_rule = reflectance_rule(chips.dtype, *reflectance)
+        chips.scaling_key, chips.scaling = "reflectance", {"method": "identity"}
+        x = chips_to_reflectance(raw, *refl_rule)
+    elif chips is not None:
         # the scaling is learnt from the training split only, then applied to all
         tr = np.array([r.split == "train" for r in records])
         key, rule = chip_scaling(raw[tr] if tr.any() else raw, chips.dtype)
@@ -528,6 +569,8 @@ def prepare(data_dir: str, run_dir: str, size: int | None = 64, seed: int = 0,
     report = data_report(records, rejected, classes, n_dup_groups, size)
     if chips is not None:
         report["chips"] = chips.to_dict()
+        if refl_rule is not None:
+            report["chips"]["reflectance_rule"] = {"scale": refl_rule[0], "offset": refl_rule[1]}
     with open(os.path.join(run_dir, "data_report.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(run_dir, "data_report.md"), "w", encoding="utf-8") as f:

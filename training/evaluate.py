@@ -16,11 +16,16 @@ log = logging.getLogger(__name__)
 
 
 def _blur(x: np.ndarray, radius: float) -> np.ndarray:
-    """Gaussian blur of (n, h, w, band) uint8 images, band by band (any band count)."""
+    """Gaussian blur of (n, h, w, band) uint8 images, band by band (any band
+    count); float images (reflectance) by SciPy's Gaussian filter."""
     from PIL import Image, ImageFilter
 
     if not len(x):
         return x
+    if x.dtype != np.uint8:
+        from scipy.ndimage import gaussian_filter
+
+        return gaussian_filter(x.astype(np.float32), sigma=(0, radius, radius, 0), mode="reflect")
     return np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(a[..., b]))
                                           .filter(ImageFilter.GaussianBlur(radius))) for b in range(a.shape[-1])], -1)
                      for a in x])
@@ -174,7 +179,10 @@ def plot_errors(x, y, p, wrong, classes, path, records=None, max_n: int = 32) ->
         ax.axis("off")
     for k, i in enumerate(wrong[:n]):
         ax = axes.ravel()[k]
-        ax.imshow(x[i][..., :3] if x.shape[-1] >= 3 else x[i][..., 0], cmap="gray")  # first 3 bands as RGB
+        img = x[i][..., :3] if x.shape[-1] >= 3 else x[i][..., 0]  # first 3 bands as RGB
+        if x.dtype.kind == "f" and float(np.max(x)) <= 2.0:  # reflectance: brightened, 0-1
+            img = np.clip(img * 3.0, 0.0, 1.0)
+        ax.imshow(img, cmap="gray")
         ax.set_title(f"T:{classes[y[i]]}\nP:{classes[p[i].argmax()]} {p[i].max():.2f}", fontsize=7)
     fig.suptitle(f"misclassified test images: {len(wrong)}" + ("" if n else " (none)"), fontsize=9)
     fig.tight_layout()
@@ -237,7 +245,9 @@ def evaluate_run(run_dir: str, data_dir: str | None = None) -> dict:
         if got is None:
             raise ValueError(f"{src}: none of the chips to evaluate could be read")
         x, y, ok = got
-        return evaluate_arrays(model, np.round(x).astype(np.uint8), y, [recs[i] for i in ok], classes, out_dir,
+        if cfg.get("input_kind") != "reflectance":  # 0-255 model input as 8-bit; reflectance stays float
+            x = np.round(x).astype(np.uint8)
+        return evaluate_arrays(model, x, y, [recs[i] for i in ok], classes, out_dir,
                                extra={"data": src})
     if data_dir is None:
         recs = [r for r in D.read_manifest(os.path.join(run_dir, "manifest.csv")) if r.split == "test"]

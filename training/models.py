@@ -83,6 +83,87 @@ def build_backbone(arch: str, size: int, weights: str | None) -> keras.Model:
     return m
 
 
+REFLECTANCE_WHITE = 0.275
+"""Top-of-atmosphere reflectance that EuroSAT RGB (the backbone's
+pre-training data) encodes as 255: its class medians per band match EuroSAT
+MS reflectance x 255 / 0.27-0.28 (measured on Forest, SeaLake, Industrial,
+AnnualCrop).  A reflectance model scales its input by this, so the RGB
+backbone sees what it was trained on."""
+
+
+def reflectance_preprocessing(arch: str) -> layers.Layer:
+    """Reflectance (0-1.5) -> what ``arch``'s pre-trained backbone expects of
+    0-255 RGB pixels, every band alike."""
+    k = 255.0 / REFLECTANCE_WHITE
+    if arch == "mobilenetv2":
+        return layers.Rescaling(k / 127.5, offset=-1.0, name="preprocess")
+    if arch == "efficientnetb0":
+        return layers.Rescaling(k, name="preprocess")
+    raise ValueError(f"--arch {arch}: reflectance input is supported for mobilenetv2 and efficientnetb0")
+
+
+FIRST_CONV = {"mobilenetv2": "Conv1", "efficientnetb0": "stem_conv"}
+RGB_ORDER = ("red", "green", "blue")  # the band order of the Keras backbones' first kernel
+
+
+def extend_first_conv(kernel: np.ndarray, band_names: list[str], init: str = "zero") -> np.ndarray:
+    """A first-convolution kernel (kh, kw, 3, f) over red, green, blue ->
+    (kh, kw, len(band_names), f): each band named red, green or blue takes
+    its kernel, every other band (near-infrared, ...) zeros (``init="zero"``:
+    the network starts as the RGB one) or the mean of the three (``"mean"``)."""
+    if init not in ("zero", "mean"):
+        raise ValueError(f"first-convolution init {init!r}: expected zero or mean")
+    out = np.zeros(kernel.shape[:2] + (len(band_names),) + kernel.shape[3:], kernel.dtype)
+    for i, b in enumerate(band_names):
+        if b in RGB_ORDER:
+            out[:, :, i] = kernel[:, :, RGB_ORDER.index(b)]
+        elif init == "mean":
+            out[:, :, i] = kernel.mean(axis=2)
+    return out
+
+
+def build_backbone_bands(arch: str, size: int, weights: str | None, band_names: list[str],
+                         init: str = "zero") -> keras.Model:
+    """The ``arch`` backbone for bands ``band_names`` (e.g. blue, green, red,
+    nir): the RGB backbone with ``weights``, its first convolution extended
+    by :func:`extend_first_conv` (the other layers' weights copied)."""
+    missing = [c for c in RGB_ORDER if c not in band_names]
+    if weights is not None and missing:
+        raise ValueError(f"bands {', '.join(band_names)}: a pre-trained RGB backbone needs bands named red, green "
+                         f"and blue among them (missing {', '.join(missing)})")
+    rgb = build_backbone(arch, size, weights)
+    kw = dict(include_top=False, input_shape=(size, size, len(band_names)), pooling="avg", weights=None)
+    with warnings.catch_warnings():  # "usually expects 1 or 3 input channels": 4 is the point here
+        warnings.simplefilter("ignore")
+        if arch == "mobilenetv2":
+            m = keras.applications.MobileNetV2(alpha=MOBILENET_ALPHA, **kw)
+        elif arch == "efficientnetb0":
+            m = keras.applications.EfficientNetB0(**kw)
+        else:
+            raise ValueError(f"--arch {arch}: {len(band_names)}-band backbones are mobilenetv2 or efficientnetb0")
+    src = {layer.name: layer for layer in rgb.layers}
+    for layer in m.layers:
+        w = src[layer.name].get_weights() if layer.name in src else []
+        if not w:
+            continue
+        if layer.name == FIRST_CONV[arch]:
+            w = [extend_first_conv(w[0], band_names, init)] + w[1:]
+        elif any(a.shape != b.shape for a, b in zip(w, layer.get_weights())):
+            # EfficientNet normalises its input per band inside (3 means and variances)
+            continue
+        layer.set_weights(w)
+    m._name = "backbone"
+    return m
+
+
+def freeze_but_first_conv(backbone: keras.Model, arch: str) -> None:
+    """Every backbone layer frozen but the first convolution (so the new
+    bands' kernels learn while the pre-trained layers stay)."""
+    backbone.trainable = True
+    for layer in backbone.layers:
+        layer.trainable = layer.name == FIRST_CONV[arch]
+
+
 def build_scratch(n_classes: int, size: int, seed: int = 0, bands: int = 3) -> keras.Model:
     """The seeds' from-scratch CNN, made sound: BatchNorm, global pooling,
     dropout; any number of input bands (0-255 each)."""
@@ -102,14 +183,31 @@ def build_scratch(n_classes: int, size: int, seed: int = 0, bands: int = 3) -> k
 
 
 def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, seed: int = 0,
-                   dropout: float = 0.2, bn_inference: bool = True, bands: int = 3) -> tuple[keras.Model, keras.Model]:
+                   dropout: float = 0.2, bn_inference: bool = True, bands: int = 3,
+                   band_names: list[str] | None = None, reflectance: bool = False,
+                   first_conv_init: str = "zero") -> tuple[keras.Model, keras.Model]:
     """Backbone + new head.  The backbone is called with ``training=False`` so its
     BatchNorm layers stay in inference mode, also when fine-tuned
     (``bn_inference=False`` only for pre-training a backbone from scratch,
     where BatchNorm must learn its statistics).
 
     The backbones and their preprocessing take 3 bands (RGB); other band
-    counts are refused with the fix (``--arch scratch``)."""
+    counts are refused with the fix (``--arch scratch``), unless
+    ``reflectance``: then the input is reflectance of ``band_names`` (any
+    count holding red, green and blue), scaled by
+    :func:`reflectance_preprocessing`, and the backbone's first convolution
+    is extended to the other bands (:func:`build_backbone_bands`)."""
+    if reflectance:
+        names = list(band_names or [])
+        if len(names) != bands:
+            raise ValueError(f"{bands} bands but {len(names)} band names ({', '.join(names)})")
+        backbone = build_backbone_bands(arch, size, weights, names, first_conv_init)
+        inp = keras.Input((size, size, bands), name="input")
+        x = reflectance_preprocessing(arch)(inp)
+        x = backbone(x, training=False) if bn_inference else backbone(x)
+        x = layers.Dropout(dropout, seed=seed)(x)
+        out = layers.Dense(n_classes, activation="softmax", name="probs")(x)
+        return keras.Model(inp, out, name=f"{arch}_reflectance"), backbone
     if bands != 3:
         raise ValueError(f"--arch {arch} takes 3 bands (red, green, blue), the data has {bands}: use --arch scratch "
                          "(any band count), or cut chips with --bands of the red, green and blue bands")

@@ -45,6 +45,12 @@ class TrainConfig:
     extra_map: dict = field(default_factory=dict)  # ... whose folders join these classes (train split only)
     extra_limit: int | None = None  # at most this many images per extra folder
     extra: dict = field(default_factory=dict)
+    # reflectance models (issue 24): chips read as reflectance = DN x scale + offset
+    input_kind: str = "dn"  # "dn" (0-255 pixels) or "reflectance"
+    reflectance_scale: float | None = None  # None: float chips are reflectance; integer chips need it
+    reflectance_offset: float | None = None
+    uint8_scale: float = 0.4 / 255  # the contract's rule for uncalibrated 8-bit scenes (reflectance per DN)
+    first_conv_init: str = "zero"  # kernels of the bands the RGB backbone lacks: zero or mean
 
 
 def _tf():
@@ -88,13 +94,31 @@ def _seed_everything(seed: int) -> None:
     _tf().config.experimental.enable_op_determinism()
 
 
+def reflectance_augment_fn(tf, params):
+    """Flips, 90-degree rotations and :func:`geoseg.training.augment.reflectance_augment`."""
+    from .augment import reflectance_augment
+
+    def aug(x, y):
+        x = tf.image.random_flip_left_right(x)
+        x = tf.image.random_flip_up_down(x)
+        x = tf.image.rot90(x, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
+        return reflectance_augment(tf, x, params), y
+
+    return aug
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, augment: bool = True,
-                 sensor=None, mix: float = 0.0, mix_skip: tuple[int, ...] = ()):
+                 sensor=None, mix: float = 0.0, mix_skip: tuple[int, ...] = (), reflectance=None):
+    """``reflectance``: a :class:`geoseg.training.augment.ReflectanceAugment`
+    (reflectance images, not 0-255 pixels), replacing the colour and sensor
+    augmentations."""
     tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if train:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        if augment:
+        if augment and reflectance is not None:
+            ds = ds.map(reflectance_augment_fn(tf, reflectance), num_parallel_calls=2)
+        elif augment:
             ds = ds.map(augment_fn(tf, seed, int(x.shape[-1]), sensor), num_parallel_calls=2)
         else:
             ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
@@ -171,6 +195,24 @@ def _sensor_augment(cfg: TrainConfig, classes: list[str]):
 MIN_BACKBONE_SIZE = 32  # the Keras applications' smallest input side
 
 
+def check_reflectance_config(cfg: TrainConfig) -> None:
+    """Options a reflectance model cannot take, refused before any data is read."""
+    bad = []
+    if cfg.arch not in ("mobilenetv2", "efficientnetb0"):
+        bad.append(f"--arch {cfg.arch} (use mobilenetv2 or efficientnetb0)")
+    if cfg.extra_data:
+        bad.append("--extra-data (8-bit images; add reflectance chips to the chips folder instead)")
+    if cfg.sensor_augment or cfg.scale_augment or cfg.water_colour or cfg.jpeg_augment or cfg.stretch_augment:
+        bad.append("--sensor-augment/--scale-augment/--water-colour/--jpeg-augment/--stretch-augment (8-bit "
+                   "augmentations; reflectance input has its own: gain, offset, haze, ground scale)")
+    if cfg.first_conv_init not in ("zero", "mean"):
+        bad.append(f"first-conv init {cfg.first_conv_init!r} (zero or mean)")
+    if not (cfg.uint8_scale > 0 and np.isfinite(cfg.uint8_scale)):
+        bad.append(f"--uint8-scale {cfg.uint8_scale} (a positive reflectance per 8-bit step, e.g. 0.0015686)")
+    if bad:
+        raise ValueError(f"--input-kind reflectance does not take {'; '.join(bad)}")
+
+
 def train(cfg: TrainConfig) -> dict:
     """Prepare the data (or reuse ``split_from``), train, evaluate on the test
     split, and write everything into ``cfg.run_dir``.  Returns the report."""
@@ -178,7 +220,7 @@ def train(cfg: TrainConfig) -> dict:
 
     from . import data as D
     from .evaluate import evaluate_arrays
-    from .models import build_scratch, build_transfer, set_fine_tune
+    from .models import build_scratch, build_transfer, freeze_but_first_conv, set_fine_tune
 
     if cfg.arch == "scratch" and cfg.weights is not None:
         raise ValueError(f"--weights {cfg.weights}: weights are for the pretrained backbones (mobilenetv2, "
@@ -186,10 +228,14 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.arch != "scratch" and cfg.input_size is not None and cfg.input_size < MIN_BACKBONE_SIZE:
         raise ValueError(f"--input-size {cfg.input_size}: the {cfg.arch} backbone needs at least {MIN_BACKBONE_SIZE} "
                          f"px; pass --input-size {MIN_BACKBONE_SIZE} or more, or --arch scratch")
+    refl = cfg.input_kind == "reflectance"
+    if refl:
+        check_reflectance_config(cfg)
     os.makedirs(cfg.run_dir, exist_ok=True)
     _seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    records, x, classes = D.prepare(cfg.data_dir, cfg.run_dir, cfg.input_size, cfg.seed, cfg.split_from)
+    records, x, classes = D.prepare(cfg.data_dir, cfg.run_dir, cfg.input_size, cfg.seed, cfg.split_from,
+                                    (cfg.reflectance_scale, cfg.reflectance_offset) if refl else None)
     size, n_bands = int(x.shape[1]), int(x.shape[-1])
     if cfg.arch != "scratch" and size < MIN_BACKBONE_SIZE:
         raise ValueError(f"{cfg.data_dir}: chips of {size} px; the {cfg.arch} backbone needs at least "
@@ -211,13 +257,18 @@ def train(cfg: TrainConfig) -> dict:
         log.info("extra training images: %s", extra_doc["per_class"])
     t_prep = time.perf_counter() - t0
     log.info("split: train %d, val %d, test %d", len(x_tr), va.sum(), te.sum())
-    sensor = _sensor_augment(cfg, classes)
+    sensor = None if refl else _sensor_augment(cfg, classes)
+    refl_aug = None
+    if refl:
+        from .augment import ReflectanceAugment
+
+        refl_aug = ReflectanceAugment(**cfg.extra.get("reflectance_params", {}))
     unknown = sorted(set(cfg.mix_skip) - set(classes))
     if unknown:
         raise ValueError(f"--mix-skip: {cfg.data_dir} has no class called {', '.join(unknown)} "
                          f"(classes: {', '.join(classes)}); name classes it has, or leave --mix-skip out")
     ds_tr = make_dataset(x_tr, y_tr, cfg.batch_size, True, cfg.seed, cfg.augment, sensor, cfg.mix_cells,
-                         tuple(classes.index(c) for c in cfg.mix_skip))
+                         tuple(classes.index(c) for c in cfg.mix_skip), refl_aug)
     ds_va = make_dataset(x[va], y[va], cfg.batch_size, False, cfg.seed)
     cw = class_weights(y_tr, len(classes))
     histories = []
@@ -232,9 +283,13 @@ def train(cfg: TrainConfig) -> dict:
     else:
         pretrained = cfg.weights is not None
         model, backbone = build_transfer(cfg.arch, len(classes), size, cfg.weights, cfg.seed,
-                                         bn_inference=pretrained, bands=n_bands)
+                                         bn_inference=pretrained, bands=n_bands,
+                                         band_names=chips["band_names"] if refl else None, reflectance=refl,
+                                         first_conv_init=cfg.first_conv_init)
         # a random backbone has nothing to keep frozen: train it whole
         backbone.trainable = not pretrained
+        if pretrained and refl:  # the new bands' kernels learn from the first phase on
+            freeze_but_first_conv(backbone, cfg.arch)
         model.compile(keras.optimizers.Adam(cfg.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
         h = model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=cfg.epochs, class_weight=cw,
                       callbacks=_callbacks(cfg.run_dir, "head", cfg.patience), verbose=_verbose())
@@ -262,6 +317,14 @@ def train(cfg: TrainConfig) -> dict:
         cfg_doc.update(data_kind="chips", bands=chips["band_names"],
                        scaling={chips["scaling_key"]: chips["scaling"]},
                        training_resolution_m=chips["pixel_size_m"], chips=chips)
+    if refl:  # the contract of a reflectance model (export): input kind, rules, input range
+        rule = chips["reflectance_rule"]
+        cfg_doc.update(input_kind="reflectance", reflectance_scale=rule["scale"], reflectance_offset=rule["offset"],
+                       input_range=list(D.REFLECTANCE_RANGE),
+                       scaling={"reflectance": {"method": "identity"},
+                                "uint8": {"method": "linear", "scale": float(np.float32(cfg.uint8_scale)),
+                                          "offset": 0.0}},
+                       reflectance_augment_params=refl_aug.to_dict() if refl_aug else None)
     with open(os.path.join(cfg.run_dir, "config.json"), "w") as f:
         json.dump(cfg_doc, f, indent=2)
     rep = evaluate_arrays(model, x[te], y[te], [records[i] for i in np.flatnonzero(te)], classes,

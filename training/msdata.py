@@ -1,0 +1,283 @@
+"""The multispectral model's training chips (issue 24): 64 px, 4 bands (blue,
+green, red, near-infrared), float32 top-of-atmosphere reflectance, written
+as a chips folder (``chips.csv`` + class folders, the format of ``geoseg
+chips``) that ``geoseg train --input-kind reflectance`` reads.
+
+``python -m geoseg.training.msdata SHARED -o DATA_DIR`` builds it from
+``../shared`` (see :func:`build`); every source, its class map and what was
+left out is written to ``DATA_DIR/sources.json``.  Sources:
+
+- EuroSAT MS (Sentinel-2 L1C, 10 m): vegetated classes -> green_area,
+  SeaLake -> water, Residential/Industrial -> desert (bare or built-up land,
+  the default model's definition since issue 13); River and Highway chips are
+  mostly the land around the river or road, so they are labelled by their
+  majority (water share NDWI > 0, else vegetation share NDVI > 0.3) or left
+  out when neither holds.
+- 38-Cloud (Landsat-8 L1TP, 30 m; TOA = DN x 2.0e-5 - 0.1): only the
+  patches ``bench/cloud38_split.json`` lists as ``train``; 64 px tiles at a
+  32 px step inside each quadrant of a patch (a quadrant is a split group):
+  cloud share >= 0.5 -> cloudy; clear tiles (cloud < 0.05) labelled water or
+  green_area when 60 % of their pixels say so by NDWI / NDVI, else left out.
+- Brandenburg (Sentinel-2 L1C, 10 m, February): chips of the WEST half of
+  the 10 m grid cut by ``geoseg chips`` with the OSM polygons
+  (``--stride 16 --min-purity 0.5``), relabelled by :data:`OSM_MAP` (the
+  suite's map); the east half is the suite's.
+- Arid land: the 4-class set's desert images (8-bit RGB, no near-infrared):
+  reflectance = DN x 0.275/255 (the EuroSAT RGB encoding, measured on
+  EuroSAT MS vs RGB class medians) x a brightness gain (log-uniform 1.0-1.8:
+  bright sand is 0.25-0.45 in red TOA), near-infrared from a bare-soil line
+  nir = a x red + b + noise: a, b fitted on bare pixels (NDVI -0.05-0.12,
+  NDWI < -0.02, red > 0.06) of EuroSAT MS (a 1.087, b 0.013, residual sd
+  0.018) and of the Brandenburg west half in winter (a 1.216, b -0.002); each
+  image draws a between the two.
+
+The scenes the suite scores (sen1floods11_spain, s2_amsterdam, NAIP, the
+held-back 38-Cloud patches, the Brandenburg east half) are never read here.
+Mixed water/land cells come from ``--mix-cells`` at training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import hashlib
+import json
+import logging
+import os
+import sys
+import warnings
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BANDS = ("blue", "green", "red", "nir")
+SIZE = 64
+EUROSAT_MAP = {"AnnualCrop": "green_area", "Forest": "green_area", "HerbaceousVegetation": "green_area",
+               "Pasture": "green_area", "PermanentCrop": "green_area", "SeaLake": "water",
+               "Residential": "desert", "Industrial": "desert", "River": "majority", "Highway": "majority"}
+OSM_MAP = {"forest": "green_area", "farm": "green_area", "meadow": "green_area", "grass": "green_area",
+           "scrub": "green_area", "orchard": "green_area", "vineyard": "green_area", "water": "water",
+           "residential": "desert", "industrial": "desert", "quarry": "desert"}
+EUROSAT_RGB_SCALE = 0.275 / 255  # reflectance of one 8-bit step in EuroSAT RGB (and the desert JPEGs, assumed)
+SOIL_LINES = ((1.087, 0.0133), (1.216, -0.0017))  # (slope, intercept): EuroSAT MS bare pixels, Brandenburg west
+SOIL_RESIDUAL_SD = 0.018
+DESERT_GAIN = (1.0, 1.8)
+BRANDENBURG_WEST_COLS = 768  # of the 1536 columns of the 10 m bands
+
+
+def indices(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NDWI (McFeeters) and NDVI of a (4, h, w) blue, green, red, nir array."""
+    _, g, r, n = x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (g - n) / np.maximum(g + n, 1e-6), (n - r) / np.maximum(n + r, 1e-6)
+
+
+def majority_label(x: np.ndarray, share: float = 0.5) -> str | None:
+    ndwi, ndvi = indices(x)
+    if (ndwi > 0).mean() >= share:
+        return "water"
+    if (ndvi > 0.3).mean() >= share:
+        return "green_area"
+    return None
+
+
+class Writer:
+    """Writes float32 4-band chips and their chips.csv rows."""
+
+    def __init__(self, out: str):
+        self.out, self.rows = out, []
+        os.makedirs(out, exist_ok=True)
+
+    def add(self, x: np.ndarray, cls: str, source: str, name: str, group: str, crs=None, transform=None,
+            pixel_size: float | None = None) -> None:
+        import rasterio
+        from affine import Affine
+        from rasterio.enums import ColorInterp
+
+        x = np.asarray(x, np.float32)
+        rel = f"{cls}/{source}_{name}.tif"
+        path = os.path.join(self.out, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # no georeference known: a nominal pixel grid (readers then warn about nothing)
+        t = transform or Affine(pixel_size or 1.0, 0, 0, 0, -(pixel_size or 1.0), 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path, "w", driver="GTiff", width=x.shape[2], height=x.shape[1], count=4,
+                               dtype="float32", crs=crs, transform=t, compress="deflate") as dst:
+                dst.write(x)
+                dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
+                for i, b in enumerate(BANDS, 1):
+                    dst.set_band_description(i, b)
+                dst.update_tags(CLASS=cls, SOURCE=source, UNITS="top-of-atmosphere reflectance")
+        self.rows.append({"chip": rel, "class": cls, "scene": source, "col_off": 0, "row_off": 0,
+                          "width": x.shape[2], "height": x.shape[1], "left": "", "bottom": "", "right": "",
+                          "top": "", "crs": "" if crs is None else str(crs),
+                          "pixel_size_x": "" if pixel_size is None else pixel_size,
+                          "pixel_size_y": "" if pixel_size is None else pixel_size, "purity": "",
+                          "group": group})
+
+    def close(self, doc: dict) -> None:
+        from geoseg.chips import COLUMNS
+
+        self.rows.sort(key=lambda r: (r["class"], r["chip"]))
+        with open(os.path.join(self.out, "chips.csv"), "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, COLUMNS)
+            w.writeheader()
+            w.writerows(self.rows)
+        doc["counts"] = {}
+        for r in self.rows:
+            key = f"{r['scene']}/{r['class']}"
+            doc["counts"][key] = doc["counts"].get(key, 0) + 1
+        with open(os.path.join(self.out, "chips.json"), "w", encoding="utf-8") as f:
+            json.dump({"block_size": "per source (see sources.json)", "bands": list(BANDS)}, f, indent=2)
+        with open(os.path.join(self.out, "sources.json"), "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+
+
+def add_eurosat_ms(w: Writer, root: str, doc: dict) -> None:
+    import rasterio
+
+    left: dict[str, int] = {}
+    for folder, target in sorted(EUROSAT_MAP.items()):
+        for f in sorted(glob.glob(os.path.join(root, folder, "*.tif"))):
+            with rasterio.open(f) as src:
+                x = src.read([2, 3, 4, 8]).astype(np.float32) * 1e-4  # B02, B03, B04, B08
+                crs, t = src.crs, src.transform
+            cls = majority_label(x) if target == "majority" else target
+            if cls is None:
+                left[folder] = left.get(folder, 0) + 1
+                continue
+            stem = os.path.splitext(os.path.basename(f))[0]
+            w.add(x, cls, "eurosat_ms", stem, f"eurosat_ms:{stem}", crs, t, 10.0)
+    doc["eurosat_ms"] = {"folder": root, "map": EUROSAT_MAP, "left_out_no_majority": left,
+                         "reflectance": "DN x 1e-4 (L1C TOA), bands 2, 3, 4, 8"}
+
+
+def add_cloud38(w: Writer, root: str, split_file: str, doc: dict, step: int = 32) -> None:
+    import rasterio
+
+    with open(split_file, encoding="utf-8") as f:
+        split = json.load(f)
+    train = split["train"]
+    held = set(split.get("heldback", split.get("held_back", [])))
+    if held & set(train):
+        raise ValueError(f"{split_file}: patches both held back and train: {sorted(held & set(train))}")
+    left = 0
+    for name in train:
+        stem = name[:-4] if name.upper().endswith(".TIF") else name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the patches have no georeference
+            dn = np.stack([rasterio.open(os.path.join(root, f"train_{b}", f"{b}_{stem}.TIF")).read(1)
+                           for b in ("blue", "green", "red", "nir")]).astype(np.float32)
+            gt = rasterio.open(os.path.join(root, "train_gt", f"gt_{stem}.TIF")).read(1) > 0
+        x = np.where(dn > 0, dn * 2.0e-5 - 0.1, 0.0).astype(np.float32)
+        valid = (dn > 0).all(0)
+        h = x.shape[1] // 2
+        for q, (r0, c0) in enumerate(((0, 0), (0, h), (h, 0), (h, h))):
+            for r in range(r0, r0 + h - SIZE + 1, step):
+                for c in range(c0, c0 + h - SIZE + 1, step):
+                    if not valid[r : r + SIZE, c : c + SIZE].all():
+                        continue
+                    tile = x[:, r : r + SIZE, c : c + SIZE]
+                    cloud = gt[r : r + SIZE, c : c + SIZE].mean()
+                    cls = "cloudy" if cloud >= 0.5 else majority_label(tile, 0.6) if cloud < 0.05 else None
+                    if cls is None:
+                        left += 1
+                        continue
+                    w.add(tile, cls, "cloud38", f"{stem[9:40]}_r{r:03d}_c{c:03d}", f"cloud38:{stem}:{q}",
+                          pixel_size=None)
+    doc["cloud38"] = {"folder": root, "split_file": split_file, "patches": train, "tile_step": step,
+                      "left_out": left, "rule": "cloud share >= 0.5: cloudy; < 0.05: water / green_area by "
+                      "60 % NDWI > 0 / NDVI > 0.3, else left out; 0.05-0.5 left out",
+                      "reflectance": "DN x 2.0e-5 - 0.1 (Landsat-8 C1 L1 TOA)"}
+
+
+def add_brandenburg(w: Writer, chips_dir: str, doc: dict) -> None:
+    from geoseg.chips import read_chip, read_chips_manifest
+
+    rows, _ = read_chips_manifest(chips_dir)
+    left: dict[str, int] = {}
+    for r in rows:
+        cls = OSM_MAP.get(r["class"])
+        if cls is None:
+            left[r["class"]] = left.get(r["class"], 0) + 1
+            continue
+        if int(float(r["col_off"])) + SIZE > BRANDENBURG_WEST_COLS:
+            raise ValueError(f"{chips_dir}: chip {r['chip']} reaches into the held-back east half")
+        x, _ = read_chip(os.path.join(chips_dir, r["chip"]))
+        stem = os.path.splitext(os.path.basename(r["chip"]))[0]
+        w.add(x, cls, "brandenburg", f"{r['class']}_{stem}", f"brandenburg:{r['group']}", r["crs"], None, 10.0)
+    doc["brandenburg"] = {"chips": chips_dir, "map": OSM_MAP, "left_out": left,
+                          "region": f"columns 0-{BRANDENBURG_WEST_COLS - 1} of the 10 m grid (west half)"}
+
+
+def add_desert(w: Writer, root: str, doc: dict, seed: int = 0, limit: int | None = None) -> None:
+    from .data import decode_rgb, resize_rgb
+
+    rng = np.random.default_rng(seed)
+    n = 0
+    files = sorted(glob.glob(os.path.join(root, "*")))
+    if limit and len(files) > limit:  # a seeded sample: the other classes have a few hundred chips each
+        files = [files[i] for i in sorted(rng.choice(len(files), limit, replace=False))]
+    for f in files:
+        try:
+            im, _ = decode_rgb(f)
+        except (ValueError, OSError):
+            continue
+        rgb = resize_rgb(im, SIZE).astype(np.float32)
+        gain = float(np.exp(rng.uniform(*np.log(DESERT_GAIN))))
+        refl = rgb * EUROSAT_RGB_SCALE * gain
+        t = rng.uniform()
+        a = SOIL_LINES[0][0] + t * (SOIL_LINES[1][0] - SOIL_LINES[0][0])
+        b = SOIL_LINES[0][1] + t * (SOIL_LINES[1][1] - SOIL_LINES[0][1])
+        red = refl[..., 0]
+        nir = a * red + b + rng.normal(0, SOIL_RESIDUAL_SD, red.shape).astype(np.float32)
+        x = np.stack([refl[..., 2], refl[..., 1], red, np.clip(nir, 0, None)])
+        name = os.path.splitext(os.path.basename(f))[0]
+        group = name.replace(" (1)", "").replace("(1)", "") if " (1)" in name else name
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        w.add(x, "desert", "desert4", digest, f"desert4:{group}")
+        n += 1
+    doc["desert4"] = {"folder": root, "n": n, "limit": limit, "reflectance": f"DN x 0.275/255 x gain (log-uniform {DESERT_GAIN})",
+                      "nir": {"soil_lines": SOIL_LINES, "residual_sd": SOIL_RESIDUAL_SD,
+                              "measured_on": ["EuroSAT MS bare/built pixels (NDVI -0.05-0.12, NDWI < -0.02, red > "
+                                              "0.06), 102621 px, red 0.10-0.32",
+                                              "s2_brandenburg west half, same rule and blue < 0.17, 52498 px, "
+                                              "red 0.09-0.16"]}}
+
+
+def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None, seed: int = 0,
+          desert_limit: int | None = 400) -> dict:
+    w = Writer(out)
+    doc: dict = {"bands": list(BANDS), "units": "top-of-atmosphere reflectance (float32)", "size": SIZE,
+                 "held_back_never_read": ["scenes/sen1floods11_spain", "scenes/s2_amsterdam", "scenes/naip_*",
+                                          "cloud38 heldback patches", "s2_brandenburg east half"]}
+    add_eurosat_ms(w, os.path.join(shared, "data", "eurosat_ms"), doc)
+    add_cloud38(w, os.path.join(shared, "data", "cloud38"), split_file, doc)
+    if brandenburg_chips:
+        add_brandenburg(w, brandenburg_chips, doc)
+    add_desert(w, os.path.join(shared, "data", "satellite4", "desert"), doc, seed, desert_limit)
+    w.close(doc)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m geoseg.training.msdata", description=__doc__.splitlines()[0])
+    p.add_argument("shared", help="the ../shared folder")
+    p.add_argument("-o", "--output", required=True, help="chips folder to write")
+    p.add_argument("--split", default="bench/cloud38_split.json", help="38-Cloud train / held-back split")
+    p.add_argument("--brandenburg-chips", default=None,
+                   help="chips of the Brandenburg west half cut by `geoseg chips` (fclass folders)")
+    p.add_argument("--desert-limit", type=int, default=400, help="at most this many 4-class desert images")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit)
+    print(json.dumps(doc["counts"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
