@@ -1,7 +1,6 @@
 """geoseg.reference: class names, references brought onto the class grid
-(raster and vector, coverage at edges and nodata), and the NDWI reference."""
+(raster and vector, coverage at edges and nodata)."""
 
-import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -11,11 +10,9 @@ import rasterio
 from affine import Affine
 from shapely.geometry import box
 
-from geoseg.errors import InputError, OutputExistsError
+from geoseg.errors import InputError
 from geoseg.classmap import open_class_map
-from geoseg.ndwi import BandSpec, ndwi_reference, parse_band
 from geoseg.reference import RasterReference, open_reference, reference_on_grid
-from helpers import one_error_line, run_cli
 
 X0, Y0 = 500000.0, 6000000.0
 MODEL = ("cloudy", "desert", "green_area", "water")
@@ -189,102 +186,6 @@ def test_vector_reference_layers(tmp_path):
     with pytest.warns(GeosegWarning, match=r"own.gpkg: 2 layers with geometries \(classes, more\); reading the "
                                            r"first, 'classes'"):
         assert open_reference(p, grid).classes == ["lake"]
-
-
-# --- NDWI --------------------------------------------------------------------------
-def ndwi_scene(tmp_path):
-    """4 bands float32 (blue, green, red, nir) 24 x 40, nodata -9999, with
-    known water (green 800, nir 200: NDWI 0.6), land (500 / 1500: -0.5),
-    faint water (550 / 450: 0.1), a zero stripe (green + nir = 0) and nodata."""
-    h, w = 24, 40
-    a = np.zeros((4, h, w), np.float32)
-    a[1], a[3] = 500, 1500
-    a[1, :, :10], a[3, :, :10] = 800, 200         # water: 240 px
-    a[1, :, 10:15], a[3, :, 10:15] = 550, 450     # faint water: 120 px
-    a[1, :, 15:17], a[3, :, 15:17] = 0, 0         # green + nir = 0: 48 px nodata
-    a[3, 0:2, 20:40] = -9999                      # nir nodata: 40 px
-    a[1, 5, 30] = np.nan                          # not finite: 1 px
-    return write_raster(tmp_path / "scene.tif", a, Affine(10, 0, X0, 0, -10, Y0), nodata=-9999)
-
-
-def test_ndwi_known_water(tmp_path):
-    scene = ndwi_scene(tmp_path)
-    r = ndwi_reference(scene, parse_band("2", scene), parse_band(4, scene), tmp_path / "w.tif", block=16)
-    assert (r.water, r.nodata) == (360, 48 + 40 + 1)
-    assert r.not_water == 24 * 40 - 360 - 89
-    with rasterio.open(tmp_path / "w.tif") as s, rasterio.open(scene) as src:
-        a = s.read(1)
-        assert s.dtypes[0] == "uint8" and s.nodata == 255
-        assert s.crs == src.crs and s.transform == src.transform and s.shape == src.shape
-        assert s.tags()["CLASS_NAMES"] == "not_water,water"
-        assert s.colormap(1)[1][:3] == (31, 95, 191)
-        assert s.profile["tiled"] and s.profile["compress"] == "deflate"
-        assert s.descriptions[0] == "class"
-    assert (a[:, :15] == 1).all() and (a[:, 15:17] == 255).all() and (a[0:2, 20:] == 255).all()
-    assert a[5, 30] == 255 and (a[10:, 17:] == 0).all()
-    aux = Path(tmp_path / "w.tif.aux.xml").read_text()
-    assert "<Category>not_water</Category>" in aux and "<Category>water</Category>" in aux
-    assert 'label="water"' in Path(tmp_path / "w.qml").read_text()
-    assert sorted(os.listdir(tmp_path)) == ["scene.tif", "w.qml", "w.tif", "w.tif.aux.xml"]
-    # the written map is a reference geoseg reads back with its names
-    assert open_class_map(tmp_path / "w.tif").names == {0: "not_water", 1: "water"}
-    # the threshold moves the faint water to land; the block size changes nothing
-    r2 = ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 4), tmp_path / "w2.tif", threshold=0.2)
-    assert r2.water == 240
-    r3 = ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 4), tmp_path / "w3.tif", block=1024)
-    with rasterio.open(tmp_path / "w.tif") as s1, rasterio.open(tmp_path / "w3.tif") as s3:
-        assert (s1.read() == s3.read()).all() and r3.water == 360
-
-
-def test_ndwi_band_files_and_errors(tmp_path):
-    scene = ndwi_scene(tmp_path)
-    with rasterio.open(scene) as src:
-        t, g, n = src.transform, src.read(2), src.read(4)
-    b03 = write_raster(tmp_path / "B03.tif", g, t, nodata=-9999)
-    b08 = write_raster(tmp_path / "B08.tif", n, t, nodata=-9999)
-    r = ndwi_reference(b03, parse_band("1", b03), parse_band(b08, b03), tmp_path / "w.tif")
-    assert (r.water, r.nodata) == (360, 89)
-    with pytest.raises(OutputExistsError):
-        ndwi_reference(b03, parse_band("1", b03), parse_band(b08, b03), tmp_path / "w.tif")
-    with pytest.raises(InputError, match="names a band the raster does not have"):
-        ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 5), tmp_path / "x.tif")
-    other = write_raster(tmp_path / "shifted.tif", n, t @ Affine.translation(1, 0), nodata=-9999)
-    with pytest.raises(InputError, match="not on the scene's grid"):
-        ndwi_reference(scene, BandSpec(scene, 2), BandSpec(other, 1), tmp_path / "x.tif")
-    with pytest.raises(InputError, match="expected a single-band raster"):
-        ndwi_reference(b03, BandSpec(b03, 1), BandSpec(scene, 1), tmp_path / "x.tif")
-    for kw, msg in ((dict(threshold=float("nan")), "--threshold nan: NDWI lies in -1..1"),
-                    (dict(threshold=1.5), "--threshold 1.5: NDWI lies in -1..1")):
-        with pytest.raises(InputError, match=msg):
-            ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 4), tmp_path / "x.tif", **kw)
-    with pytest.raises(InputError, match="--green and --nir are the same band"):
-        ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 2), tmp_path / "x.tif")
-    with pytest.raises(InputError, match="x.png: the reference is written as a GeoTIFF"):
-        ndwi_reference(scene, BandSpec(scene, 2), BandSpec(scene, 4), tmp_path / "x.png")
-    cplx = write_raster(tmp_path / "slc.tif", (g + 1j * n).astype(np.complex64), t)
-    with pytest.raises(InputError, match=r"slc.tif: --green band 1 is complex64; expected integer or real .*amplitude"):
-        ndwi_reference(cplx, BandSpec(cplx, 1), BandSpec(b08, 1), tmp_path / "x.tif")
-    assert not (tmp_path / "x.tif").exists()
-
-
-def test_ndwirun_cli(tmp_path):
-    scene = ndwi_scene(tmp_path)
-    r = run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "w.tif")
-    assert r.exit_code == 0, r.output
-    assert "water 360 px" in r.output
-    assert "exists" in one_error_line(run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o",
-                                            tmp_path / "w.tif"))
-    assert run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "4", "-o", tmp_path / "w.tif",
-                "--overwrite").exit_code == 0
-    line = one_error_line(run_cli("reference", "ndwi", scene, "--green", "2", "--nir", "9", "-o", tmp_path / "x.tif"))
-    assert "scene.tif" in line and "has 4" in line
-    (tmp_path / "junk.tif").write_text("not a raster")
-    line = one_error_line(run_cli("reference", "ndwi", tmp_path / "junk.tif", "--green", "2", "--nir", "4", "-o",
-                                tmp_path / "x.tif"))
-    assert "junk.tif: not a readable raster" in line
-    nocrs = write_raster(tmp_path / "nocrs.tif", np.ones((2, 8, 8), np.uint8), Affine(1, 0, 0, 0, -1, 8), crs=None)
-    line = one_error_line(run_cli("reference", "ndwi", nocrs, "--green", "1", "--nir", "2", "-o", tmp_path / "x.tif"))
-    assert "nocrs.tif" in line and "no CRS" in line
 
 
 def test_a_failed_class_map_read_is_the_one_pixel_read_line(tmp_path, monkeypatch):
