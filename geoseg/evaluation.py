@@ -165,19 +165,8 @@ def evaluate_scene(class_map: str | os.PathLike, reference: str | os.PathLike, o
     if not 0.0 <= o.min_coverage <= 1.0:
         raise InputError(f"--min-coverage {o.min_coverage}: expected a share between 0 and 1")
     grid = open_class_map(class_map)
-    values = sorted(grid.names)
-    model_names = [grid.names[v] for v in values]
-    if o.classes:
-        known = {norm_name(n): n for n in model_names}
-        bad = [c for c in o.classes if norm_name(c) not in known]
-        if bad:
-            raise InputError(f"--classes {','.join(o.classes)}: {bad[0]!r} is not a class of the class map "
-                             f"{os.path.basename(grid.path)}; known: {', '.join(model_names)}")
-        positives = [known[norm_name(c)] for c in o.classes]
-        other = OTHER if OTHER not in model_names else "rest"
-        groups, labels = one_vs_rest_groups(model_names, positives, other)
-    else:
-        groups, labels = list(range(len(model_names))), list(model_names)
+    model_names = [grid.names[v] for v in sorted(grid.names)]
+    groups, labels = _scored_labels(grid, model_names, o.classes)
     ref = open_reference(reference, grid, o.field, o.layer)
     mapper = _Mapper(ref, model_names, o.mapping)
     outdir = str(outdir)
@@ -187,47 +176,70 @@ def evaluate_scene(class_map: str | os.PathLike, reference: str | os.PathLike, o
     tmps = {n: os.path.join(outdir, f".{os.path.splitext(n)[0]}.{token}.tmp{os.path.splitext(n)[1]}")
             for n in OUTPUTS if n != "disagreement.tif"}
     dis = StyledOutput(finals["disagreement.tif"], overwrite=True)
-    ds = None
     try:
-        ds = dis.open(grid.width, grid.height, grid.transform, grid.crs_wkt,
-                      {**{k: (*c, 255) for k, c in DISAGREEMENT_COLOURS.items()}, NODATA: (0, 0, 0, 0)})
-        tally = _score_chunks(grid, ref, mapper, np.asarray(groups, np.int64), len(labels), o, ds)
-        ds.set_band_description(1, "disagreement")
-        ds.update_tags(GEOSEG_CLASS_MAP=os.path.basename(grid.path), GEOSEG_REFERENCE=os.path.basename(str(reference)),
-                       CODES=DISAGREEMENT_CODES)
-        ds.update_tags(1, **{f"CLASS_{k}": v for k, v in DISAGREEMENT_NAMES.items()})
-        ds.close()
-        n = int(tally.cells.sum())
-        if n == 0:
-            lf = tally.left
-            raise InputError(
-                f"{reference}: no cell of {os.path.basename(grid.path)} could be scored ({lf['class_map_nodata'][0]} "
-                f"nodata in the class map, {lf['no_reference'][0] + lf['low_coverage'][0]} under --min-coverage "
-                f"{o.min_coverage:g}, {lf['unmapped_reference'][0]} of unmapped reference classes); "
-                "check --map, --field and --min-coverage")
+        tally = _disagreement(dis, grid, ref, mapper, np.asarray(groups, np.int64), len(labels), o, str(reference))
         sc = scores(tally.cells, labels)
         report = _report(grid, ref, mapper, o, labels, groups, sc, scores(tally.km2, labels), tally)
         dis.style(DISAGREEMENT_NAMES, DISAGREEMENT_COLOURS, "disagreement")
-        with open(tmps["report.json"], "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
-        with open(tmps["report.md"], "w", encoding="utf-8") as f:
-            f.write(report_markdown(report))
-        draw_confusion(tmps["confusion.png"], report)
+        _write_reports(tmps, report)
         dis.commit()
         for name in ("confusion.png", "report.md", "report.json"):  # the JSON last: it marks a complete run
             os.replace(tmps[name], finals[name])
     except BaseException:
-        if ds is not None and not ds.closed:
-            ds.close()
         dis.cleanup()
         for t in tmps.values():
             if os.path.exists(t):
                 os.remove(t)
         raise
-    outputs = dict(finals)
-    outputs["disagreement.qml"] = dis.finals["qml"]
-    return Evaluation(report, sc, outputs)
+    return Evaluation(report, sc, {**finals, "disagreement.qml": dis.finals["qml"]})
+
+
+def _scored_labels(grid: ClassGrid, model_names: list[str],
+                   classes: tuple[str, ...] | None) -> tuple[list[int], list[str]]:
+    """The group (an index into the labels) of each class-map class, and the
+    labels scored: every class, or ``classes`` each against the rest."""
+    if not classes:
+        return list(range(len(model_names))), list(model_names)
+    known = {norm_name(n): n for n in model_names}
+    bad = [c for c in classes if norm_name(c) not in known]
+    if bad:
+        raise InputError(f"--classes {','.join(classes)}: {bad[0]!r} is not a class of the class map "
+                         f"{os.path.basename(grid.path)}; known: {', '.join(model_names)}")
+    other = OTHER if OTHER not in model_names else "rest"
+    return one_vs_rest_groups(model_names, [known[norm_name(c)] for c in classes], other)
+
+
+def _disagreement(dis: StyledOutput, grid: ClassGrid, ref, mapper: _Mapper, groups: np.ndarray, k: int,
+                  o: EvaluateOptions, reference: str) -> _Tally:
+    """Score the chunks into a tally, writing disagreement.tif (its
+    temporary name) as they come; refused where no cell could be scored."""
+    ds = dis.open(grid.width, grid.height, grid.transform, grid.crs_wkt,
+                  {**{c: (*rgb, 255) for c, rgb in DISAGREEMENT_COLOURS.items()}, NODATA: (0, 0, 0, 0)})
+    try:
+        tally = _score_chunks(grid, ref, mapper, groups, k, o, ds)
+        ds.set_band_description(1, "disagreement")
+        ds.update_tags(GEOSEG_CLASS_MAP=os.path.basename(grid.path), GEOSEG_REFERENCE=os.path.basename(reference),
+                       CODES=DISAGREEMENT_CODES)
+        ds.update_tags(1, **{f"CLASS_{c}": v for c, v in DISAGREEMENT_NAMES.items()})
+    finally:
+        ds.close()
+    if int(tally.cells.sum()) == 0:
+        lf = tally.left
+        raise InputError(
+            f"{reference}: no cell of {os.path.basename(grid.path)} could be scored ({lf['class_map_nodata'][0]} "
+            f"nodata in the class map, {lf['no_reference'][0] + lf['low_coverage'][0]} under --min-coverage "
+            f"{o.min_coverage:g}, {lf['unmapped_reference'][0]} of unmapped reference classes); "
+            "check --map, --field and --min-coverage")
+    return tally
+
+
+def _write_reports(tmps: dict[str, str], report: dict) -> None:
+    with open(tmps["report.json"], "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    with open(tmps["report.md"], "w", encoding="utf-8") as f:
+        f.write(report_markdown(report))
+    draw_confusion(tmps["confusion.png"], report)
 
 
 def _prepare_outdir(outdir: str, finals: dict[str, str], overwrite: bool) -> None:

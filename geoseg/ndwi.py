@@ -68,42 +68,13 @@ def ndwi_reference(scene: str | os.PathLike, green: BandSpec, nir: BandSpec, out
     names (``.aux.xml``) and a QGIS style (``.qml``).  Read and written in
     ``block`` x ``block`` windows.
     """
-    scene = str(scene)
-    out = str(out)
-    if not (np.isfinite(threshold) and -1 <= threshold < 1):
-        raise InputError(f"--threshold {threshold}: NDWI lies in -1..1; expected a threshold from -1 to below 1 "
-                         "(0 is McFeeters' water line)")
-    if (os.path.abspath(green.path), green.band) == (os.path.abspath(nir.path), nir.band):
-        raise InputError(f"{green.path}: --green and --nir are the same band ({green.describe()}); expected the "
-                         "green and the near-infrared band (e.g. NAIP: --green 2 --nir 4)")
-    if not out.lower().endswith((".tif", ".tiff")):
-        raise InputError(f"{out}: the reference is written as a GeoTIFF; expected an output name ending in .tif")
-    src = open_raster(scene, "scene")
-    with src:
-        check_georeferenced(src, scene, "scene")
-        H, W, T, crs = src.height, src.width, src.transform, src.crs
-    for spec, what in ((green, "--green"), (nir, "--nir")):
-        _check_band(spec, what, scene, (H, W), T, crs)
-    if os.path.abspath(out) in {os.path.abspath(scene), os.path.abspath(green.path), os.path.abspath(nir.path)}:
-        raise InputError(f"{out}: the output would overwrite an input; choose another -o name")
+    scene, out = str(scene), str(out)
+    H, W, T, crs = _check_inputs(scene, green, nir, out, threshold)
     o = StyledOutput(out, overwrite)
-    counts = np.zeros(3, np.int64)  # not_water, water, nodata
     ds = None
     try:
         ds = o.open(W, H, T, crs, {0: (*WATER_COLOURS[0], 255), 1: (*WATER_COLOURS[1], 255), 255: (0, 0, 0, 0)})
-        with rasterio.open(green.path) as gs, rasterio.open(nir.path) as ns:
-            for r in range(0, H, block):
-                for c in range(0, W, block):
-                    win = Window(c, r, min(block, W - c), min(block, H - r))
-                    g, gv = _read_band(gs, green, win)
-                    n, nv = _read_band(ns, nir, win)
-                    s = g + n
-                    ok = gv & nv & (s != 0)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        idx = np.where(ok, (g - n) / np.where(ok, s, 1.0), 0.0)
-                    res = np.where(ok, (idx > threshold).astype(np.uint8), np.uint8(NODATA)).astype(np.uint8)
-                    counts += [int(((res == 0)).sum()), int((res == 1).sum()), int((res == NODATA).sum())]
-                    ds.write(res[None], window=win)
+        counts = _write_water(ds, green, nir, threshold, block)
         ds.set_band_description(1, "class")
         ds.update_tags(CLASS_NAMES="not_water,water", GEOSEG_REFERENCE="ndwi",
                        NDWI=f"(green - nir) / (green + nir) > {threshold:g} (McFeeters 1996)",
@@ -119,6 +90,46 @@ def ndwi_reference(scene: str | os.PathLike, green: BandSpec, nir: BandSpec, out
         raise
     return NdwiResult(o.final, int(counts[1]), int(counts[0]), int(counts[2]), green.describe(), nir.describe(),
                       float(threshold))
+
+
+def _check_inputs(scene: str, green: BandSpec, nir: BandSpec, out: str, threshold: float):
+    """The options and files checked at the entry; the scene's (height, width, transform, crs)."""
+    if not (np.isfinite(threshold) and -1 <= threshold < 1):
+        raise InputError(f"--threshold {threshold}: NDWI lies in -1..1; expected a threshold from -1 to below 1 "
+                         "(0 is McFeeters' water line)")
+    if (os.path.abspath(green.path), green.band) == (os.path.abspath(nir.path), nir.band):
+        raise InputError(f"{green.path}: --green and --nir are the same band ({green.describe()}); expected the "
+                         "green and the near-infrared band (e.g. NAIP: --green 2 --nir 4)")
+    if not out.lower().endswith((".tif", ".tiff")):
+        raise InputError(f"{out}: the reference is written as a GeoTIFF; expected an output name ending in .tif")
+    with open_raster(scene, "scene") as src:
+        check_georeferenced(src, scene, "scene")
+        H, W, T, crs = src.height, src.width, src.transform, src.crs
+    for spec, what in ((green, "--green"), (nir, "--nir")):
+        _check_band(spec, what, scene, (H, W), T, crs)
+    if os.path.abspath(out) in {os.path.abspath(scene), os.path.abspath(green.path), os.path.abspath(nir.path)}:
+        raise InputError(f"{out}: the output would overwrite an input; choose another -o name")
+    return H, W, T, crs
+
+
+def _write_water(ds, green: BandSpec, nir: BandSpec, threshold: float, block: int) -> np.ndarray:
+    """Write the water classes block by block; the counts of not_water, water, nodata."""
+    counts = np.zeros(3, np.int64)
+    H, W = ds.height, ds.width
+    with rasterio.open(green.path) as gs, rasterio.open(nir.path) as ns:
+        for r in range(0, H, block):
+            for c in range(0, W, block):
+                win = Window(c, r, min(block, W - c), min(block, H - r))
+                g, gv = _read_band(gs, green, win)
+                n, nv = _read_band(ns, nir, win)
+                s = g + n
+                ok = gv & nv & (s != 0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    idx = np.where(ok, (g - n) / np.where(ok, s, 1.0), 0.0)
+                res = np.where(ok, (idx > threshold).astype(np.uint8), np.uint8(NODATA)).astype(np.uint8)
+                counts += [int((res == 0).sum()), int((res == 1).sum()), int((res == NODATA).sum())]
+                ds.write(res[None], window=win)
+    return counts
 
 
 def _check_band(spec: BandSpec, what: str, scene: str, shape, transform: Affine, crs) -> None:
