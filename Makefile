@@ -5,7 +5,7 @@ DEMO_VENV ?= .venv-demo
 LOCK   := requirements/lock.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model backbone model-suite
+.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model backbone model-suite qgis-plugin
 
 help:
 	@echo "make test   - create $(VENV) (runtime + train + serve + dev extras, locked), install the"
@@ -15,6 +15,7 @@ help:
 	@echo "make demo   - runtime-only environment, classify the synthetic demo scene"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
 	@echo "make lint   - ruff and mypy (CI: .ci/run runs it, then make test)"
+	@echo "make qgis-plugin - dist/geoseg-qgis.zip: the QGIS Processing plugin (Install from ZIP)"
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,10 @@ serve: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/run_all.py
+
+# the QGIS plugin zip (standard library only: any python3)
+qgis-plugin:
+	$(PYTHON) scripts/build-qgis-plugin.py -o dist/geoseg-qgis.zip
 
 # ruff and mypy (mypy's files and options: pyproject.toml [tool.mypy]); CI runs it before the tests
 lint: $(VENV)/.installed
