@@ -18,7 +18,7 @@ from .model import ModelInfo, file_sha256, load_model, resolve_model_path
 from .naming import RUN_REPORT, manifest_name, product_name, scene_stem
 from .outputs import write_json_atomic
 from .scheduling import Runner, progress_bar
-from .pipeline import ClassifyOptions, SceneResult, classify_scene
+from .pipeline import ClassifyOptions, SceneResult, check_options, classify_scene
 from .sources import GdalConfig, is_prefix, is_remote, is_stac_item, join, list_prefix, read_bytes, read_json, source_id
 
 log = logging.getLogger(__name__)
@@ -244,6 +244,7 @@ def classify_many(
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     tasks = find_inputs([str(i) for i in inputs], outdir, recursive, pattern, options.gdal_config)
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
+    check_options(info, options)  # once, before any scene
     from .providers import provider_name
 
     run = RunResult(provider=provider_name(options.provider))  # an unavailable provider stops the run here

@@ -23,9 +23,11 @@ SCHEMA = "geoseg.contract/1"
 ScalingMethod = Literal["identity", "linear", "percentile"]
 InputLayout = Literal["NHWC", "NCHW"]
 InputDtype = Literal["float32", "uint8"]
+InputKind = Literal["dn", "reflectance"]
 SCALING_METHODS: tuple[str, ...] = get_args(ScalingMethod)
 INPUT_LAYOUTS: tuple[str, ...] = get_args(InputLayout)
 INPUT_DTYPES: tuple[str, ...] = get_args(InputDtype)
+INPUT_KINDS: tuple[str, ...] = get_args(InputKind)
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -150,6 +152,18 @@ class ModelContract:
     training_resolution_m: float | None = None
     name: str = "unnamed"
     extra: dict[str, Any] = field(default_factory=dict)
+    input_kind: InputKind = "dn"
+    """``dn``: the scene's pixel values are scaled by the rule of their dtype
+    (``scaling["uint8"]``, ``scaling["uint16"]``...).  ``reflectance``: each
+    scene is first turned into reflectance (about 0-1; see
+    :mod:`geoseg.reflectance`), which ``scaling["reflectance"]`` maps to the
+    model input (identity when absent); 8-bit scenes without a calibration
+    follow ``scaling["uint8"]`` straight from their values."""
+
+    @property
+    def reflectance_scaling(self) -> Scaling:
+        """The rule from reflectance to model input (reflectance models)."""
+        return self.scaling.get("reflectance", Scaling("identity"))
 
     @property
     def n_classes(self) -> int:
@@ -171,6 +185,8 @@ class ModelContract:
         d["bands"] = list(self.bands)
         d["input_range"] = list(self.input_range)
         extra = d.pop("extra")
+        if d["input_kind"] == "dn":  # absent means "dn": the JSON (and hash) of every earlier model is unchanged
+            d.pop("input_kind")
         out = {"schema": SCHEMA, **d}
         out.update(extra)
         return out
@@ -221,6 +237,12 @@ class ModelContract:
         res = d.get("training_resolution_m")
         if res is not None and not (isinstance(res, (int, float)) and math.isfinite(res) and res > 0):
             raise ModelError(f"{where}: training_resolution_m {res!r} must be a positive number of metres (or absent)")
+        kind = d.get("input_kind", "dn")
+        if kind not in INPUT_KINDS:
+            raise ModelError(f"{where}: input_kind {kind!r} is not one of {', '.join(INPUT_KINDS)}")
+        if kind == "reflectance" and "reflectance" in scaling and scaling["reflectance"].method == "percentile":
+            raise ModelError(f"{where}: scaling[reflectance] must be identity or linear (reflectance is already "
+                             "calibrated; a per-scene percentile stretch would undo it)")
         mvf = d.get("min_valid_fraction", 0.5)
         if not (isinstance(mvf, (int, float)) and 0 <= mvf <= 1):
             raise ModelError(f"{where}: min_valid_fraction {mvf!r} must be a number from 0 to 1")
@@ -239,6 +261,7 @@ class ModelContract:
             training_resolution_m=None if res is None else float(res),
             name=str(d.get("name", "unnamed")),
             extra=extra,
+            input_kind=kind,
         )
 
     @classmethod

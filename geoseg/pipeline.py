@@ -20,6 +20,7 @@ Three parts, wired by :func:`classify_scene`:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import time
@@ -34,8 +35,9 @@ from typing import Literal
 import numpy as np
 
 from . import __version__
+from . import reflectance
 from .contract import ModelContract, Scaling
-from .errors import GeosegError, InputError, MaskWarning, ResampleWarning, ResolutionWarning
+from .errors import GeosegError, InputError, MaskWarning, ResampleWarning, ResolutionWarning, ScalingWarning
 from .geometry import ground_pixel_size_m, pixel_area_m2
 from .model import ModelInfo, get_session, load_model, resolve_model_path, run_batch
 from .providers import check_name, provider_name
@@ -47,10 +49,11 @@ from .patches import (
     to_model_input,
 )
 from .raster import (
-    GridWriter, SceneInfo, check_readable, open_scene, read_classes, read_window, read_window_resampled, scaling_for,
+    GridWriter, SceneInfo, check_readable, check_size, open_scene, read_classes, read_window, read_window_resampled, scaling_for,
     scene_percentiles,
 )
 from .naming import basename
+from .reflectance import SENSORS, Reflectance
 from .sources import GdalConfig, display_path, gdal_env, is_remote, is_stac_item, normalize_config, scene_config, source_time
 from .scheduling import Runner, progress_bar, release_free_memory
 from .windows import Block, PatchGrid, Resample, choose_block_cells, plan_blocks, plan_resample
@@ -61,6 +64,8 @@ ResampleMode = Literal["off", "auto"]
 """``--resample``: ``off`` classifies a scene at its own pixel size; ``auto``
 brings it to the model contract's training resolution (:func:`plan_resample`)."""
 RESAMPLE_MODES: tuple[str, ...] = ("off", "auto")
+BandAffine = tuple[tuple[float, ...], tuple[float, ...]]
+"""Per-band (scales, offsets) from a scene's values to reflectance."""
 
 
 @dataclass(frozen=True)
@@ -86,14 +91,34 @@ class ClassifyOptions:
     assets: tuple[str, ...] | None = None  # STAC item inputs: the RGB asset keys (--assets)
     resample: ResampleMode = "off"  # "auto": to the contract's training resolution (--resample)
     provider: str = "auto"  # onnxruntime execution provider (--provider; geoseg.providers): the best available
+    reflectance_scale: float | None = None  # reflectance = DN x scale + offset (reflectance models)
+    reflectance_offset: float | None = None
+    sensor: str | None = None  # a reflectance preset (geoseg.reflectance.SENSORS)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "provider", check_name(self.provider))
         if self.resample not in RESAMPLE_MODES:
             raise InputError(f"resample={self.resample!r}: expected one of {', '.join(RESAMPLE_MODES)}")
+        self._check_reflectance()
         object.__setattr__(self, "gdal_config", normalize_config(self.gdal_config))
         if self.assets is not None:
             object.__setattr__(self, "assets", tuple(self.assets))
+
+    def _check_reflectance(self) -> None:
+        if self.sensor is not None and self.sensor not in SENSORS:
+            raise InputError(f"--sensor {self.sensor!r} is not a preset; expected one of {', '.join(SENSORS)}")
+        if self.reflectance_offset is not None and self.reflectance_scale is None:
+            raise InputError(f"--reflectance-offset {self.reflectance_offset:g} needs --reflectance-scale "
+                             "(reflectance = DN x SCALE + OFFSET)")
+        if self.reflectance_scale is not None and not (
+                math.isfinite(self.reflectance_scale) and self.reflectance_scale != 0
+                and math.isfinite(self.reflectance_offset or 0.0)):
+            raise InputError(f"--reflectance-scale {self.reflectance_scale:g} --reflectance-offset "
+                             f"{self.reflectance_offset or 0:g}: expected a finite, non-zero scale and a finite "
+                             "offset (e.g. --reflectance-scale 0.0001)")
+        if self.scaling is not None and (self.reflectance_scale is not None or self.sensor is not None):
+            raise InputError("--scaling maps pixel values to the model input itself; give it or "
+                             "--reflectance-scale/--sensor, not both")
 
     def to_dict(self) -> dict:
         """The options that shape the results (not overwrite, progress, the
@@ -106,6 +131,9 @@ class ClassifyOptions:
             d.pop(k)  # the provider is recorded apart (stats "provider"), so earlier runs' records still match
         if d["resample"] == "off":
             d.pop("resample")
+        for k in ("reflectance_scale", "reflectance_offset", "sensor"):
+            if d[k] is None:  # recorded only when given: earlier runs' records still match
+                d.pop(k)
         if d["assets"] is None:
             d.pop("assets")
         else:
@@ -132,6 +160,7 @@ class BlockJob:
     gdal_config: GdalConfig = ()  # entered by the task itself: GDAL settings are per thread
     resample: Resample | None = None  # patches read at the model's resolution (grid in source pixels)
     provider: str = "cpu"  # onnxruntime execution provider (geoseg.providers name)
+    band_affine: BandAffine | None = None  # per-band (scales, offsets) to reflectance, before ``scaling``
 
 
 @dataclass
@@ -183,6 +212,9 @@ def classify_block(job: BlockJob) -> BlockResult:
         bs = job.batch_size
         for i in range(0, len(rows), bs):
             raw, v = gather_patches(pix, pval, rows[i : i + bs], cols[i : i + bs])
+            if job.band_affine is not None:  # bands with rules of their own: to reflectance first
+                a, o = (np.asarray(t, np.float32)[None, :, None, None] for t in job.band_affine)
+                raw = raw.astype(np.float32) * a + o
             x = to_model_input(raw, v, job.scaling, c.input_range, job.stats, c.input_layout, c.input_dtype)
             ti = time.perf_counter()
             out[i : i + bs] = run_batch(sess, c.input_name, x, bs, job.model_path)
@@ -206,7 +238,7 @@ def classify_block(job: BlockJob) -> BlockResult:
         # the quicklook samples the pixels the model saw, Sm of them per cell side
         rm, cm = (b.row_off - b.prow0) * Sm, (b.col_off - b.pcol0) * Sm
         slm = (slice(rm, rm + b.height * Sm), slice(cm, cm + b.width * Sm))
-        thumb, thumb_valid = block_thumbnail(data[(slice(0, 3),) + slm], pix_valid[slm], Sm, job.thumb_k)
+        thumb, thumb_valid = block_thumbnail(data[(_rgb_bands(c),) + slm], pix_valid[slm], Sm, job.thumb_k)
     return BlockResult(
         index=b.index, block=b, classes=classes, probs=mean,
         valid_px=np.where(cell_ok, vcount, 0).astype(np.int64),
@@ -214,6 +246,13 @@ def classify_block(job: BlockJob) -> BlockResult:
         t_read=t1 - t0, t_infer=t_infer, t_total=time.perf_counter() - t0,
         thumb=thumb, thumb_valid=thumb_valid,
     )
+
+
+def _rgb_bands(c: ModelContract) -> slice | list[int]:
+    """The model bands the quicklook shows as red, green and blue (the first
+    three unless the contract names red, green and blue elsewhere)."""
+    idx = [c.bands.index(n) for n in ("red", "green", "blue") if n in c.bands]
+    return idx if len(idx) == 3 and idx != [0, 1, 2] else slice(0, 3)
 
 
 SceneStatus = Literal["done", "failed", "skipped"]
@@ -256,6 +295,8 @@ class SceneSetup:
     item_time: datetime | None = None  # a STAC input item's datetime
     resample: Resample | None = None  # --resample auto, where it applies (grid is then in source pixels)
     ground_res_m: float | None = None  # the scene's ground pixel size (m), where the model has a training resolution
+    reflectance: Reflectance | None = None  # reflectance models: the scene's rule to reflectance
+    band_affine: BandAffine | None = None  # reflectance rules that differ between bands (else in ``scaling``)
 
     @property
     def model_stride(self) -> int:
@@ -268,7 +309,7 @@ class SceneSetup:
         for b in blocks:
             yield BlockJob(self.scene, self.grid, b, model.path, model.sha256, runner.ort_threads, model.contract,
                            self.scaling, self.stats, model.fixed_batch or options.batch_size, self.min_valid, thumb_k,
-                           self.gdal_config, self.resample, provider_name(options.provider))
+                           self.gdal_config, self.resample, provider_name(options.provider), self.band_affine)
 
 
 def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir: str | None = None) -> SceneSetup:
@@ -280,19 +321,20 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
     (:func:`geoseg.sources.scene_config`).
     """
     c = model.contract
-    source, item_time = path, None
+    source, item_time, stac_so = path, None, None
     if is_stac_item(path):
         from .stac import stac_input
 
         if outdir is None:
             raise InputError(f"{path}: a STAC item needs an output folder for its VRT")
-        si = stac_input(path, outdir, options.assets, options.gdal_config)
-        path, item_time = si.vrt, si.datetime
+        si = stac_input(path, outdir, options.assets, options.gdal_config, c.bands)
+        path, item_time, stac_so = si.vrt, si.datetime, si.scale_offset
     config = scene_config(path, options.gdal_config)
+    family = SENSORS[options.sensor].family if options.sensor else None
     with gdal_env(config):
         # a remote source's headers come first: 404 and 403 get their one-line errors before GDAL opens it
         when = source_time(path, config) if source == path and is_remote(path) else None
-        scene = open_scene(path, c, options.bidx, options.nodata)
+        scene = open_scene(path, c, options.bidx, options.nodata, family, min_side=None)
         if source != path:  # a STAC item, read through its VRT
             when = item_time
         elif when is None:  # a local file, now known to exist
@@ -304,16 +346,64 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
             raise InputError(f"{path}: {exc}") from None
         ground = _ground_size(scene, c)
         rs = _resample_for(scene, c, stride, ground) if options.resample == "auto" else None
-        if rs is not None:
+        if rs is not None:  # the one size check, in the source pixels a patch covers
+            check_size(scene, rs.src_patch, f" of {ground:.3g} m pixels ({c.patch_size} px at the model's "
+                       f"{c.training_resolution_m:g} m, --resample auto)", ": classify it with --resample off")
             grid = PatchGrid(scene.width, scene.height, rs.src_patch, rs.src_stride)
-        scaling = scaling_for(scene, c, options.scaling)
+        else:
+            check_size(scene, c.patch_size)
         check_readable(scene)
+        scaling, refl, affine = _scene_scaling(scene, c, options, stac_so, rs)
         stats = scene_percentiles(scene, scaling.low, scaling.high, factor=rs.factor if rs else None) \
             if scaling.method == "percentile" else None
     if rs is None:
         _warn_resolution(scene, c, ground)
     min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
-    return SceneSetup(scene, grid, scaling, stats, min_valid, config, when, source, item_time, rs, ground)
+    return SceneSetup(scene, grid, scaling, stats, min_valid, config, when, source, item_time, rs, ground, refl,
+                      affine)
+
+
+def check_options(model: ModelInfo, options: ClassifyOptions) -> None:
+    """Options that do not fit the model, once at the entry: reflectance
+    options for a model that reads pixel values as they are."""
+    c = model.contract
+    given = [o for o, v in (("--reflectance-scale", options.reflectance_scale), ("--sensor", options.sensor))
+             if v is not None]
+    if given and c.input_kind != "reflectance":
+        raise InputError(f"{model.path}: the model {c.name!r} takes pixel values ({', '.join(c.bands)}), not "
+                         f"reflectance; {' and '.join(given)} apply only to reflectance models (e.g. -m "
+                         "multispectral): drop them, or use --scaling to change how values are scaled")
+
+
+def _scene_scaling(scene: SceneInfo, c: ModelContract, options: ClassifyOptions,
+                   stac_so: tuple[tuple[float, float], ...] | None, rs: Resample | None
+                   ) -> tuple[Scaling, Reflectance | None, BandAffine | None]:
+    """The scaling of the scene's values into the model input; for a
+    reflectance model, the scene's rule to reflectance (decided and checked
+    on a sample of the scene once, here) and the per-band rules, if any."""
+    if c.input_kind != "reflectance":
+        return scaling_for(scene, c, options.scaling), None, None
+    if options.scaling is not None:
+        return options.scaling, Reflectance(f"--scaling {options.scaling.describe()} (to the model input)"), None
+    so = None
+    if stac_so and max(scene.bidx) <= len(stac_so):  # the item's values, for the chosen bands of its VRT
+        so = tuple(stac_so[b - 1] for b in scene.bidx)
+    rule, warning = reflectance.decide(
+        scene.path, scene.dtype, len(scene.bidx), options.reflectance_scale, options.reflectance_offset,
+        options.sensor, scene.scale_offset, so, dict(scene.tags))
+    if warning:
+        warnings.warn(warning, ScalingWarning, stacklevel=4)
+    if not rule.uint8_rule:
+        try:
+            sample = scene_percentiles(scene, 50, 99, factor=rs.factor if rs else None)
+        except InputError:  # every sampled pixel is nodata: nothing to check
+            sample = None
+        if sample is not None:
+            warning = reflectance.check_range(scene.path, rule, sample[:, 0], sample[:, 1])
+            if warning:
+                warnings.warn(warning, ScalingWarning, stacklevel=4)
+    scaling, affine = reflectance.model_scaling(rule, c, scene.path)
+    return scaling, rule, affine
 
 
 def _ground_size(scene: SceneInfo, c: ModelContract) -> float | None:
@@ -341,12 +431,6 @@ def _resample_for(scene: SceneInfo, c: ModelContract, stride: int, ground: float
                       "classifies it at its own pixel size", ResampleWarning, stacklevel=3)
         return None
     rs = plan_resample(c.patch_size, stride, ground, c.training_resolution_m)
-    if rs is not None and rs.src_patch > max(scene.width, scene.height):
-        side = c.patch_size * c.training_resolution_m
-        raise InputError(f"{scene.path}: the scene ({scene.width} x {scene.height} px of {ground:.3g} m) is smaller "
-                         f"than one {side:g} m patch at the model's training resolution "
-                         f"({c.training_resolution_m:g} m); expected a scene of at least {rs.src_patch} px: "
-                         "classify it with --resample off")
     if rs is None:
         log.info("%s: pixel size %.3g m is within 10%% of the model's %.3g m; not resampled", scene.path, ground,
                  c.training_resolution_m)
@@ -395,6 +479,7 @@ def _stats_doc(setup: SceneSetup, model: ModelInfo, options: ClassifyOptions, ta
         "scene": {
             "path": display_path(setup.source or scene.path), "width": scene.width, "height": scene.height,
             "dtype": scene.dtype, "bands": list(scene.bidx), "band_choice": scene.band_choice,
+            "band_names": dict(zip(scene.band_names, scene.bidx)),
             "crs": scene.crs_wkt, "transform": list(scene.transform)[:6],
             "pixel_size": list(scene.res), "mask": scene.mask_kind,
         },
@@ -413,6 +498,7 @@ def _stats_doc(setup: SceneSetup, model: ModelInfo, options: ClassifyOptions, ta
             "class_names": list(c.class_names), "patch_size": c.patch_size,
         },
         "options": _options_doc(setup, options),
+        **({"reflectance": _reflectance_doc(setup)} if setup.reflectance else {}),
         "provider": provider_name(options.provider),
         "timings_s": timings,
         "outputs": {k: os.path.basename(v) for k, v in plan.final.items()},
@@ -420,6 +506,13 @@ def _stats_doc(setup: SceneSetup, model: ModelInfo, options: ClassifyOptions, ta
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
     }
+
+
+def _reflectance_doc(setup: SceneSetup) -> dict | None:
+    """A reflectance model's record of the scene's rule (stats and STAC item)."""
+    if setup.reflectance is None:
+        return None
+    return {**setup.reflectance.to_dict(), "model_input": setup.scaling.describe()}
 
 
 def _options_doc(setup: SceneSetup, options: ClassifyOptions) -> dict:
@@ -589,6 +682,7 @@ def classify_scene(
             return classify_scene(path, outdir, model, options, r)
     t_start = time.perf_counter()
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
+    check_options(info, options)
     setup = prepare_scene(str(path), info, options, str(outdir))
     scene, grid = setup.scene, setup.grid
     plan = OutputPlan.make(str(outdir), scene.name, products_of(options))
@@ -690,7 +784,8 @@ def _write_item(setup: SceneSetup, model: ModelInfo, plan: OutputPlan, t_start: 
     path = os.path.join(plan.outdir, f"{setup.scene.name}_item.json")
     try:
         doc = scene_item(setup.scene.name, setup.scene, setup.grid, final, model.contract, when,
-                         display_path(setup.source or setup.scene.path), provider=provider)
+                         display_path(setup.source or setup.scene.path), provider=provider,
+                         reflectance=_reflectance_doc(setup))
         write_json_atomic(path, doc)
     except OSError as exc:
         log.warning("%s: cannot write the STAC item (%s)", path, exc)

@@ -19,11 +19,12 @@ from typing import Literal, NoReturn
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from . import styles
+from .bands import choose_bands, family_from_tags
 from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line, ignoring
 from .naming import scene_stem
@@ -32,8 +33,6 @@ from .sources import gdal_path, is_remote, remote_error
 from .windows import is_north_up
 
 log = logging.getLogger(__name__)
-
-_RGB = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
 
 MaskKind = Literal["user", "alpha", "per-dataset", "nodata", "none"]
 """Where a scene's validity comes from: ``user`` (``--nodata``), the file's
@@ -59,7 +58,10 @@ class SceneInfo:
     tile: int | None  # internal tile side, if square tiles
     res: tuple[float, float] = (1.0, 1.0)
     is_geographic: bool = False
-    band_choice: str = ""
+    band_choice: str = ""  # how the bands were found (:class:`geoseg.bands.BandChoice`)
+    band_names: tuple[str, ...] = ()  # the model band each chosen band feeds
+    scale_offset: tuple[tuple[float, float], ...] = ()  # the chosen bands' GDAL scale and offset
+    tags: tuple[tuple[str, str], ...] = ()  # the file's sensor and calibration tags (:mod:`geoseg.reflectance`)
 
     @property
     def name(self) -> str:
@@ -136,12 +138,19 @@ def open_scene(
     contract: ModelContract,
     bidx: tuple[int, ...] | None = None,
     nodata: float | None = None,
+    family: str | None = None,
+    min_side: int | None = -1,
 ) -> SceneInfo:
     """Open a scene, check it against the model contract and describe it.
 
     ``path`` is a local file or a remote source (``https://``, ``s3://``,
     ``/vsicurl/``...: see :mod:`geoseg.sources`); the caller enters the GDAL
-    settings of its reads (:func:`geoseg.sources.gdal_env`).
+    settings of its reads (:func:`geoseg.sources.gdal_env`).  ``family``: a
+    band-code numbering hint (:func:`geoseg.bands.band_family`, e.g. from
+    ``--sensor``).  ``min_side``: the scene must be at least this many pixels
+    each way (-1: the contract's patch size; None: not checked here, the
+    caller checks with :func:`check_size` once it knows the patch's size in
+    source pixels, e.g. after ``--resample auto``).
 
     Raises
     ------
@@ -150,7 +159,10 @@ def open_scene(
     """
     path = str(path)
     with open_raster(path, "scene") as src:
-        return _describe(src, path, contract, bidx, nodata)
+        scene = _describe(src, path, contract, bidx, nodata, family)
+    if min_side is not None:
+        check_size(scene, contract.patch_size if min_side == -1 else min_side)
+    return scene
 
 
 def check_earth_crs(crs, path: str) -> None:
@@ -164,9 +176,19 @@ def check_earth_crs(crs, path: str) -> None:
                          "projected CRS: assign the right one (`rio edit-info --crs EPSG:XXXX`)")
 
 
-def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
-    need = contract.n_bands
-    bands_txt = ", ".join(contract.bands)
+def check_size(scene: SceneInfo, side: int, note: str = "", fix: str = "") -> None:
+    """Refuse a scene smaller than one patch of ``side`` source pixels each
+    way (``note``: what the side stands for, e.g. after resampling; ``fix``:
+    the way out, if any)."""
+    if scene.width < side or scene.height < side:
+        raise InputError(
+            f"{scene.path}: raster is {scene.width}x{scene.height} px, smaller than one "
+            f"{side}x{side} patch{note}; expected at least {side}x{side}{fix}"
+        )
+
+
+def _check_georeferenced(src, path: str) -> None:
+    """A CRS on the Earth and a north-up geotransform within it."""
     gcps, gcp_crs = src.gcps
     if src.crs is None and gcps and gcp_crs is not None:
         raise InputError(f"{path}: raster is georeferenced by {len(gcps)} ground control points only; expected a "
@@ -178,7 +200,7 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
         )
     check_earth_crs(src.crs, path)
     t = src.transform
-    if t == Affine.identity() and not src.gcps[0]:
+    if t == Affine.identity() and not gcps:
         raise InputError(f"{path}: raster has no geotransform; expected a georeferenced scene")
     if not is_north_up(t):
         raise InputError(
@@ -192,57 +214,41 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
                 f"{path}: in degrees ({src.crs.to_string()}) the scene spans longitude {left:g}..{right:g}, "
                 f"latitude {bottom:g}..{top:g}, beyond the Earth; expected latitudes within -90..90: fix its "
                 "geotransform or CRS (`rio edit-info --transform` / `--crs`)")
-    p = contract.patch_size
-    if src.width < p or src.height < p:
-        raise InputError(
-            f"{path}: raster is {src.width}x{src.height} px, smaller than one "
-            f"{p}x{p} patch; expected at least {p}x{p}"
-        )
-    ci = list(src.colorinterp)
-    alpha = [i + 1 for i, c in enumerate(ci) if c == ColorInterp.alpha]
-    data_bands = [i + 1 for i in range(src.count) if (i + 1) not in alpha]
-    choice = ""
-    if bidx:
-        bad = [b for b in bidx if b < 1 or b > src.count]
-        if bad:
-            raise InputError(
-                f"{path}: --bidx {','.join(map(str, bidx))} names band(s) {bad} but the "
-                f"raster has {src.count}"
-            )
-        if len(bidx) != need:
-            raise InputError(
-                f"{path}: --bidx gives {len(bidx)} bands, the model expects {need} ({bands_txt})"
-            )
-        chosen = tuple(bidx)
-        choice = "--bidx"
-    else:
-        if len(data_bands) < need:
-            raise InputError(
-                f"{path}: raster has {len(data_bands)} data band(s), the model expects "
-                f"{need} ({bands_txt}); use a {need}-band scene or choose bands with --bidx"
-            )
-        by_name = {_RGB.get(ci[b - 1]): b for b in data_bands}
-        if all(n in by_name for n in contract.bands):
-            chosen = tuple(by_name[n] for n in contract.bands)
-            choice = "colour interpretation"
-        else:
-            chosen = tuple(data_bands[:need])
-            choice = "first bands"
-            if len(data_bands) > need:
-                warnings.warn(
-                    f"{path}: {len(data_bands)} bands without colour interpretation; using bands "
-                    f"{','.join(map(str, chosen))} as {bands_txt} (choose others with --bidx)",
-                    BandWarning, stacklevel=2,
-                )
-    dtypes = {src.dtypes[b - 1] for b in chosen}
-    if len(dtypes) != 1:
-        raise InputError(f"{path}: chosen bands have mixed dtypes {sorted(dtypes)}")
-    dtype = dtypes.pop()
+
+
+def check_nodata_value(path: str, nodata: float | None, dtype: str) -> None:
+    """Refuse a ``--nodata`` that the scene's integer dtype cannot hold."""
     if nodata is not None and not np.isnan(nodata) and np.dtype(dtype).kind in "ui":
         info = np.iinfo(np.dtype(dtype))
         if not (info.min <= nodata <= info.max and float(nodata).is_integer()):
             raise InputError(f"{path}: --nodata {nodata:g} cannot occur in a {dtype} scene ({info.min}..{info.max}, "
                              "whole numbers); expected one of its pixel values, e.g. --nodata 0")
+
+
+_TAG_KEYS = ("OFFSET", "BASELINE", "SPACECRAFT", "SATELLITE", "PLATFORM", "SENSOR")
+
+
+def _scene_tags(src, bidx: tuple[int, ...]) -> dict[str, str]:
+    """The file's tags that say its sensor or calibration (dataset, then the
+    first chosen band's)."""
+    tags = {**src.tags(), **src.tags(bidx[0])}
+    return {k: str(v)[:80] for k, v in tags.items() if any(w in k.upper() for w in _TAG_KEYS)}
+
+
+def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
+    _check_georeferenced(src, path)
+    ci = [c.name for c in src.colorinterp]
+    choice = choose_bands(path, contract.bands, src.count, ci, list(src.descriptions), bidx,
+                          family or family_from_tags(src.tags()))
+    if choice.warning:
+        warnings.warn(choice.warning, BandWarning, stacklevel=3)
+    chosen = choice.bidx
+    dtypes = {src.dtypes[b - 1] for b in chosen}
+    if len(dtypes) != 1:
+        raise InputError(f"{path}: chosen bands have mixed dtypes {sorted(dtypes)}")
+    dtype = dtypes.pop()
+    check_nodata_value(path, nodata, dtype)
+    alpha = "alpha" in ci
     mask_kind: MaskKind
     if nodata is not None:
         mask_kind = "user"
@@ -253,7 +259,7 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
         warnings.warn(
             f"{path}: has both a nodata value ({src.nodata:g}) and an alpha band; GDAL masks by the nodata "
             "value and ignores the alpha band (pass --nodata to choose the value, or unset it with "
-            "`rio edit-info --unset-nodata` to mask by alpha)", MaskWarning, stacklevel=2,
+            "`rio edit-info --unset-nodata` to mask by alpha)", MaskWarning, stacklevel=3,
         )
     else:
         mask_kind = _mask_kind([src.mask_flag_enums[b - 1] for b in chosen])
@@ -262,23 +268,15 @@ def _describe(src, path, contract, bidx, nodata) -> SceneInfo:
     if bh == bw and bh < src.height:
         tile = bh
     return SceneInfo(
-        path=path,
-        width=src.width,
-        height=src.height,
-        count=src.count,
-        dtype=dtype,
-        crs_wkt=src.crs.to_wkt(),
-        transform=t,
-        bidx=chosen,
-        nodata=nodata if nodata is not None else src.nodata,
+        path=path, width=src.width, height=src.height, count=src.count, dtype=dtype, crs_wkt=src.crs.to_wkt(),
+        transform=src.transform, bidx=chosen, nodata=nodata if nodata is not None else src.nodata,
         # GDAL's nodata mask, computed from the values: the same pixels, without
         # rasterio's NodataShadowWarning at every read of a nodata + alpha scene
-        mask_by_value=nodata is not None or (mask_kind == "nodata" and bool(alpha)),
-        mask_kind=mask_kind,
-        tile=tile,
-        res=src.res,
-        is_geographic=bool(src.crs.is_geographic),
-        band_choice=choice,
+        mask_by_value=nodata is not None or (mask_kind == "nodata" and alpha),
+        mask_kind=mask_kind, tile=tile, res=src.res, is_geographic=bool(src.crs.is_geographic),
+        band_choice=choice.how, band_names=choice.names,
+        scale_offset=tuple((float(src.scales[b - 1]), float(src.offsets[b - 1])) for b in chosen),
+        tags=tuple(sorted(_scene_tags(src, chosen).items())),
     )
 
 

@@ -52,13 +52,15 @@ class StacInput:
     vrt: str  # the VRT written into the output folder
     assets: tuple[str, ...]  # the asset keys used
     datetime: datetime | None
+    scale_offset: tuple[tuple[float, float], ...] = ()  # raster:bands (scale, offset) of each VRT band
 
 
 @dataclass(frozen=True)
 class _Pick:
     key: str
     href: str
-    bands: tuple[int, ...]  # bands of the asset, in R, G, B order (all bands for a whole asset)
+    bands: tuple[int, ...]  # bands of the asset, in the model's order (all bands for a whole asset)
+    names: tuple[str, ...] = ()  # the model band names of ``bands`` (written as the VRT bands' descriptions)
 
 
 def _common_names(asset: Any) -> list[str | None]:
@@ -66,8 +68,22 @@ def _common_names(asset: Any) -> list[str | None]:
     return [(b.get("common_name") or b.get("eo:common_name")) if isinstance(b, dict) else None for b in bands]
 
 
-def choose_assets(item: Any, names: tuple[str, ...] | None = None) -> list[_Pick]:
-    """The assets holding the item's red, green and blue bands.
+def _raster_bands(asset: Any) -> list[tuple[float, float]]:
+    """(scale, offset) of each band of an asset's ``raster:bands`` (1, 0 where unsaid)."""
+    out = []
+    for b in asset.extra_fields.get("raster:bands") or []:
+        b = b if isinstance(b, dict) else {}
+        try:
+            out.append((float(b.get("scale", 1.0)), float(b.get("offset", 0.0))))
+        except (TypeError, ValueError):
+            out.append((1.0, 0.0))
+    return out
+
+
+def choose_assets(item: Any, names: tuple[str, ...] | None = None, want: tuple[str, ...] = RGB) -> list[_Pick]:
+    """The assets holding the item's bands ``want`` (the model's: red, green
+    and blue by default), by ``eo:bands`` common names, else by asset keys;
+    a ``visual`` asset for red, green and blue.
 
     Raises
     ------
@@ -87,29 +103,31 @@ def choose_assets(item: Any, names: tuple[str, ...] | None = None) -> list[_Pick
                              f"{', '.join(sorted(assets))}")
         if len(names) == 1:
             return [_Pick(names[0], href(names[0]), ())]
-        if len(names) == 3:
-            return [_Pick(n, href(n), (1,)) for n in names]
-        raise InputError(f"{ident}: --assets names {len(names)} assets; expected 3 (red,green,blue) or 1 (an RGB asset)")
-    # eo:bands common names: three one-band assets, or one asset with the three bands
+        if len(names) == len(want):
+            return [_Pick(n, href(n), (1,), (w,)) for n, w in zip(names, want)]
+        raise InputError(f"{ident}: --assets names {len(names)} assets; expected {len(want)} ({','.join(want)}) "
+                         f"or 1 (an asset holding them all)")
+    # eo:bands common names: one-band assets, or one asset with every band
     single: dict[str, str] = {}
     for key, a in assets.items():
         cn = _common_names(a)
-        if len(cn) == 1 and cn[0] in RGB:
+        if len(cn) == 1 and cn[0] in want:
             single.setdefault(cn[0], key)
-    if all(c in single for c in RGB):
-        return [_Pick(single[c], href(single[c]), (1,)) for c in RGB]
+    if all(c in single for c in want):
+        return [_Pick(single[c], href(single[c]), (1,), (c,)) for c in want]
     for key, a in assets.items():
         cn = _common_names(a)
-        if all(c in cn for c in RGB):
-            return [_Pick(key, href(key), tuple(cn.index(c) + 1 for c in RGB))]
+        if all(c in cn for c in want):
+            return [_Pick(key, href(key), tuple(cn.index(c) + 1 for c in want), want)]
     lower = {k.lower(): k for k in assets}
-    if all(c in lower for c in RGB):
-        return [_Pick(lower[c], href(lower[c]), (1,)) for c in RGB]
+    if all(c in lower for c in want):
+        return [_Pick(lower[c], href(lower[c]), (1,), (c,)) for c in want]
     visual = lower.get("visual") or next((k for k, a in assets.items() if "visual" in (a.roles or [])), None)
-    if visual:
+    if visual and want == RGB:
         return [_Pick(visual, href(visual), ())]
-    raise InputError(f"{ident}: no red/green/blue or visual asset in the STAC item (assets: "
-                     f"{', '.join(sorted(assets))}); choose them with --assets red,green,blue")
+    what = "red/green/blue or visual" if want == RGB else "/".join(want)
+    raise InputError(f"{ident}: no {what} asset in the STAC item (assets: "
+                     f"{', '.join(sorted(assets))}); choose them with --assets {','.join(want)}")
 
 
 def load_item(source: str, config: GdalConfig = ()) -> Any:
@@ -137,7 +155,8 @@ def _describe_asset(pick: _Pick, config: GdalConfig) -> dict[str, Any]:
         with gdal_env(scene_config(pick.href, config)), rasterio.open(gdal_path(pick.href)) as src:
             return {"width": src.width, "height": src.height, "transform": src.transform,
                     "crs": src.crs.to_wkt() if src.crs else "", "dtypes": src.dtypes, "count": src.count,
-                    "nodata": src.nodata, "block": src.block_shapes[0], "colorinterp": list(src.colorinterp)}
+                    "nodata": src.nodata, "block": src.block_shapes[0], "colorinterp": list(src.colorinterp),
+                    "scales": src.scales, "offsets": src.offsets, "descriptions": src.descriptions}
     except RasterioError as exc:
         err = remote_error(pick.href, str(exc), config)
         if err is not None:
@@ -167,13 +186,19 @@ def vrt_xml(picks: list[_Pick], config: GdalConfig = ()) -> str:
             n += 1
             dtype = d["dtypes"][b - 1]
             by, bx = d["block"]
-            if len(picks) == 3:
-                ci = RGB[n - 1].capitalize()
-            elif p.bands:
-                ci = RGB[i].capitalize()
-            else:
-                ci = d["colorinterp"][b - 1].name.capitalize()
+            name = p.names[i] if i < len(p.names) else None
+            if name is None and len(picks) == 3:  # RGB assets (--assets red,green,blue)
+                name = RGB[n - 1]
+            elif name is None and p.bands:
+                name = RGB[i] if i < 3 else None
+            ci = name.capitalize() if name in RGB else d["colorinterp"][b - 1].name.capitalize()
             lines.append(f'  <VRTRasterBand dataType="{_GDAL_TYPES.get(dtype, "Float64")}" band="{n}">')
+            desc = name if name and name not in RGB else d["descriptions"][b - 1]
+            if desc:
+                lines.append(f"    <Description>{escape(desc)}</Description>")
+            if (d["scales"][b - 1], d["offsets"][b - 1]) != (1.0, 0.0):  # the asset's own calibration
+                lines.append(f"    <Offset>{d['offsets'][b - 1]!r}</Offset>")
+                lines.append(f"    <Scale>{d['scales'][b - 1]!r}</Scale>")
             if d["nodata"] is not None:
                 lines.append(f"    <NoDataValue>{d['nodata']!r}</NoDataValue>")
             lines.append(f"    <ColorInterp>{ci}</ColorInterp>")
@@ -197,11 +222,12 @@ def safe_id(item_id: str) -> str:
 
 
 def stac_input(source: str, outdir: str, names: tuple[str, ...] | None = None,
-               config: GdalConfig = ()) -> StacInput:
+               config: GdalConfig = (), want: tuple[str, ...] = RGB) -> StacInput:
     """Resolve a STAC Item into ``OUTDIR/ITEM_ID.vrt`` (rewritten only when
-    its content changes, so a rerun sees the same file)."""
+    its content changes, so a rerun sees the same file) of the assets
+    holding the bands ``want`` (the model's)."""
     item = load_item(source, config)
-    picks = choose_assets(item, names)
+    picks = choose_assets(item, names, tuple(want))
     xml = vrt_xml(picks, config)
     vrt = os.path.join(outdir, safe_id(item.id) + ".vrt")
     os.makedirs(outdir, exist_ok=True)
@@ -216,12 +242,17 @@ def stac_input(source: str, outdir: str, names: tuple[str, ...] | None = None,
             f.write(xml)
         os.replace(tmp, vrt)
     when = item.datetime or item.common_metadata.start_datetime
-    return StacInput(source, item.id, vrt, tuple(dict.fromkeys(p.key for p in picks)), when)
+    so: list[tuple[float, float]] = []
+    for p in picks:
+        rb = _raster_bands(item.assets[p.key])
+        for b in p.bands or range(1, len(rb) + 1):
+            so.append(rb[b - 1] if b - 1 < len(rb) else (1.0, 0.0))
+    return StacInput(source, item.id, vrt, tuple(dict.fromkeys(p.key for p in picks)), when, tuple(so))
 
 
 # --- the Item of a scene's outputs --------------------------------------------
 def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contract: Any, when: datetime,
-               source: str, provider: str | None = None) -> dict:
+               source: str, provider: str | None = None, reflectance: dict | None = None) -> dict:
     """The STAC Item (a dict) of one scene's outputs.
 
     Parameters
@@ -243,6 +274,8 @@ def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contra
     provider
         The onnxruntime execution provider that ran the model
         (``geoseg:provider``, e.g. ``cpu``, ``cuda``), when known.
+    reflectance
+        A reflectance model's rule for the scene (``geoseg:reflectance``).
     """
     import pystac
     from pystac.extensions.classification import Classification, ClassificationExtension
@@ -263,6 +296,11 @@ def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contra
                         "geoseg:classes": list(contract.class_names)})
     if provider:
         item.properties["geoseg:provider"] = provider
+    if getattr(scene, "band_names", ()):  # the source band of each model band, and how it was found
+        item.properties["geoseg:bands"] = dict(zip(scene.band_names, scene.bidx))
+        item.properties["geoseg:band_choice"] = scene.band_choice
+    if reflectance:
+        item.properties["geoseg:reflectance"] = reflectance
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     epsg = crs.to_epsg()
     proj.code = f"EPSG:{epsg}" if epsg else None

@@ -510,8 +510,9 @@ def test_resample_auto_refuses_a_scene_smaller_than_one_patch(tmp_path, truth, s
 
     m = make_model(tmp_path / "m.onnx", 8, contract=make_contract(8, training_resolution_m=10.0))
     p = write_scene(tmp_path / "drone.tif", paint(truth, 8), transform=Affine(0.02, 0, 500000, 0, -0.02, 6e6))
-    with pytest.raises(InputError, match=r"drone.tif: the scene \(56 x 48 px of 0.02 m\) is smaller than one 80 m "
-                                         r"patch .*at least \d+ px: classify it with --resample off"):
+    with pytest.raises(InputError, match=r"drone.tif: raster is 56x48 px, smaller than one 3998x3998 patch of "
+                                         r"0.02 m pixels \(8 px at the model's 10 m, --resample auto\); expected at "
+                                         r"least 3998x3998: classify it with --resample off"):
         classify_scene(p, tmp_path / "out", m, ClassifyOptions(resample="auto"), sync)
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 

@@ -16,10 +16,10 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.command("classify", short_help="Classify GeoTIFF scenes into class rasters and polygons.")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder (created if needed).")
-@click.option("-m", "--model", type=click.Path(dir_okay=False), default=None, help="ONNX model with a geoseg contract [default: the shipped model].")
+@click.option("-m", "--model", type=click.Path(dir_okay=False), default=None, metavar="NAME|MODEL.onnx", help="A built-in model (default, multispectral: `geoseg models`) or an ONNX model with a geoseg contract [default: default].")
 @click.option("--stride", type=click.IntRange(1), default=None, help="Pixels between patches; must divide the patch size [default: patch size]. Smaller = finer map, overlapping patches averaged.")
 @click.option("--nodata", callback=parse_nodata, default=None, metavar="NUMBER|nan", help="Treat this value as nodata (overrides the file's nodata, alpha and masks).")
-@click.option("-b", "--bidx", callback=parse_bidx, default=None, metavar="1,2,3", help="Source bands in the model's band order [default: by colour interpretation, else the first bands].")
+@click.option("-b", "--bidx", callback=parse_bidx, default=None, metavar="1,2,3", help="Source bands in the model's band order (`geoseg info`: e.g. blue,green,red,nir for multispectral) [default: by band names (descriptions such as B02/blue/nir) or colour interpretation, else, for an RGB model, the first bands].")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Patches per onnxruntime call (fixed: the last batch of a block is padded).")
 @click.option("--scheduler", default=None, metavar="threads|processes|synchronous|tcp://HOST:PORT", help="Where block tasks run [default: threads; processes when --workers is given].")
 @click.option("--scene-tasks", is_flag=True, help="Run each scene whole as one task on a worker, which writes its outputs itself (folders of many scenes on a cluster; workers must see OUTDIR).")
@@ -27,6 +27,9 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("--ort-threads", type=click.IntRange(1), default=None, help="onnxruntime threads per task [default: cores // workers].")
 @click.option("--provider", type=click.Choice(PROVIDER_NAMES, case_sensitive=False), default="auto", show_default=True, help="onnxruntime execution provider: auto = the best this onnxruntime offers (cuda, rocm, directml, coreml, openvino), else cpu. GPU providers need another onnxruntime package, e.g. onnxruntime-gpu for cuda/tensorrt (docs/providers.md).")
 @click.option("--scaling", callback=parse_scaling, default=None, metavar="identity|linear:S[,O]|percentile:LO,HI", help="How raw pixels become model input [default: the model contract's for the scene dtype].")
+@click.option("--reflectance-scale", type=float, default=None, metavar="S", help="Reflectance models: reflectance = pixel value x S + O [default: --sensor, else the file's band scale/offset, the STAC item's raster:bands, float values as they are, uint8 by the model's rule, else x 0.0001 with a warning].")
+@click.option("--reflectance-offset", type=float, default=None, metavar="O", help="Reflectance models: the O of --reflectance-scale [default: 0].")
+@click.option("--sensor", default=None, metavar="PRESET", help="Reflectance models: the scene's calibration and band numbering by preset: sentinel2-l1c, sentinel2-l2a (x 0.0001; the -1000 offset of baseline 04.00 where the file's metadata says so), sentinel2-l1c-pb04, sentinel2-l2a-pb04 (that offset always), landsat-c2-l1 (x 2e-5 - 0.1), landsat-c2-l2 (x 2.75e-5 - 0.2), naip (8-bit, the model's uint8 rule).")
 @click.option("--resample", type=click.Choice(["off", "auto"]), default="off", show_default=True, help="auto: read each patch at the model's training resolution (average when reducing, bilinear when enlarging); the class grid stays aligned to the source pixels. off: the scene's own pixel size.")
 @click.option("--min-valid", type=click.FloatRange(0, 1), default=None, help="Minimum valid-pixel fraction of a patch [default: the contract's, usually 0.5].")
 @click.option("--no-polygons", is_flag=True, help="Do not write NAME_polygons.gpkg.")
@@ -39,14 +42,14 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("--pattern", default=None, help="File pattern inside folders [default: *.tif, *.tiff].")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs and redo finished scenes.")
 @click.option("--gdal-config", "gdal_config", multiple=True, metavar="KEY=VALUE", help="A GDAL configuration option for the reads (repeatable), e.g. GDAL_HTTP_MAX_RETRY=5 or AWS_S3_ENDPOINT=host:port; overrides the remote defaults (docs/cloud.md). Credentials go in environment variables.")
-@click.option("--assets", default=None, metavar="red,green,blue", help="STAC item inputs: the asset keys holding the red, green and blue bands (3), or one RGB asset [default: by eo:bands common names, else red/green/blue or visual].")
+@click.option("--assets", default=None, metavar="red,green,blue", help="STAC item inputs: the asset keys holding the model's bands in its order (3 for red,green,blue; 4 for blue,green,red,nir), or one asset holding them all [default: by eo:bands common names, else asset keys named like the bands, or visual for RGB].")
 @click.option("--dashboard", is_flag=True, help="Print the link of the Dask dashboard of the cluster in use.")
 @click.option("--performance-report", "performance_report", type=click.Path(dir_okay=False), default=None, metavar="FILE.html", help="Write Dask's performance report of the run (cluster runs: --workers N or tcp://; needs bokeh).")
 @click.option("--progress-json", is_flag=True, help="Report progress as JSON lines on stderr, for tools (the QGIS plugin): {\"progress\": {\"desc\", \"unit\", \"n\", \"total\"}}.")
 @verbose_opt
 @quiet_opt
 def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler, scene_tasks, workers, ort_threads,
-             scaling, resample, min_valid, no_polygons, no_probs, no_quicklook, min_area, simplify, block_px,
+             scaling, reflectance_scale, reflectance_offset, sensor, resample, min_valid, no_polygons, no_probs, no_quicklook, min_area, simplify, block_px,
              recursive, pattern, overwrite, gdal_config, assets, dashboard, performance_report, verbose, quiet,
              provider="auto", progress_json=False):
     """Classify INPUT scenes (GeoTIFF files, folders of them, .txt lists of
@@ -79,19 +82,24 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gdal-config") from None
     asset_keys = tuple(a.strip() for a in assets.split(",") if a.strip()) if assets else None
-    if asset_keys is not None and len(asset_keys) not in (1, 3):
-        raise click.BadParameter(f"{assets!r}: expected 3 asset keys (red,green,blue) or 1", param_hint="--assets")
+    if asset_keys is not None and len(asset_keys) not in (1, 3, 4):
+        raise click.BadParameter(f"{assets!r}: expected 3 asset keys (red,green,blue), 4 (blue,green,red,nir) or 1",
+                                 param_hint="--assets")
     from ..batch import classify_many
     from ..pipeline import ClassifyOptions
     from ..scheduling import Runner
 
-    opts = ClassifyOptions(
-        stride=stride, nodata=nodata, bidx=bidx, batch_size=batch_size, min_valid=min_valid,
-        scaling=scaling, polygons=not no_polygons, probs=not no_probs,
-        quicklook=not no_quicklook, min_area=min_area, simplify=simplify,
-        overwrite=overwrite, block_px=block_px, gdal_config=config, assets=asset_keys, resample=resample,
-        provider=provider,
-    )
+    try:
+        opts = ClassifyOptions(
+            stride=stride, nodata=nodata, bidx=bidx, batch_size=batch_size, min_valid=min_valid,
+            scaling=scaling, polygons=not no_polygons, probs=not no_probs,
+            quicklook=not no_quicklook, min_area=min_area, simplify=simplify,
+            overwrite=overwrite, block_px=block_px, gdal_config=config, assets=asset_keys, resample=resample,
+            provider=provider, reflectance_scale=reflectance_scale, reflectance_offset=reflectance_offset,
+            sensor=sensor,
+        )
+    except GeosegError as exc:
+        fail(exc)
     progress = False if quiet else None
     if progress_json:
         from .. import scheduling

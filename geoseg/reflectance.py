@@ -1,0 +1,252 @@
+"""How a scene's pixel values become reflectance, for models whose contract
+says ``input_kind: reflectance`` (pure: no I/O; the caller reads the facts).
+
+Decided per scene, the first that applies (:func:`decide`):
+
+1. ``--reflectance-scale S [--reflectance-offset O]``: reflectance = DN x S + O;
+2. ``--sensor NAME``, a preset (:data:`SENSORS`): ``sentinel2-l1c`` and
+   ``sentinel2-l2a`` (DN x 0.0001, with the -1000 DN offset of processing
+   baseline 04.00 and later where the file's metadata says so:
+   ``BOA_ADD_OFFSET``/``RADIO_ADD_OFFSET`` or ``PROCESSING_BASELINE`` tags),
+   ``sentinel2-l1c-pb04``/``sentinel2-l2a-pb04`` (that offset always),
+   ``landsat-c2-l1`` (DN x 2.0e-5 - 0.1), ``landsat-c2-l2`` (DN x 2.75e-5 -
+   0.2), ``naip`` (8-bit, uncalibrated: the contract's ``uint8`` rule);
+3. the file's GDAL band scale and offset;
+4. a STAC item's ``raster:bands`` scale and offset;
+5. a float scene: its values are reflectance;
+6. an 8-bit scene: the contract's ``uint8`` rule (DN straight to model input);
+7. any other integer scene (uint16...): DN x 0.0001, with a warning naming
+   the assumption and the options.
+
+:func:`model_scaling` then composes the rule with the contract's
+``scaling["reflectance"]`` (reflectance -> model input) into the one
+:class:`~geoseg.contract.Scaling` the patches are scaled by.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .contract import ModelContract, Scaling
+from .errors import InputError
+
+ASSUMED_SCALE = 1e-4
+RANGE = (0.0, 1.5)  # reflectance a scene's pixels are expected in
+_FAR = (-0.5, 3.0)  # a median beyond this is not reflectance
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A ``--sensor`` preset: DN x ``scale`` + ``offset`` (None: the uint8 rule)."""
+
+    scale: float | None
+    offset: float
+    family: str | None  # band-code numbering (:mod:`geoseg.bands`)
+    wide: bool  # True: for 12-16 bit DN (refused on 8-bit scenes); False: for 8-bit scenes only
+    baseline_tags: bool = False  # honour the file's processing-baseline offset tags
+    note: str = ""
+
+
+SENSORS: dict[str, Preset] = {
+    "sentinel2-l1c": Preset(1e-4, 0.0, "sentinel2", True, True, "Sentinel-2 L1C top-of-atmosphere"),
+    "sentinel2-l1c-pb04": Preset(1e-4, -0.1, "sentinel2", True, False,
+                                 "Sentinel-2 L1C, processing baseline 04.00 or later (from 25 January 2022)"),
+    "sentinel2-l2a": Preset(1e-4, 0.0, "sentinel2", True, True, "Sentinel-2 L2A surface reflectance"),
+    "sentinel2-l2a-pb04": Preset(1e-4, -0.1, "sentinel2", True, False,
+                                 "Sentinel-2 L2A, processing baseline 04.00 or later (from 25 January 2022)"),
+    "landsat-c2-l1": Preset(2.0e-5, -0.1, "landsat-oli", True, False,
+                            "Landsat 8/9 Collection 2 Level-1 top-of-atmosphere"),
+    "landsat-c2-l2": Preset(2.75e-5, -0.2, "landsat-oli", True, False,
+                            "Landsat Collection 2 Level-2 surface reflectance"),
+    "naip": Preset(None, 0.0, None, False, False, "NAIP 8-bit aerial, uncalibrated"),
+}
+
+
+@dataclass(frozen=True)
+class Reflectance:
+    """A scene's rule from pixel values to reflectance: per band, DN x
+    ``scale`` + ``offset``; no scales: the contract's uint8 rule."""
+
+    source: str  # what decided it: "--reflectance-scale", "--sensor naip", "band scale/offset"...
+    scale: tuple[float, ...] = ()
+    offset: tuple[float, ...] = ()
+
+    @property
+    def uint8_rule(self) -> bool:
+        return not self.scale
+
+    @property
+    def uniform(self) -> bool:
+        return len(set(self.scale)) <= 1 and len(set(self.offset)) <= 1
+
+    def describe(self) -> str:
+        if self.uint8_rule:
+            return f"the model's uint8 rule ({self.source})"
+        s = f"{self.scale[0]:g}" if len(set(self.scale)) == 1 else "(" + ", ".join(f"{v:g}" for v in self.scale) + ")"
+        o = f"{self.offset[0]:+g}" if len(set(self.offset)) == 1 else \
+            "+ (" + ", ".join(f"{v:g}" for v in self.offset) + ")"
+        return f"DN x {s} {o} ({self.source})".replace(" +0 (", " (").replace(" +-", " -")
+
+    def to_dict(self) -> dict:
+        d: dict = {"source": self.source, "rule": self.describe()}
+        if not self.uint8_rule:
+            d["scale"], d["offset"] = list(self.scale), list(self.offset)
+        return d
+
+
+def decide(
+    path: str,
+    dtype: str,
+    n_bands: int,
+    scale: float | None = None,
+    offset: float | None = None,
+    sensor: str | None = None,
+    file_scale_offset: Sequence[tuple[float, float]] = (),
+    stac_scale_offset: Sequence[tuple[float, float]] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> tuple[Reflectance, str | None]:
+    """The scene's :class:`Reflectance` rule (the module's order) and a
+    warning to issue, if any.
+
+    ``file_scale_offset``: the chosen bands' GDAL (scale, offset);
+    ``stac_scale_offset``: a STAC item's ``raster:bands`` (scale, offset) of
+    the chosen bands; ``tags``: the file's metadata (processing baseline).
+
+    Raises
+    ------
+    InputError
+        An unknown preset, or one that contradicts the scene's dtype.
+    """
+    kind = np.dtype(dtype).kind
+    is8 = np.dtype(dtype).itemsize == 1 and kind in "ui"
+
+    def each(v: float) -> tuple[float, ...]:
+        return (float(v),) * n_bands
+
+    if scale is not None:
+        if not (math.isfinite(scale) and scale != 0 and math.isfinite(offset or 0.0)):
+            raise InputError(f"{path}: --reflectance-scale {scale:g} / --reflectance-offset {offset or 0:g}: "
+                             "expected a finite, non-zero scale and a finite offset (e.g. 0.0001)")
+        return Reflectance("--reflectance-scale", each(scale), each(offset or 0.0)), None
+    if sensor is not None:
+        return _preset(path, dtype, is8, n_bands, sensor, tags or {})
+    if any((s, o) != (1.0, 0.0) for s, o in file_scale_offset):
+        return Reflectance("the file's band scale/offset", tuple(float(s) for s, _ in file_scale_offset),
+                           tuple(float(o) for _, o in file_scale_offset)), None
+    if stac_scale_offset and any((s, o) != (1.0, 0.0) for s, o in stac_scale_offset):
+        return Reflectance("the STAC item's raster:bands", tuple(float(s) for s, _ in stac_scale_offset),
+                           tuple(float(o) for _, o in stac_scale_offset)), None
+    if kind == "f":
+        return Reflectance("float scene: values are reflectance", each(1.0), each(0.0)), None
+    if is8:
+        return Reflectance("8-bit scene without calibration"), None
+    return Reflectance(f"assumed for {dtype}", each(ASSUMED_SCALE), each(0.0)), (
+        f"{path}: {dtype} scene without a calibration (no --reflectance-scale, --sensor, band scale/offset); "
+        f"assuming reflectance = DN x {ASSUMED_SCALE:g} (Sentinel-2 before 2022); say otherwise with --sensor "
+        f"{'|'.join(n for n, p in SENSORS.items() if p.wide)} or --reflectance-scale S [--reflectance-offset O]")
+
+
+def _preset(path: str, dtype: str, is8: bool, n: int, sensor: str, tags: Mapping[str, str]
+            ) -> tuple[Reflectance, str | None]:
+    p = SENSORS.get(sensor)
+    if p is None:
+        raise InputError(f"--sensor {sensor!r} is not a preset; expected one of {', '.join(SENSORS)}")
+    if p.wide and is8:
+        raise InputError(f"{path}: --sensor {sensor} is for 12-16 bit {p.note} values but the scene is {dtype}; "
+                         "expected a uint16 scene: check the file, or drop --sensor for 8-bit data")
+    if not p.wide and not is8:
+        raise InputError(f"{path}: --sensor {sensor} is for 8-bit scenes but the scene is {dtype}; expected uint8: "
+                         "pass --reflectance-scale S (or another --sensor) for this scene")
+    if p.scale is None:
+        return Reflectance(f"--sensor {sensor}"), None
+    offset, warning = p.offset, None
+    if p.baseline_tags:
+        found = baseline_offset(tags)
+        if found is not None:
+            return Reflectance(f"--sensor {sensor}, offset {found:g} DN from the file's metadata",
+                               (p.scale,) * n, (found * p.scale,) * n), None
+        if "l2a" in sensor:
+            warning = (f"{path}: the file's metadata does not give its processing baseline; --sensor {sensor} "
+                       f"applies no offset (products of baseline 04.00 and later, from 25 January 2022, need "
+                       f"--sensor {sensor}-pb04)")
+    return Reflectance(f"--sensor {sensor}", (p.scale,) * n, (offset,) * n), warning
+
+
+def baseline_offset(tags: Mapping[str, str]) -> float | None:
+    """The Sentinel-2 DN offset the file's metadata states: a
+    ``BOA_ADD_OFFSET``/``RADIO_ADD_OFFSET`` tag, else -1000 for a
+    ``PROCESSING_BASELINE`` of 04.00 or later (0 for earlier); None if unsaid."""
+    for k, v in tags.items():
+        if "ADD_OFFSET" in k.upper():
+            try:
+                return float(v)
+            except ValueError:
+                continue
+    for k, v in tags.items():
+        if "PROCESSING_BASELINE" in k.upper():
+            try:
+                return -1000.0 if float(str(v).upper().lstrip("N").replace(",", ".")) >= 4 else 0.0
+            except ValueError:
+                continue
+    return None
+
+
+def model_scaling(rule: Reflectance, contract: ModelContract, path: str
+                  ) -> tuple[Scaling, tuple[tuple[float, ...], tuple[float, ...]] | None]:
+    """The :class:`Scaling` from the scene's values to the model input, and
+    the per-band (scales, offsets) to apply first where the bands' rules
+    differ (None otherwise: the scaling does it all).
+
+    Raises
+    ------
+    InputError
+        The uint8 rule for a model that declares none.
+    """
+    if rule.uint8_rule:
+        s = contract.scaling.get("uint8")
+        if s is None:
+            raise InputError(f"{path}: 8-bit scene without calibration, and the model declares no uint8 rule; pass "
+                             "--reflectance-scale S [--reflectance-offset O]")
+        return s, None
+    r = contract.reflectance_scaling
+    if not rule.uniform:
+        return r, (rule.scale, rule.offset)
+    a, b = rule.scale[0], rule.offset[0]
+    if r.method == "linear":  # model = (DN x a + b) x s + o
+        a, b = a * r.scale, b * r.scale + r.offset
+    if (a, b) == (1.0, 0.0):
+        return Scaling("identity"), None
+    return Scaling("linear", scale=a, offset=b), None
+
+
+def check_range(path: str, rule: Reflectance, median: np.ndarray, p99: np.ndarray) -> str | None:
+    """Refuse a rule that puts most pixels far outside reflectance (per-band
+    ``median`` and 99th percentile of a sample of the scene's values); return
+    a warning where nearly every value is below 0.01 (scaled twice?).
+
+    Raises
+    ------
+    InputError
+        The median reflectance of the bands is below -0.5 or above 3.
+    """
+    if rule.uint8_rule:
+        return None
+    s, o = np.asarray(rule.scale), np.asarray(rule.offset)
+    med = np.asarray(median, float) * s + o
+    top = np.asarray(p99, float) * s + o
+    m = float(np.median(med))
+    if not (_FAR[0] <= m <= _FAR[1]):
+        return_hint = "0.0001" if m > _FAR[1] else "S"
+        raise InputError(
+            f"{path}: with reflectance = {rule.describe()} the scene's median reflectance is {m:.4g} (per band "
+            f"{', '.join(f'{v:.3g}' for v in med)}), far outside {RANGE[0]:g}-{RANGE[1]:g}; expected reflectance: "
+            f"pass the scene's calibration (--reflectance-scale {return_hint} [--reflectance-offset O] or --sensor "
+            "NAME)")
+    if float(np.max(top)) < 0.01:
+        return (f"{path}: with reflectance = {rule.describe()} 99 % of the pixels are below {float(np.max(top)):.3g}, "
+                "darker than any land; if the scene is reflectance already, pass --reflectance-scale 1")
+    return None
