@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .checks import check_georeferenced
 from .chipgrid import point_counts, points_to_labels, window_labels
-from .classmap import raster_class_names
+from .classmap import ClassRaster, describe_class_raster
 from .errors import InputError, first_line, ignoring
 from .vectors import ClassFeatures, is_vector_path, read_class_features
 
@@ -35,19 +33,7 @@ log = logging.getLogger(__name__)
 __all__ = ["RasterLabels", "labels_bounds_in", "labels_chunk", "open_labels"]
 
 
-@dataclass
-class RasterLabels:
-    """A class raster; values are named by its metadata, else by their number."""
-
-    path: str
-    names: dict[int, str]
-    crs_wkt: str
-    bounds: tuple[float, float, float, float]
-    kind: str = "raster"
-    field: str | None = None
-
-    def name_of(self, value: int) -> str:
-        return self.names.get(int(value), str(int(value)))
+RasterLabels = ClassRaster  # a class raster used as labels
 
 
 Labels = ClassFeatures | RasterLabels
@@ -81,15 +67,10 @@ def open_labels(path: str, field_name: str | None = None, layer: str | None = No
 
 
 def _raster_labels(src: Any, path: str, vector_option: str | None) -> RasterLabels:
-    check_georeferenced(src, path, "label raster")
-    if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
-        raise InputError(f"{path}: the label raster is {src.dtypes[0]}; expected an integer class raster")
+    labels = describe_class_raster(src, path, "label raster")
     if vector_option:
         log.warning("%s: --field and --layer apply to vector labels; ignored for a raster", path)
-    names = raster_class_names(src, path)
-    if src.nodata is not None:
-        names.pop(int(src.nodata), None)
-    return RasterLabels(path, names, src.crs.to_wkt(), tuple(src.bounds))
+    return labels
 
 
 def labels_bounds_in(labels: Labels, crs_wkt: str) -> tuple[float, float, float, float] | None:

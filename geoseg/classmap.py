@@ -3,8 +3,10 @@
 - :func:`raster_class_names` reads the names of band 1 (geoseg's
   ``CLASS_NAMES`` tag, ``CLASS_<i>`` band tags, or the category names /
   raster attribute table of a GDAL/QGIS ``.aux.xml``).
-- :func:`open_class_map` checks a class raster at its entry (georeferenced,
+- :func:`open_class_map` checks a class map at its entry (georeferenced,
   integer, named classes) and describes it as a :class:`ClassGrid`.
+- :func:`describe_class_raster` does the same for a class raster used as
+  a reference or as labels (:class:`ClassRaster`: names optional).
 - :func:`norm_name` is how class names are compared.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
@@ -27,7 +30,8 @@ from .raster import open_raster, raise_unreadable
 
 NODATA = 255
 
-__all__ = ["NODATA", "ClassGrid", "norm_name", "open_class_map", "raster_class_names"]
+__all__ = ["NODATA", "ClassGrid", "ClassRaster", "describe_class_raster", "norm_name", "open_class_map",
+           "raster_class_names"]
 
 
 def norm_name(name: str) -> str:
@@ -126,11 +130,8 @@ def open_class_map(path: str | os.PathLike) -> ClassGrid:
     path = str(path)
     src = open_raster(path, "class map")
     with src:
-        check_georeferenced(src, path, "class map")
+        _check_class_raster(src, path, "class map", "(e.g. NAME_classes.tif of `geoseg classify`)")
         dtype = src.dtypes[0]
-        if not np.issubdtype(np.dtype(dtype), np.integer):
-            raise InputError(f"{path}: the class map is {dtype}; expected an integer class raster "
-                             "(e.g. NAME_classes.tif of `geoseg classify`)")
         names = raster_class_names(src, path)
         if not names:
             raise InputError(f"{path}: the class map has no class names (no CLASS_NAMES tag, no category "
@@ -138,3 +139,43 @@ def open_class_map(path: str | os.PathLike) -> ClassGrid:
         nodata = int(src.nodata) if src.nodata is not None and float(src.nodata).is_integer() else NODATA
         names = {v: n for v, n in names.items() if v != nodata}
         return ClassGrid(path, src.width, src.height, src.transform, src.crs.to_wkt(), nodata, names, dtype)
+
+
+@dataclass(frozen=True)
+class ClassRaster:
+    """An integer class raster used as a reference or as labels: its grid
+    and class names; a value without a name goes by its number."""
+
+    path: str
+    width: int
+    height: int
+    transform: Affine
+    crs_wkt: str
+    names: dict[int, str]
+    kind: str = "raster"
+    field: str | None = None  # (vector files have one)
+
+    def name_of(self, value: int) -> str:
+        return self.names.get(int(value), str(int(value)))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in its CRS."""
+        xs, ys = zip(*[self.transform @ (c, r) for c in (0, self.width) for r in (0, self.height)])
+        return min(xs), min(ys), max(xs), max(ys)
+
+
+def describe_class_raster(src: Any, path: str, role: str) -> ClassRaster:
+    """Check an open raster used as a ``role`` (reference, label raster) at
+    its entry (georeferenced, integer) and describe it."""
+    _check_class_raster(src, path, role, "(threshold an index first, e.g. `geoseg reference ndwi`)")
+    names = raster_class_names(src, path)
+    if src.nodata is not None and float(src.nodata).is_integer():
+        names.pop(int(src.nodata), None)
+    return ClassRaster(path, src.width, src.height, src.transform, src.crs.to_wkt(), names)
+
+
+def _check_class_raster(src: Any, path: str, role: str, fix: str) -> None:
+    check_georeferenced(src, path, role)
+    if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+        raise InputError(f"{path}: the {role} is {src.dtypes[0]}; expected an integer class raster {fix}")

@@ -27,8 +27,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from .checks import check_georeferenced
-from .classmap import ClassGrid, raster_class_names
+from .classmap import ClassGrid, ClassRaster, describe_class_raster
 from .errors import InputError, first_line, ignoring
 from .raster import open_raster, raise_unreadable
 from .vectors import is_vector_path, read_class_features
@@ -38,20 +37,7 @@ log = logging.getLogger(__name__)
 SOURCE_BUDGET = 8_000_000  # reference pixels (raster) or sub-cells (vector) per chunk
 
 
-@dataclass(frozen=True)
-class RasterReference:
-    """A class raster used as reference; labels are its raw values."""
-
-    path: str
-    width: int
-    height: int
-    transform: Affine
-    crs_wkt: str
-    names: dict[int, str]  # from its metadata; values without a name are called by their number
-    kind: str = "raster"
-
-    def name_of(self, value: int) -> str:
-        return self.names.get(int(value), str(int(value)))
+RasterReference = ClassRaster  # a class raster used as reference; labels are its raw values
 
 
 @dataclass
@@ -86,17 +72,10 @@ def open_reference(path: str | os.PathLike, grid: ClassGrid, field: str | None =
     if is_vector_path(path) or not _is_raster(path):
         return _open_vector(path, grid, field, layer)
     with open_raster(path, "reference") as src:
-        check_georeferenced(src, path, "reference")
-        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
-            raise InputError(f"{path}: the reference raster is {src.dtypes[0]}; expected an integer class raster "
-                             "(threshold an index first, e.g. `geoseg reference ndwi`)")
-        if field or layer:
-            log.warning("%s: --field and --layer apply to vector references; ignored for a raster", path)
-        ref = RasterReference(path, src.width, src.height, src.transform, src.crs.to_wkt(),
-                              raster_class_names(src, path))
-        xs, ys = zip(*[src.transform @ (c, r) for c in (0, src.width) for r in (0, src.height)])
-        rb = (min(xs), min(ys), max(xs), max(ys))
-    _check_overlap(path, _to_grid_bounds(rb, ref.crs_wkt, grid), grid)
+        ref = describe_class_raster(src, path, "reference raster")
+    if field or layer:
+        log.warning("%s: --field and --layer apply to vector references; ignored for a raster", path)
+    _check_overlap(path, _to_grid_bounds(ref.bounds, ref.crs_wkt, grid), grid)
     return ref
 
 

@@ -1,4 +1,4 @@
-"""geoseg.reference: class names, references brought onto the class grid
+"""geoseg.reference: references brought onto the class grid
 (raster and vector, coverage at edges and nodata)."""
 
 
