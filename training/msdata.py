@@ -53,6 +53,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 BANDS = ("blue", "green", "red", "nir")
+COLUMNS = ("chip", "class", "scene", "col_off", "row_off", "width", "height", "left", "bottom", "right", "top",
+           "crs", "pixel_size_x", "pixel_size_y", "purity", "group")  # chips.csv, as `geoseg chips` writes it
 SIZE = 64
 EUROSAT_MAP = {"AnnualCrop": "green_area", "Forest": "green_area", "HerbaceousVegetation": "green_area",
                "Pasture": "green_area", "PermanentCrop": "green_area", "SeaLake": "water",
@@ -119,8 +121,6 @@ class Writer:
                           "group": group})
 
     def close(self, doc: dict) -> None:
-        from geoseg.chips import COLUMNS
-
         self.rows.sort(key=lambda r: (r["class"], r["chip"]))
         with open(os.path.join(self.out, "chips.csv"), "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, COLUMNS)
@@ -248,8 +248,114 @@ def add_desert(w: Writer, root: str, doc: dict, seed: int = 0, limit: int | None
                                               "red 0.09-0.16"]}}
 
 
+def water_spectra(shared: str, split_file: str, brandenburg_scene: str | None, n: int = 400,
+                  seed: int = 0) -> tuple[np.ndarray, dict]:
+    """``n`` real water pixel spectra (blue, green, red, nir reflectance):
+    pixels with NDWI > 0.2 and NIR < 0.08 of EuroSAT MS SeaLake/River chips,
+    of the 38-Cloud training patches' clear pixels and of the Brandenburg west
+    half, an equal share from each source that has any."""
+    import rasterio
+
+    rng = np.random.default_rng(seed)
+    pools: dict[str, list[np.ndarray]] = {"eurosat_ms": [], "cloud38": [], "brandenburg_west": []}
+
+    def take(src: str, x: np.ndarray, mask: np.ndarray | None = None) -> None:
+        ndwi, _ = indices(x)
+        m = (ndwi > 0.2) & (x[3] < 0.08) & (x > 0).all(0)
+        if mask is not None:
+            m &= mask
+        px = x[:, m].T
+        if len(px):
+            pools[src].append(px[rng.choice(len(px), min(len(px), 200), replace=False)])
+
+    for folder in ("SeaLake", "River"):
+        for f in sorted(glob.glob(os.path.join(shared, "data", "eurosat_ms", folder, "*.tif"))):
+            with rasterio.open(f) as s:
+                take("eurosat_ms", s.read([2, 3, 4, 8]).astype(np.float32) * 1e-4)
+    with open(split_file, encoding="utf-8") as fh:
+        train = json.load(fh)["train"]
+    root = os.path.join(shared, "data", "cloud38")
+    for name in train:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dn = np.stack([rasterio.open(os.path.join(root, f"train_{b}", f"{b}_{name}.TIF")).read(1)
+                           for b in ("blue", "green", "red", "nir")]).astype(np.float32)
+            gt = rasterio.open(os.path.join(root, "train_gt", f"gt_{name}.TIF")).read(1) == 0
+        take("cloud38", np.where(dn > 0, dn * 2.0e-5 - 0.1, 0.0).astype(np.float32), gt)
+    if brandenburg_scene:
+        with rasterio.open(brandenburg_scene) as s:
+            if s.width > BRANDENBURG_WEST_COLS:
+                raise ValueError(f"{brandenburg_scene}: wider than the west half ({s.width} columns)")
+            take("brandenburg_west", s.read().astype(np.float32))
+    got = {k: np.concatenate(v) for k, v in pools.items() if v}
+    per = n // max(1, len(got))
+    out = np.concatenate([v[rng.choice(len(v), per, replace=len(v) < per)] for v in got.values()])
+    doc = {k: {"pixels": int(len(v)), "median": np.median(v, 0).round(4).tolist()} for k, v in got.items()}
+    return out.astype(np.float32), doc
+
+
+def mix_mask_np(rng: np.random.Generator, size: int, share: float) -> np.ndarray:
+    """A (size, size) bool mask covering ``share`` of the cell: a smooth blob
+    field (a pond, a lake shore) or a straight band (a river, a coast)."""
+    from PIL import Image
+
+    if rng.uniform() < 0.5:
+        res = int(rng.integers(2, 7))
+        low = (rng.uniform(size=(res, res)) * 255).astype(np.float32)
+        field = np.asarray(Image.fromarray(low, mode="F").resize((size, size), Image.Resampling.BICUBIC))
+    else:
+        c = np.arange(size) - (size - 1) / 2
+        yy, xx = np.meshgrid(c, c, indexing="ij")
+        t, off = rng.uniform(0, np.pi), rng.uniform(-size / 4, size / 4)
+        field = -np.abs(xx * np.cos(t) + yy * np.sin(t) - off)
+    k = int(np.clip(round(share * size * size), 1, size * size - 1))
+    thr = np.sort(field.ravel())[::-1][k - 1]
+    return field >= thr
+
+
+def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, seed: int = 0) -> None:
+    """Synthetic water/land cells from the chips already written: a water
+    chip (EuroSAT MS SeaLake or a water-majority River chip), half of the
+    time re-coloured to a real water spectrum of :func:`water_spectra` (its
+    texture kept, scaled 0.5-1.2), takes a land chip's part by a blob or band
+    mask; a cell's label is its majority: water share 0.5-0.95 -> water
+    (two thirds of them), 0.1-0.5 -> the land chip's class.  Each mixture is
+    in its water chip's split group."""
+    from geoseg.chips import read_chip
+
+    rng = np.random.default_rng(seed)
+    water = [r for r in w.rows if r["class"] == "water"]
+    land = [r for r in w.rows if r["class"] in ("green_area", "desert")]
+    if not water or not land:
+        raise ValueError("water mixtures need water and land chips")
+    cache: dict[str, np.ndarray] = {}
+
+    def chip(r: dict) -> np.ndarray:
+        if r["chip"] not in cache:
+            cache[r["chip"]] = read_chip(os.path.join(w.out, r["chip"]))[0].astype(np.float32)
+        return cache[r["chip"]]
+
+    counts = {"water": 0, "land": 0}
+    for i in range(n):
+        rw, rl = water[rng.integers(len(water))], land[rng.integers(len(land))]
+        xw, xl = chip(rw).copy(), chip(rl)
+        if rng.uniform() < 0.5:
+            target = spectra[rng.integers(len(spectra))]
+            mean = xw.mean((1, 2), keepdims=True)
+            xw = np.clip((xw - mean) * rng.uniform(0.5, 1.2) + target[:, None, None], 0.0, None)
+        is_water = rng.uniform() < 2 / 3
+        share_water = rng.uniform(0.5, 0.95) if is_water else rng.uniform(0.1, 0.5)
+        m = mix_mask_np(rng, xw.shape[1], share_water)
+        x = np.where(m[None], xw, xl)
+        cls = "water" if is_water else rl["class"]
+        counts["water" if is_water else "land"] += 1
+        w.add(x, cls, "mixture", f"{i:04d}", rw["group"], pixel_size=None)
+    doc["mixtures"] = {"n": n, "counts": counts, "rule": add_water_mixtures.__doc__.split("\n\n")[0].strip()
+                       if add_water_mixtures.__doc__ else "", "water_spectra": doc.get("water_spectra")}
+
+
 def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None, seed: int = 0,
-          desert_limit: int | None = 400) -> dict:
+          desert_limit: int | None = 400, brandenburg_scene: str | None = None, mixtures: int = 600) -> dict:
     w = Writer(out)
     doc: dict = {"bands": list(BANDS), "units": "top-of-atmosphere reflectance (float32)", "size": SIZE,
                  "held_back_never_read": ["scenes/sen1floods11_spain", "scenes/s2_amsterdam", "scenes/naip_*",
@@ -259,6 +365,9 @@ def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None,
     if brandenburg_chips:
         add_brandenburg(w, brandenburg_chips, doc)
     add_desert(w, os.path.join(shared, "data", "satellite4", "desert"), doc, seed, desert_limit)
+    if mixtures:
+        spectra, doc["water_spectra"] = water_spectra(shared, split_file, brandenburg_scene, seed=seed)
+        add_water_mixtures(w, doc, spectra, mixtures, seed)
     w.close(doc)
     return doc
 
@@ -271,10 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--brandenburg-chips", default=None,
                    help="chips of the Brandenburg west half cut by `geoseg chips` (fclass folders)")
     p.add_argument("--desert-limit", type=int, default=400, help="at most this many 4-class desert images")
+    p.add_argument("--brandenburg-scene", default=None,
+                   help="the Brandenburg west half as one 4-band reflectance GeoTIFF (water spectra)")
+    p.add_argument("--mixtures", type=int, default=600, help="synthetic water/land cells")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit)
+    doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit, a.brandenburg_scene,
+                a.mixtures)
     print(json.dumps(doc["counts"], indent=1))
     return 0
 
