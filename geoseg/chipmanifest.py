@@ -89,7 +89,11 @@ def remove_chips(data_dir: str) -> None:
     """Remove the chips an earlier run listed in ``data_dir``/chips.csv, its
     manifest and parameters, and nothing else.  Every row is checked first:
     a manifest naming a file outside the folder removes nothing."""
-    files = [os.path.join(data_dir, r["chip"]) for r in read_manifest(data_dir)]
+    try:
+        files = [os.path.join(data_dir, r["chip"]) for r in read_manifest(data_dir)]
+    except InputError as exc:
+        raise InputError(f"{exc}; --overwrite removed nothing: clear the folder yourself or choose another "
+                         "folder") from None
     try:
         for p in files:
             if os.path.isfile(p):
