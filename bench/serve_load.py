@@ -11,6 +11,15 @@ direction, now and then zooming in or out, ``--pause`` seconds after each
 viewport has loaded (a person drags the map about once a second).
 
     python bench/serve_load.py [--clients 50] [--seconds 30] [--pause 1] [--size 4096]
+    python bench/serve_load.py --compare c583fc0 [--server-args "--workers 2"]
+
+``--compare REV`` runs the load twice in one run, on the same scene: first
+against the server of commit REV (its ``geoseg/`` extracted with ``git
+archive`` and put first on ``PYTHONPATH``), then against this tree's; each
+server starts on a fresh cache.  ``--server-args`` go to this tree's server
+only.  Requests are grouped by layer and by what the server did
+(``X-Geoseg-Cache``: the PNG cache hit or not; ``X-Geoseg-Blocks``, where the
+server sends it: the blocks were all cached or some were computed).
 """
 
 from __future__ import annotations
@@ -61,6 +70,8 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
                     errors.append(f"{url}: HTTP {r.status_code} {r.text[:120]}")
                     return
                 key = layer + (" (cached)" if r.headers.get("x-geoseg-cache") == "hit" else " (drawn)")
+                if layer != "rgb" and r.headers.get("x-geoseg-blocks"):
+                    key = f"{layer} (drawn, blocks {r.headers['x-geoseg-blocks']})"
                 lat.setdefault(key, []).append(dt)
                 lat.setdefault("all", []).append(dt)
             except Exception as exc:  # noqa: BLE001 - every failure is counted
@@ -98,51 +109,61 @@ async def run(base: str, n_clients: int, seconds: float, pause: float) -> tuple[
     return lat, errors, wall, health
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--pause", type=float, default=1.0, help="seconds between a client's moves")
-    ap.add_argument("--size", type=int, default=4096, help="side of the synthetic scene (px)")
-    ap.add_argument("--scene", default=None, help="serve this scene instead of the synthetic one")
-    a = ap.parse_args()
-    from geoseg.demo import make_scene
+def start(cmd: list[str], env: dict[str, str], cwd: str) -> tuple[subprocess.Popen, str | None]:
+    """Start a server in ``cwd`` (not this tree: ``python -c`` puts the working
+    folder first on ``sys.path``); its base URL (None when it did not start)."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
+    assert proc.stderr is not None
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            return proc, None
+        if line.startswith("geoseg from"):
+            print(line.strip(), flush=True)
+        m = re.search(r"open (http://127\.0\.0\.1:\d+)/", line)
+        if m:
+            break
+    import httpx2
 
-    with tempfile.TemporaryDirectory(prefix="geoseg-serve-load-") as tmp:
-        scene = a.scene
-        if scene is None:
-            scene = os.path.join(tmp, "demo_scene.tif")
-            make_scene(scene, size=a.size)
-        cmd = [sys.executable, "-c", "from geoseg.cli.serve import serve; serve()", scene, "--port", "0",
-               "--cache-dir", os.path.join(tmp, "cache")]
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for _ in range(400):
         try:
-            base = None
-            while base is None:
-                line = proc.stderr.readline()
-                if not line:
-                    print("geoseg serve did not start", file=sys.stderr)
-                    return 1
-                m = re.search(r"open (http://127\.0\.0\.1:\d+)/", line)
-                base = m.group(1) if m else None
-            import httpx2
+            if httpx2.get(m.group(1) + "/api/health", timeout=2).status_code == 200:
+                break
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.05)
+    return proc, m.group(1)
 
-            for _ in range(200):
-                try:
-                    httpx2.get(base + "/api/health", timeout=2)
-                    break
-                except httpx2.HTTPError:
-                    time.sleep(0.05)
-            lat, errors, wall, health = asyncio.run(run(base, a.clients, a.seconds, a.pause))
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            proc.stderr.close()
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def old_tree(rev: str, tmp: str) -> str:
+    """``geoseg/`` of commit ``rev`` extracted under ``tmp``; returns the folder to put on PYTHONPATH."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dest = os.path.join(tmp, "old")
+    os.makedirs(dest)
+    archive = subprocess.run(["git", "-C", root, "archive", rev, "geoseg"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest
+
+
+def report(title: str, a, lat: dict, errors: list, wall: float, health: dict) -> None:
     n = len(lat.get("all", []))
-    print(f"{a.clients} clients panning (a move every {a.pause:g} s after the viewport loaded) for {a.seconds:.0f} s ({wall:.1f} s wall) on a {a.size}² synthetic scene, "
-          f"server on 2 cores: {n} tiles, {n / wall:.0f} tiles/s, {len(errors)} errors; blocks computed "
-          f"{health['cache']['computed']} ({health['cache']['patches']} patches), joined in flight "
-          f"{health['cache']['joined']}, memory hits {health['cache']['memory_hits']}\n")
+    c = health["cache"]
+    print(f"### {title}\n\n{a.clients} clients panning (a move every {a.pause:g} s after the viewport loaded) for "
+          f"{a.seconds:.0f} s ({wall:.1f} s wall) on a {a.size}² synthetic scene: {n} tiles, {n / wall:.0f} tiles/s, "
+          f"{len(errors)} errors; blocks computed {c['computed']} ({c['patches']} patches), joined in flight "
+          f"{c['joined']}, memory hits {c['memory_hits']}" + "".join(
+              f", {k.replace('_', ' ')} {c[k]}" for k in ("dropped", "not_modified") if k in c) + "\n")
     print("| requests | n | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|")
     for k in ["all"] + sorted(k for k in lat if k != "all"):
@@ -150,7 +171,52 @@ def main() -> int:
         print(f"| {k} | {len(v)} | {pct(v, 50):.0f} | {pct(v, 90):.0f} | {pct(v, 99):.0f} | {max(v):.0f} |")
     for e in errors[:10]:
         print("error:", e)
+    print(flush=True)
+
+
+def one_run(title: str, a, scene: str, tmp: str, pythonpath: str | None, extra: list[str]) -> int:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    cache = tempfile.mkdtemp(prefix="cache-", dir=tmp)
+    cmd = [sys.executable, "-c", "from geoseg.cli.serve import serve; serve()", scene, "--port", "0",
+           "--cache-dir", cache, *extra]
+    cmd[2] = f"import geoseg, sys; print('geoseg from', geoseg.__file__, file=sys.stderr); {cmd[2]}"
+    proc, base = start(cmd, env, cache)
+    try:
+        if base is None:
+            print(f"{title}: geoseg serve did not start", file=sys.stderr)
+            return 1
+        lat, errors, wall, health = asyncio.run(run(base, a.clients, a.seconds, a.pause))
+    finally:
+        stop(proc)
+    report(title, a, lat, errors, wall, health)
     return 1 if errors else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--pause", type=float, default=1.0, help="seconds between a client's moves")
+    ap.add_argument("--size", type=int, default=4096, help="side of the synthetic scene (px)")
+    ap.add_argument("--scene", default=None, help="serve this scene instead of the synthetic one")
+    ap.add_argument("--compare", metavar="REV", default=None, help="first run the server of commit REV")
+    ap.add_argument("--server-args", default="", help="more options of this tree's geoseg serve")
+    a = ap.parse_args()
+    from geoseg.demo import make_scene
+
+    rc = 0
+    with tempfile.TemporaryDirectory(prefix="geoseg-serve-load-") as tmp:
+        scene = a.scene
+        if scene is None:
+            scene = os.path.join(tmp, "demo_scene.tif")
+            make_scene(scene, size=a.size)
+        if a.compare:
+            rc |= one_run(f"before: commit {a.compare}", a, scene, tmp, old_tree(a.compare, tmp), [])
+        rc |= one_run("after: this tree" + (f" ({a.server_args})" if a.server_args else ""), a, scene, tmp, None,
+                      a.server_args.split())
+    return rc
 
 
 if __name__ == "__main__":

@@ -15,9 +15,18 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # Windows: no record locks; writes stay atomic
+    fcntl = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,16 @@ class CellBlock:
     @property
     def nbytes(self) -> int:
         return int(self.classes.nbytes + self.probs.nbytes)
+
+    def confidence(self) -> np.ndarray:
+        """(h, w) float32 top-class probability, NaN = nodata (computed once)."""
+        conf = self.__dict__.get("_confidence")
+        if conf is None:
+            with np.errstate(invalid="ignore"):
+                top = np.nanmax(np.where(np.isnan(self.probs), -np.inf, self.probs), axis=0)
+            conf = np.where(np.isfinite(top), top, np.nan).astype(np.float32)
+            object.__setattr__(self, "_confidence", conf)
+        return conf
 
 
 def scene_cache_key(path: str, model_sha: str, options: dict, block_cells: int) -> str:
@@ -86,15 +105,29 @@ class LRU:
 
 
 class DiskCache:
-    """Blocks as ``ROOT/SCENE_KEY/ROW_COL.npz``, written atomically
-    (temporary name, then rename); an unreadable file counts as a miss."""
+    """Blocks as ``ROOT/SCENE_KEY/ROW_COL.npz``, written atomically (temporary
+    name, then rename); an unreadable file counts as a miss.
+
+    Several server processes may share the folder (``geoseg serve --workers
+    N``): :meth:`lock` holds an exclusive lock on one byte (the block's index)
+    of ``ROOT/SCENE_KEY/.lock`` (POSIX record locks, where the system has
+    them), so a block is computed by one process while the others wait and
+    then read it.  A process keeps one descriptor per lock file open until
+    :meth:`close`: closing any descriptor of a file drops the process's locks
+    on it.
+    """
 
     def __init__(self, root: str | None) -> None:
         self.root = root
+        self._fds: dict[str, int] = {}
+        self._fd_lock = threading.Lock()
 
     @staticmethod
     def _path(root: str, scene_key: str, br: int, bc: int) -> str:
         return os.path.join(root, scene_key, f"{br}_{bc}.npz")
+
+    def exists(self, scene_key: str, br: int, bc: int) -> bool:
+        return bool(self.root) and os.path.isfile(self._path(str(self.root), scene_key, br, bc))
 
     def load(self, scene_key: str, br: int, bc: int) -> CellBlock | None:
         if not self.root:
@@ -120,3 +153,39 @@ class DiskCache:
                 os.remove(tmp)
             except OSError:
                 pass
+
+    def _fd(self, scene_key: str) -> int | None:
+        if not self.root or fcntl is None:
+            return None
+        with self._fd_lock:
+            fd = self._fds.get(scene_key)
+            if fd is None:
+                folder = os.path.join(self.root, scene_key)
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                    fd = self._fds[scene_key] = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError:
+                    return None
+            return fd
+
+    @contextmanager
+    def lock(self, scene_key: str, index: int) -> Iterator[None]:
+        """Hold block ``index`` of a scene against other processes (no-op without a disk cache or POSIX locks)."""
+        fd = self._fd(scene_key)
+        if fd is None or fcntl is None:
+            yield
+            return
+        fcntl.lockf(fd, fcntl.LOCK_EX, 1, index)
+        try:
+            yield
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, index)
+
+    def close(self) -> None:
+        with self._fd_lock:
+            for fd in self._fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._fds.clear()

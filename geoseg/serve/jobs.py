@@ -110,11 +110,18 @@ class JobManager:
         The server's :class:`ServeOptions` (the same results as the tiles).
     workers
         Block threads of a job (default: the cores).
+    polygons
+        Whether jobs write polygons.
+    on_done
+        Called with the scene and the outputs of every job that is done (the
+        server feeds the job's class raster to its tile cache).
     """
 
     def __init__(self, root: str, model: ModelInfo, options: ServeOptions, workers: int | None = None,
-                 polygons: bool = True) -> None:
+                 polygons: bool = True, on_done: Callable[[ServedScene, dict[str, str]], None] | None = None
+                 ) -> None:
         self.root = root
+        self.on_done = on_done
         self.model, self.options, self.workers, self.polygons = model, options, workers, polygons
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -202,4 +209,9 @@ class JobManager:
                          finished=time.time())
         else:
             outs = {k: v for k, v in res.outputs.items() if k in OUTPUT_KINDS}
+            if self.on_done is not None:
+                try:
+                    self.on_done(scene, outs)
+                except Exception:  # noqa: BLE001 - the job is done; the cache is a bonus
+                    log.exception("job %s: its outputs could not feed the tile cache", job.id)
             self._update(job, status="done", outputs=outs, done=job.total, finished=time.time())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tiles as T
+from .cache import CellBlock
 from .engine import BlockEngine
 from .scenes import ServedScene
 
@@ -37,30 +38,49 @@ def _meets(scene: ServedScene, z: int, x: int, y: int) -> bool:
     return not (b[2] <= s[0] or b[0] >= s[2] or b[3] <= s[1] or b[1] >= s[3])
 
 
+@dataclass(frozen=True)
+class TileCells:
+    """The cell under every pixel of a tile and the blocks holding them."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    keys: list[tuple[int, int]]
+
+
+def tile_cells(scene: ServedScene, z: int, x: int, y: int) -> TileCells | None:
+    """The cells and blocks of a tile; None when it does not meet the scene's grid."""
+    if not _meets(scene, z, x, y):
+        return None
+    rows, cols = _cells(scene, z, x, y)
+    keys = T.blocks_of_cells(rows, cols, scene.block_cells)
+    return TileCells(rows, cols, keys) if keys else None
+
+
 def cell_tile(scene: ServedScene, engine: BlockEngine, layer: str, z: int, x: int, y: int,
-              max_blocks: int | None = None) -> Tile:
+              max_blocks: int | None = None, cells: TileCells | None = None,
+              blocks: dict[tuple[int, int], CellBlock] | None = None) -> Tile:
     """A ``classes`` or ``confidence`` tile: nearest cells of the class grid.
 
     A tile that needs more than ``max_blocks`` blocks (default
     :data:`MAX_BLOCKS_PER_TILE`; zoomed far out) computes nothing: it draws
-    the blocks already cached and is marked partial.
+    the blocks already cached and is marked partial.  ``cells`` and
+    ``blocks``: the tile's :func:`tile_cells` and all its blocks, when the
+    caller has them.
     """
     max_blocks = MAX_BLOCKS_PER_TILE if max_blocks is None else max_blocks
-    if not _meets(scene, z, x, y):
+    cells = cells or tile_cells(scene, z, x, y)
+    if cells is None:
         return Tile(T.empty_tile(), empty=True)
-    rows, cols = _cells(scene, z, x, y)
-    keys = T.blocks_of_cells(rows, cols, scene.block_cells)
-    if not keys:
-        return Tile(T.empty_tile(), empty=True)
+    rows, cols, keys = cells.rows, cells.cols, cells.keys
     partial = len(keys) > max_blocks
-    blocks = engine.peek(scene, keys) if partial else engine.get(scene, keys)
+    if blocks is None or partial:
+        blocks = engine.peek(scene, keys) if partial else engine.get(scene, keys)
     partial = partial and len(blocks) < len(keys)
     colors = engine.model.contract.rgb_colors()
     if layer == "classes":
         cls = T.gather_cells(rows, cols, scene.block_cells, {k: b.classes for k, b in blocks.items()}, T.NODATA)
         return Tile(T.encode_classes(cls, colors), partial)
-    conf = {k: np.nanmax(np.where(np.isnan(b.probs), -np.inf, b.probs), axis=0) for k, b in blocks.items()}
-    conf = {k: np.where(np.isfinite(v), v, np.nan).astype(np.float32) for k, v in conf.items()}
+    conf = {k: b.confidence() for k, b in blocks.items()}
     c = T.gather_cells(rows, cols, scene.block_cells, conf, np.nan, np.float32)
     return Tile(T.encode_rgba(T.confidence_rgba(c, len(colors))), partial)
 

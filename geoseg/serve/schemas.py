@@ -66,9 +66,13 @@ class CacheCounters(BaseModel):
     computed: int
     joined: int = Field(description="requests that waited for a block another request was computing")
     patches: int
+    dropped: int = Field(description="queued blocks dropped: no request waited for them any more")
+    ingested: int = Field(description="blocks taken from finished whole-scene jobs")
     memory_blocks: int
     memory_bytes: int
     tiles: int = Field(description="rendered tiles in memory")
+    not_modified: int = Field(description="tile requests answered 304 (If-None-Match)")
+    draws_dropped: int = Field(description="queued tile drawings dropped: the client had gone")
 
 
 class Health(BaseModel):

@@ -11,10 +11,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..model import ModelInfo, load_model, resolve_model_path
+from ..scheduling import available_cores
 from .cache import LRU, DiskCache
 from .engine import BlockEngine
 from .jobs import JobManager
-from .scenes import SceneRegistry, ServeOptions
+from .scenes import SceneRegistry, ServedScene, ServeOptions
+from .service import TileService
 
 DEFAULT_UPLOAD_LIMIT_MB = 512
 TILE_CACHE_BYTES = 64 << 20
@@ -58,9 +60,11 @@ class Server:
     tiles: LRU
     token: str | None
     cache_dir: str
+    service: TileService
 
     def close(self) -> None:
         self.jobs.close()
+        self.service.close()
         self.engine.close()
 
 
@@ -73,8 +77,17 @@ def build_server(s: Settings, model: ModelInfo | None = None) -> Server:
                              int(s.upload_limit_mb * 2**20), s.allow_url_prefixes)
     disk = DiskCache(os.path.join(cache_dir, "blocks") if s.disk_cache else None)
     engine = BlockEngine(info, disk, workers=s.workers)
-    jobs = JobManager(os.path.join(cache_dir, "jobs"), info, s.options, s.workers, s.polygons)
-    return Server(info, s.options, registry, engine, jobs, LRU(TILE_CACHE_BYTES), s.token or None, cache_dir)
+    jobs = JobManager(os.path.join(cache_dir, "jobs"), info, s.options, s.workers, s.polygons,
+                      on_done=lambda scene, outs: _feed(engine, scene, outs))
+    tiles = LRU(TILE_CACHE_BYTES)
+    service = TileService(engine, tiles, available_cores())
+    return Server(info, s.options, registry, engine, jobs, tiles, s.token or None, cache_dir, service)
+
+
+def _feed(engine: BlockEngine, scene: ServedScene, outputs: dict[str, str]) -> None:
+    """A finished job's class and probability rasters into the block caches."""
+    if "classes" in outputs and "probs" in outputs:
+        engine.ingest_rasters(scene, outputs["classes"], outputs["probs"])
 
 
 def get_server(request: Request) -> Server:

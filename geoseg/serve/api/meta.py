@@ -27,7 +27,8 @@ def health(server: ServerDep) -> dict:
     e = server.engine
     return {"status": "ok", "version": __version__, "scenes": len(server.registry.scenes),
             "cache": {**e.counters.to_dict(), "memory_blocks": len(e.mem), "memory_bytes": e.mem.nbytes,
-                      "tiles": len(server.tiles)},
+                      "tiles": len(server.tiles), "not_modified": server.service.not_modified,
+                      "draws_dropped": server.service.draw.dropped},
             "workers": e.workers}
 
 

@@ -2,41 +2,54 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from .. import render
 from .. import tiles as T
 from ..errors import NotFoundError
 from ..schemas import PointAnswer
+from ..service import ClientGone, Waiter, etag, matches
 from ..state import ServerDep
 from .scenes import check_layer
+
+CACHED = "public, max-age=3600"
 
 router = APIRouter(prefix="/api/scenes/{sid}")
 
 
 @router.get("/tiles/{layer}/{z}/{x}/{y}.png", summary="A map tile (PNG, 256 px, EPSG:3857)",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
-async def tile(sid: str, layer: str, z: int, x: int, y: int, server: ServerDep) -> Response:
+            response_class=Response, responses={200: {"content": {"image/png": {}}}, 304: {}})
+async def tile(request: Request, sid: str, layer: str, z: int, x: int, y: int, server: ServerDep) -> Response:
     sc = server.registry.get(sid)
     check_layer(layer)
     if not T.valid_tile(z, x, y):
         raise NotFoundError(f"tile {z}/{x}/{y}: not in the XYZ pyramid (0 <= x, y < 2**z, z <= {T.MAX_ZOOM})")
+    svc = server.service
+    tag = etag(sc, layer, z, x, y)
+    headers = {"Cache-Control": CACHED, "ETag": tag, "X-Geoseg-Cache": "hit"}
+    if matches(request.headers.get("if-none-match"), tag):
+        svc.not_modified += 1
+        return Response(status_code=304, headers=headers)
     key = (sc.cache_key, layer, z, x, y)
-    png = server.tiles.get(key)  # a cached tile is answered on the event loop, never queued
-    headers = {"Cache-Control": "public, max-age=3600", "X-Geoseg-Cache": "hit"}
+    png = svc.tiles.get(key)  # a cached tile is answered on the event loop, never queued
     if png is None:
-        if layer == "rgb":
-            t = await run_in_threadpool(render.rgb_tile, sc, z, x, y)
-        else:
-            t = await run_in_threadpool(render.cell_tile, sc, server.engine, layer, z, x, y)
-        png = t.png
+        waiter = Waiter(request)
+        try:
+            drawn = await svc.draw_tile(sc, layer, z, x, y, waiter)
+        except ClientGone:
+            return Response(status_code=204)  # nobody reads it
+        finally:
+            waiter.close()
+        png = drawn.tile.png
         headers["X-Geoseg-Cache"] = "miss"
-        if t.partial:
+        if drawn.blocks:
+            headers["X-Geoseg-Blocks"] = drawn.blocks
+        if drawn.tile.partial:
             headers.update({"Cache-Control": "no-store", "X-Geoseg-Partial": "1"})
+            del headers["ETag"]
         else:
-            server.tiles.put(key, png, len(png))
+            svc.tiles.put(key, png, len(png))
     return Response(png, media_type="image/png", headers=headers)
 
 

@@ -1,0 +1,135 @@
+"""Answering tile requests under load.
+
+A tile is answered in the first of these ways that applies:
+
+1. ``304 Not Modified`` when the request's ``If-None-Match`` holds the tile's
+   ETag (the ETag is known without drawing: it names what the tile depends on);
+2. the rendered-tile cache (PNG bytes by scene, model and options, layer and
+   z/x/y), on the event loop, never queued;
+3. drawn on the bounded draw pool, after the blocks it needs have come from
+   the block engine (memory, disk, or inference on the engine's own pool).
+
+Both pools serve requests in arrival order and run below the event loop's
+operating-system priority (inference lowest).  A request whose client has
+disconnected stops waiting: its queued drawing is dropped, and so is a
+queued block no other request waits for.  A map client cancels the requests
+of tiles that leave its view (Leaflet does), so the queues hold the tiles of
+the views clients show now: that is the viewport's priority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from .. import __version__
+from . import render
+from .cache import LRU, CellBlock
+from .engine import BlockEngine
+from .render import Tile
+from .scenes import ServedScene
+from .work import PriorityPool, Task
+
+
+DRAW_NICE = 5  # drawing runs below the event loop (nice +5), inference below drawing (engine: +10)
+
+
+class ClientGone(Exception):
+    """The client of a request disconnected before its answer was ready."""
+
+
+class Waiter:
+    """Awaits pool work for one request, and notices when its client disconnects."""
+
+    def __init__(self, request: Request | None) -> None:
+        self._watch = asyncio.ensure_future(self._disconnected(request)) if request is not None else None
+
+    @staticmethod
+    async def _disconnected(request: Request) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    async def wait(self, task: Task, pool: PriorityPool | None = None) -> Any:
+        """The result of ``task``; :class:`ClientGone` (and the task released
+        to ``pool``) when the client goes first."""
+        fut = asyncio.wrap_future(task.future)
+        if self._watch is None:
+            return await fut
+        done, _ = await asyncio.wait({fut, self._watch}, return_when=asyncio.FIRST_COMPLETED)
+        if fut in done:
+            return fut.result()
+        fut.cancel()
+        if pool is not None:
+            pool.release(task)
+        raise ClientGone
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+
+
+def etag(scene: ServedScene, layer: str, z: int, x: int, y: int) -> str:
+    """The strong ETag of a complete tile: the version, the scene's cache key
+    (file, model, options), the layer and the tile."""
+    doc = f"{__version__}\0{scene.cache_key}\0{layer}\0{z}/{x}/{y}"
+    return '"' + hashlib.sha256(doc.encode()).hexdigest()[:20] + '"'
+
+
+def matches(if_none_match: str | None, tag: str) -> bool:
+    """True when an ``If-None-Match`` header names ``tag`` (weak or strong) or is ``*``."""
+    if not if_none_match:
+        return False
+    given = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in given or tag in given
+
+
+@dataclass
+class Drawn:
+    tile: Tile
+    blocks: str  # "cached", "computed" (some blocks were not in memory) or "" (rgb, or no block)
+
+
+class TileService:
+    """Tiles of the served scenes: the rendered-tile cache, the draw pool and the block engine."""
+
+    def __init__(self, engine: BlockEngine, tiles: LRU, draw_threads: int) -> None:
+        self.engine, self.tiles = engine, tiles
+        self.draw = PriorityPool(draw_threads, "geoseg-serve-draw", nice=DRAW_NICE)
+        self.not_modified = 0
+
+    def close(self) -> None:
+        self.draw.close()
+
+    async def draw_tile(self, scene: ServedScene, layer: str, z: int, x: int, y: int, waiter: Waiter) -> Drawn:
+        """Draw a tile (not from the cache) off the event loop; see the module docstring."""
+        prio = time.monotonic()  # first come, first served
+        if layer == "rgb":
+            return Drawn(await waiter.wait(self.draw.submit(render.rgb_tile, scene, z, x, y, priority=prio),
+                                           self.draw), "")
+        cells = await waiter.wait(self.draw.submit(render.tile_cells, scene, z, x, y, priority=prio), self.draw)
+        blocks, state = None, ""
+        if cells is not None and len(cells.keys) <= render.MAX_BLOCKS_PER_TILE:
+            blocks, state = await self._blocks(scene, cells.keys, prio, waiter)
+        tile = await waiter.wait(self.draw.submit(render.cell_tile, scene, self.engine, layer, z, x, y,
+                                                  cells=cells, blocks=blocks, priority=prio), self.draw)
+        return Drawn(tile, state)
+
+    async def _blocks(self, scene: ServedScene, keys: list[tuple[int, int]], prio: float, waiter: Waiter
+                      ) -> tuple[dict[tuple[int, int], CellBlock], str]:
+        """The blocks of ``keys`` (waiting for those not in memory), and
+        "cached" when they all were in memory, else "computed"."""
+        blocks, tasks = self.engine.request(scene, keys, prio)
+        pending = dict(tasks)
+        try:
+            for key, task in tasks.items():
+                blocks[key] = await waiter.wait(task)
+                del pending[key]
+        except BaseException:
+            self.engine.release(scene, pending)
+            raise
+        return blocks, "computed" if tasks else "cached"
