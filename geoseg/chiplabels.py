@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .chipgrid import point_counts, points_to_labels, window_labels
-from .classmap import ClassRaster, describe_class_raster
+from .classmap import ClassRaster, describe_class_raster, grid_bounds
 from .errors import InputError, first_line, ignoring
 from .vectors import ClassFeatures, is_vector_path, read_class_features
 
@@ -131,8 +131,7 @@ def _polygon_chunk(labels: ClassFeatures, t: Any, h: int, w: int, s: int, stride
     from rasterio.errors import NotGeoreferencedWarning
     from rasterio.features import rasterize
 
-    xs, ys = zip(*[t @ (c, r) for c in (0, w) for r in (0, h)])
-    hit = shapely.intersects(labels.geoms, shapely.box(min(xs), min(ys), max(xs), max(ys)))
+    hit = shapely.intersects(labels.geoms, shapely.box(*grid_bounds(t, w, h)))
     if not hit.any():
         return np.full((nr, nc), -1, np.int64), np.zeros((nr, nc))
     with ignoring(NotGeoreferencedWarning):  # in-memory datasets (see outputs._shapes)

@@ -14,6 +14,7 @@ import numpy as np
 from .checks import check_georeferenced
 from .chipgrid import window_sums
 from .chipmanifest import band_name
+from .classmap import grid_bounds
 from .errors import InputError, OutputError, first_line
 
 __all__ = ["Candidate", "Scene", "invalid_windows", "open_chip_scene", "write_chips"]
@@ -77,9 +78,7 @@ def _one_dtype(path: str, dtypes: set[str]) -> str:
 
 
 def scene_bounds(scene: Scene) -> tuple[float, float, float, float]:
-    t = scene.transform
-    xs, ys = zip(*[t @ (c, r) for c in (0, scene.width) for r in (0, scene.height)])
-    return min(xs), min(ys), max(xs), max(ys)
+    return grid_bounds(scene.transform, scene.width, scene.height)
 
 
 def invalid_windows(scene: Scene, r0: int, r1: int, size: int, stride: int) -> np.ndarray:

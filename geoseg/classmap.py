@@ -30,7 +30,7 @@ from .raster import open_raster, raise_unreadable
 
 NODATA = 255
 
-__all__ = ["NODATA", "ClassGrid", "ClassRaster", "describe_class_raster", "norm_name", "open_class_map",
+__all__ = ["NODATA", "ClassGrid", "ClassRaster", "describe_class_raster", "grid_bounds", "norm_name", "open_class_map",
            "raster_class_names"]
 
 
@@ -94,6 +94,13 @@ def _aux_names(aux: str, nodata) -> dict[int, str]:
 
 
 
+def grid_bounds(transform: Affine, width: int, height: int) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a ``width`` x ``height`` grid: the
+    bounding box of its four corners (any transform, rotated too)."""
+    xs, ys = zip(*[transform @ (c, r) for c in (0, width) for r in (0, height)])
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 @dataclass(frozen=True)
 class ClassGrid:
     """A class map: its grid, CRS, nodata and class names (no open handles)."""
@@ -110,8 +117,7 @@ class ClassGrid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the grid's CRS."""
-        xs, ys = zip(*[self.transform @ (c, r) for c in (0, self.width) for r in (0, self.height)])
-        return min(xs), min(ys), max(xs), max(ys)
+        return grid_bounds(self.transform, self.width, self.height)
 
     def rows_transform(self, r0: int) -> Affine:
         return self.transform @ Affine.translation(0, r0)
@@ -161,8 +167,7 @@ class ClassRaster:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in its CRS."""
-        xs, ys = zip(*[self.transform @ (c, r) for c in (0, self.width) for r in (0, self.height)])
-        return min(xs), min(ys), max(xs), max(ys)
+        return grid_bounds(self.transform, self.width, self.height)
 
 
 def describe_class_raster(src: Any, path: str, role: str) -> ClassRaster:

@@ -27,7 +27,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from .classmap import ClassGrid, ClassRaster, describe_class_raster
+from .classmap import ClassGrid, ClassRaster, describe_class_raster, grid_bounds
 from .errors import InputError, first_line, ignoring
 from .raster import open_raster, raise_unreadable
 from .vectors import is_vector_path, read_class_features
@@ -165,9 +165,7 @@ def reference_on_grid(ref: RasterReference | VectorReference, grid: ClassGrid, s
 
 
 def _chunk_bounds(grid: ClassGrid, r0: int, r1: int) -> tuple[float, float, float, float]:
-    t = grid.rows_transform(r0)
-    xs, ys = zip(*[t @ (c, r) for c in (0, grid.width) for r in (0, r1 - r0)])
-    return min(xs), min(ys), max(xs), max(ys)
+    return grid_bounds(grid.rows_transform(r0), grid.width, r1 - r0)
 
 
 def _source_window(ref: RasterReference, grid: ClassGrid, r0: int, r1: int, pad: int = 2):
