@@ -45,14 +45,12 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> str:
-    """The model to use: the given path, or the default model shipped in the package."""
-    if model is None:
-        if not DEFAULT_MODEL.exists():
-            raise ModelError(
-                f"{DEFAULT_MODEL}: no default model is installed; pass -m MODEL.onnx"
-            )
-        return str(DEFAULT_MODEL)
-    return str(model)
+    """The model to use: an existing path, else a built-in model's name
+    (``default``, ``multispectral``: :mod:`geoseg.builtin`); None: the
+    default model shipped in the package."""
+    from .builtin import resolve
+
+    return resolve(model)
 
 
 def new_session(model: str | bytes, threads: int = 1, provider: str = "cpu"):

@@ -12,6 +12,10 @@ from geoseg.contract import CONTRACT_KEY, ModelContract, Scaling
 CLASS_NAMES = ("cloudy", "desert", "green_area", "water")
 CLASS_RGB = np.array([[240, 240, 240], [220, 190, 110], [40, 140, 60], [30, 90, 190]], np.float32)
 COLORS = ("#f0f0f0", "#e3c16f", "#2e8b3a", "#1f5fbf")
+# reflectance of the classes in blue, green, red, near-infrared (a reflectance test model's signatures)
+CLASS_REFL = np.array([[0.50, 0.50, 0.50, 0.50], [0.25, 0.30, 0.35, 0.40], [0.03, 0.06, 0.04, 0.35],
+                       [0.06, 0.05, 0.03, 0.01]], np.float32)
+MS_BANDS = ("blue", "green", "red", "nir")
 
 
 def make_contract(patch: int = 8, **kw) -> ModelContract:
@@ -24,22 +28,40 @@ def make_contract(patch: int = 8, **kw) -> ModelContract:
     return ModelContract(**d)
 
 
+def make_reflectance_contract(patch: int = 8, **kw) -> ModelContract:
+    """The contract of a 4-band (blue, green, red, nir) reflectance model:
+    reflectance is the model input; uncalibrated 8-bit values x 0.4/255."""
+    d = dict(
+        class_names=CLASS_NAMES, class_colors=COLORS, patch_size=patch, bands=MS_BANDS, input_range=(0.0, 1.5),
+        scaling={"reflectance": Scaling("identity"), "uint8": Scaling("linear", scale=0.4 / 255)},
+        name="test-reflectance-model", training_resolution_m=None, input_kind="reflectance",
+    )
+    d.update(kw)
+    return ModelContract(**d)
+
+
 def make_model(path, patch: int = 8, contract: ModelContract | None | bool = None, layout="NHWC",
                input_patch: int | None = None, temperature: float = 200.0, dtype: str = "float32",
-               batch: int | str = "N", contract_dtype: str | None = None) -> str:
+               batch: int | str = "N", contract_dtype: str | None = None, reflectance: bool = False) -> str:
     """ONNX model: mean colour of the patch -> softmax over negative squared
     distances to the class colours.  ``contract=False`` writes no contract;
     ``dtype="uint8"``: uint8 input cast to float in the graph; ``batch``: the
     graph's batch dimension (a fixed size, or symbolic); ``contract_dtype``:
-    the contract's input_dtype when it is to disagree with the graph's."""
+    the contract's input_dtype when it is to disagree with the graph's.
+    ``reflectance``: a 4-band (blue, green, red, nir) model of the classes'
+    reflectance (:data:`CLASS_REFL`, :func:`make_reflectance_contract`)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    sig = CLASS_REFL if reflectance else CLASS_RGB
+    if reflectance and temperature == 200.0:
+        temperature = 0.002  # reflectance distances are 1e5 times smaller than 0-255 ones
+    nb = sig.shape[1]
     ip = input_patch or patch
-    shape = [batch, ip, ip, 3] if layout == "NHWC" else [batch, 3, ip, ip]
+    shape = [batch, ip, ip, nb] if layout == "NHWC" else [batch, nb, ip, ip]
     axes = [1, 2] if layout == "NHWC" else [2, 3]
-    w = (2 * CLASS_RGB.T / temperature).astype(np.float32)  # (3, K)
-    b = (-(CLASS_RGB ** 2).sum(1) / temperature).astype(np.float32)
+    w = (2 * sig.T / temperature).astype(np.float32)  # (bands, K)
+    b = (-(sig ** 2).sum(1) / temperature).astype(np.float32)
     first = "input"
     nodes = []
     if dtype == "uint8":
@@ -60,7 +82,8 @@ def make_model(path, patch: int = 8, contract: ModelContract | None | bool = Non
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 9
     if contract is not False:
-        c = contract or make_contract(patch, input_layout=layout, input_dtype=contract_dtype or dtype)
+        make = make_reflectance_contract if reflectance else make_contract
+        c = contract or make(patch, input_layout=layout, input_dtype=contract_dtype or dtype)
         m.metadata_props.add(key=CONTRACT_KEY, value=c.to_json())
     onnx.save(m, str(path))
     return str(path)
@@ -77,8 +100,23 @@ def paint(classes: np.ndarray, patch: int, dtype="uint8", noise: float = 6.0, se
     return np.moveaxis(img, -1, 0).astype(dtype)
 
 
+def paint_reflectance(classes: np.ndarray, patch: int, scale: float = 1e-4, offset: float = 0.0,
+                      dtype="uint16", noise: float = 0.005, seed: int = 0) -> np.ndarray:
+    """(4, H, W) blue, green, red, nir values whose reflectance (value x
+    ``scale`` + ``offset``) is the class of ``classes[i, j]`` in patch (i, j)."""
+    rng = np.random.default_rng(seed)
+    img = np.repeat(np.repeat(CLASS_REFL[classes], patch, axis=0), patch, axis=1)
+    img = np.clip(img + rng.normal(0, noise, img.shape), 0, 1.5)
+    vals = (img - offset) / scale
+    if np.dtype(dtype).kind in "ui":
+        info = np.iinfo(np.dtype(dtype))
+        vals = np.clip(np.round(vals), info.min, info.max)
+    return np.moveaxis(vals, -1, 0).astype(dtype)
+
+
 def write_scene(path, img: np.ndarray, crs="EPSG:32633", transform=None, nodata=None,
-                tiled=False, block=16, colorinterp=True, **extra) -> str:
+                tiled=False, block=16, colorinterp=True, descriptions=None, scales=None, offsets=None,
+                tags=None, **extra) -> str:
     transform = transform or Affine(10.0, 0, 500000.0, 0, -10.0, 6000000.0)
     prof = dict(driver="GTiff", width=img.shape[2], height=img.shape[1], count=img.shape[0],
                 dtype=img.dtype, crs=crs, transform=transform, nodata=nodata)
@@ -92,6 +130,14 @@ def write_scene(path, img: np.ndarray, crs="EPSG:32633", transform=None, nodata=
 
             ci = [CI.red, CI.green, CI.blue] + [CI.undefined] * (img.shape[0] - 3)
             dst.colorinterp = ci
+        for i, d in enumerate(descriptions or ()):
+            dst.set_band_description(i + 1, d)
+        if scales is not None:
+            dst.scales = scales
+        if offsets is not None:
+            dst.offsets = offsets
+        if tags:
+            dst.update_tags(**tags)
     return str(path)
 
 

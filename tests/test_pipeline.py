@@ -11,10 +11,11 @@ import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp
 
-from geoseg.errors import InputError, OutputExistsError
+from geoseg.contract import Scaling
+from geoseg.errors import InputError, OutputExistsError, ScalingWarning
 from geoseg.scheduling import Runner
 from geoseg.pipeline import ClassifyOptions, classify_scene
-from helpers import CLASS_NAMES, make_model, paint, write_rgba, write_scene
+from helpers import CLASS_NAMES, make_model, paint, paint_reflectance, write_rgba, write_scene
 
 
 @pytest.fixture(scope="module")
@@ -520,3 +521,157 @@ def test_resample_auto_refuses_a_scene_smaller_than_one_patch(tmp_path, truth, s
 def test_resample_option_is_checked():
     with pytest.raises(InputError, match="resample='yes': expected one of off, auto"):
         ClassifyOptions(resample="yes")  # type: ignore[arg-type]
+
+
+def test_resample_auto_checks_the_size_after_resampling(tmp_path, sync):
+    # issue 22 bug 4: 48 x 48 px at 60 m is 288 x 288 px at the model's 10 m, about 4.5 patches of 64 px;
+    # the size was checked in source pixels first ("smaller than one 64x64 patch")
+    from helpers import make_contract
+
+    m = make_model(tmp_path / "m.onnx", 64, contract=make_contract(64, training_resolution_m=10.0))
+    img = paint(np.array([[3]]), 48)
+    p = write_scene(tmp_path / "s60.tif", img, transform=Affine(60.0, 0, 500000, 0, -60.0, 6e6))
+    res = classify_scene(p, tmp_path / "out", m, ClassifyOptions(resample="auto"), sync)
+    cls, _, _ = read(res.outputs["classes"])
+    assert cls.size > 0 and (cls == 3).all()
+    assert res.stats["options"]["resample_applied"] is True
+
+
+# --- reflectance models (issue 24) ---------------------------------------------
+@pytest.fixture(scope="module")
+def ms_model(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("ms") / "ms8.onnx", 8, reflectance=True)
+
+
+S2_DESCS = ("B02_blue", "B03_green", "B04_red", "B08_nir")
+
+
+def _bgrn_to(order, img):
+    """Bands of a blue, green, red, nir image in another order (names of ``order``)."""
+    idx = {"blue": 0, "green": 1, "red": 2, "nir": 3}
+    return np.stack([img[idx[n]] for n in order])
+
+
+def test_reflectance_scale_option(tmp_path, ms_model, truth, sync):
+    img = _bgrn_to(("nir", "red", "green", "blue"), paint_reflectance(truth, 8))  # bands in another order
+    p = write_scene(tmp_path / "s2.tif", img, colorinterp=False)
+    res = classify_scene(p, tmp_path / "out", ms_model,
+                         ClassifyOptions(bidx=(4, 3, 2, 1), reflectance_scale=1e-4), sync)
+    cls, _, _ = read(res.outputs["classes"])
+    assert (cls == truth).all()
+    assert res.stats["scene"]["band_names"] == {"blue": 4, "green": 3, "red": 2, "nir": 1}
+    assert res.stats["reflectance"]["source"] == "--reflectance-scale"
+    assert res.stats["reflectance"]["model_input"] == "linear:0.0001,0"
+    item = json.loads(Path(res.outputs["item"]).read_text())
+    assert item["properties"]["geoseg:bands"] == {"blue": 4, "green": 3, "red": 2, "nir": 1}
+    assert item["properties"]["geoseg:reflectance"]["rule"] == "DN x 0.0001 (--reflectance-scale)"
+
+
+def test_reflectance_bands_found_by_description(tmp_path, ms_model, truth, sync):
+    img = paint_reflectance(truth, 8)
+    p = write_scene(tmp_path / "s2.tif", img, colorinterp=False, descriptions=S2_DESCS)
+    with pytest.warns(ScalingWarning, match=r"uint16 scene without a calibration.*assuming reflectance = DN x 0.0001"):
+        res = classify_scene(p, tmp_path / "out", ms_model, ClassifyOptions(), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["scene"]["band_choice"] == "band names"
+
+
+def test_reflectance_sensor_preset_with_offset(tmp_path, ms_model, truth, sync):
+    img = paint_reflectance(truth, 8, offset=-0.1)  # a baseline 04.00 product: DN = (reflectance + 0.1) x 10000
+    p = write_scene(tmp_path / "l2a.tif", img, colorinterp=False)
+    res = classify_scene(p, tmp_path / "out", ms_model,
+                         ClassifyOptions(bidx=(1, 2, 3, 4), sensor="sentinel2-l2a-pb04"), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["reflectance"]["offset"] == [-0.1] * 4
+
+
+def test_reflectance_landsat_preset(tmp_path, ms_model, truth, sync):
+    img = paint_reflectance(truth, 8, scale=2.75e-5, offset=-0.2)
+    p = write_scene(tmp_path / "lc2.tif", img, colorinterp=False,
+                    descriptions=("SR_B2", "SR_B3", "SR_B4", "SR_B5"))
+    res = classify_scene(p, tmp_path / "out", ms_model, ClassifyOptions(sensor="landsat-c2-l2"), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["scene"]["bands"] == [1, 2, 3, 4]
+
+
+def test_reflectance_float_stack_with_bidx_only(tmp_path, ms_model, truth, sync):
+    img = _bgrn_to(("red", "green", "blue", "nir"), paint_reflectance(truth, 8, scale=1.0, dtype="float32"))
+    p = write_scene(tmp_path / "f.tif", img, colorinterp=False)
+    res = classify_scene(p, tmp_path / "out", ms_model, ClassifyOptions(bidx=(3, 2, 1, 4)), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["reflectance"]["source"] == "float scene: values are reflectance"
+
+
+def test_reflectance_file_band_scale_per_band(tmp_path, ms_model, truth, sync):
+    refl = paint_reflectance(truth, 8, scale=1.0, dtype="float64")
+    scales = (1e-4, 2e-4, 1e-4, 5e-5)
+    img = np.stack([np.round(refl[i] / s) for i, s in enumerate(scales)]).astype("uint16")
+    p = write_scene(tmp_path / "cal.tif", img, colorinterp=False, scales=scales, offsets=(0.0,) * 4)
+    res = classify_scene(p, tmp_path / "out", ms_model, ClassifyOptions(bidx=(1, 2, 3, 4)), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["reflectance"]["source"] == "the file's band scale/offset"
+    assert res.stats["reflectance"]["scale"] == list(scales)
+
+
+def test_reflectance_model_on_8bit_naip_uses_the_uint8_rule(tmp_path, truth, sync):
+    # NAIP-like: red, green, blue, nir bands of 8-bit values; the contract's uint8 rule (x 0.6/255 here: the
+    # test classes' reflectance reaches 0.5) maps them to the model input
+    from helpers import make_reflectance_contract
+
+    c = make_reflectance_contract(8, scaling={"reflectance": Scaling("identity"),
+                                              "uint8": Scaling("linear", scale=0.6 / 255)})
+    m = make_model(tmp_path / "m.onnx", 8, contract=c, reflectance=True)
+    img = _bgrn_to(("red", "green", "blue", "nir"), paint_reflectance(truth, 8, scale=0.6 / 255, dtype="uint8",
+                                                                       noise=0.002))
+    p = write_scene(tmp_path / "naip.tif", img)  # colour interpretation red, green, blue, undefined
+    res = classify_scene(p, tmp_path / "out", m, ClassifyOptions(bidx=(3, 2, 1, 4), sensor="naip"), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["reflectance"]["source"] == "--sensor naip"
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("unnamed", r"p.tif: cannot tell which of its 4 bands are blue, green, red, nir \(bands named: none\).*--bidx"),
+    ("naip_on_uint16", r"p.tif: --sensor naip is for 8-bit scenes but the scene is uint16"),
+    ("scale_far_off", r"p.tif: with reflectance = DN x 1 \(--reflectance-scale\) the scene's median reflectance is "
+                      r"\d+.*far outside 0-1.5"),
+])
+def test_reflectance_scene_errors(tmp_path, ms_model, truth, sync, case, msg):
+    p = write_scene(tmp_path / "p.tif", paint_reflectance(truth, 8), colorinterp=False)
+    opts = {"unnamed": ClassifyOptions(),
+            "naip_on_uint16": ClassifyOptions(bidx=(1, 2, 3, 4), sensor="naip"),
+            "scale_far_off": ClassifyOptions(bidx=(1, 2, 3, 4), reflectance_scale=1.0)}[case]
+    with pytest.raises(InputError, match=msg):
+        classify_scene(p, tmp_path / "out", ms_model, opts, sync)
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"sensor": "modis"}, r"--sensor 'modis' is not a preset"),
+    ({"reflectance_offset": -0.1}, r"--reflectance-offset -0.1 needs --reflectance-scale"),
+    ({"reflectance_scale": 0.0}, r"--reflectance-scale 0 --reflectance-offset 0: expected a finite, non-zero"),
+    ({"reflectance_scale": 1e-4, "scaling": Scaling("identity")}, r"give it or --reflectance-scale/--sensor"),
+])
+def test_reflectance_options_are_checked(kw, msg):
+    with pytest.raises(InputError, match=msg):
+        ClassifyOptions(**kw)
+
+
+def test_reflectance_options_refused_for_an_rgb_model(tmp_path, model8, scene_u8, sync):
+    with pytest.raises(InputError, match=r"the model 'test-colour-model' takes pixel values \(red, green, blue\), "
+                                         r"not reflectance; --sensor apply only to reflectance models"):
+        classify_scene(scene_u8, tmp_path / "out", model8, ClassifyOptions(sensor="sentinel2-l1c"), sync)
+
+
+def test_rgb_model_reads_named_bands_not_positions(tmp_path, model8, truth, sync):
+    # issue 24: a file whose descriptions say B02_blue, B03_green, B04_red was read as red, green, blue
+    rgb = paint(truth, 8)
+    img = np.stack([rgb[2], rgb[1], rgb[0], rgb[0]])  # blue, green, red, (nir)
+    p = write_scene(tmp_path / "s2.tif", img, colorinterp=False, descriptions=S2_DESCS)
+    res = classify_scene(p, tmp_path / "out", model8, ClassifyOptions(), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["scene"]["bands"] == [3, 2, 1] and res.stats["scene"]["band_choice"] == "band names"
+
+
+def test_options_record_reflectance_only_when_given():
+    assert not {"reflectance_scale", "reflectance_offset", "sensor"} & set(ClassifyOptions().to_dict())
+    assert ClassifyOptions(sensor="naip").to_dict()["sensor"] == "naip"

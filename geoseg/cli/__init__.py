@@ -11,7 +11,7 @@ extra is not installed, by a stub that says what to install.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
@@ -20,6 +20,8 @@ from ..errors import GeosegError
 from .options import fail, train_extra_installed
 
 ENTRY_POINT_GROUP = "geoseg.commands"
+# built-in commands newer than some editable installs' entry points (pyproject.toml lists them too)
+_BUILTIN_COMMANDS = {"models": "geoseg.cli.models:models"}
 
 
 class _Group(click.Group):
@@ -50,6 +52,7 @@ def main() -> None:
     \b
     geoseg classify SCENE.tif -o out/          classify with the default model
     geoseg info MODEL.onnx                     print a model's contract
+    geoseg models                              the built-in models (-m default, -m multispectral)
     geoseg evaluate-scene CLASSES.tif --reference REF -o DIR
                                                score a class map against a reference
     geoseg reference ndwi SCENE.tif ...        a water reference from the scene itself
@@ -67,7 +70,11 @@ def register_commands(group: click.Group, installed: bool | None = None) -> None
     """
     if installed is None:
         installed = train_extra_installed()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    for name, target in _BUILTIN_COMMANDS.items():  # an install made before the command's entry point was added
+        if not any(ep.name == name for ep in eps):
+            eps.append(EntryPoint(name, target, ENTRY_POINT_GROUP))
+    for ep in sorted(eps, key=lambda e: e.name):
         if ep.name in group.commands:
             continue
         try:

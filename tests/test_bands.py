@@ -1,0 +1,141 @@
+"""geoseg.bands: the scene's bands for the model's, by --bidx, band names or colour interpretation."""
+
+from __future__ import annotations
+
+import pytest
+
+from geoseg.bands import band_family, choose_bands, family_from_tags
+from geoseg.errors import InputError
+
+RGB = ("red", "green", "blue")
+MS = ("blue", "green", "red", "nir")
+S2_10 = ("B02_blue", "B03_green", "B04_red", "B05_rededge1", "B06_rededge2", "B07_rededge3", "B08_nir", "B8A",
+         "B11_swir16", "B12_swir22")
+S2_13 = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+
+
+def grey(n: int) -> list[str]:
+    return ["gray"] + ["undefined"] * (n - 1)
+
+
+def test_sentinel2_descriptions_feed_the_rgb_model_its_red_green_blue():
+    # the issue's case: read by position, bands 1, 2, 3 were taken as red, green, blue
+    c = choose_bands("s2.tif", RGB, 10, grey(10), S2_10)
+    assert (c.bidx, c.how) == ((3, 2, 1), "band names")
+    assert c.to_dict() == {"red": 3, "green": 2, "blue": 1}
+
+
+def test_sentinel2_descriptions_feed_the_multispectral_model():
+    assert choose_bands("s2.tif", MS, 10, grey(10), S2_10).bidx == (1, 2, 3, 7)
+
+
+def test_unpadded_sentinel2_codes_with_b8a_read_as_sentinel2():
+    assert choose_bands("spain.tif", MS, 13, grey(13), S2_13).bidx == (2, 3, 4, 8)
+
+
+@pytest.mark.parametrize("descs,family,want", [
+    (("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7"), "landsat-oli", (2, 3, 4, 5)),
+    (("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "ST_B6", "SR_B7"), "landsat-tm", (1, 2, 3, 4)),
+])
+def test_landsat_codes_by_their_collection_names(descs, family, want):
+    assert band_family(descs) == family
+    assert choose_bands("ls.tif", MS, 7, grey(7), descs).bidx == want
+
+
+def test_codes_that_differ_between_sensors_need_a_family():
+    descs = ("B2", "B3", "B4", "B8")  # Sentinel-2's nir, or Landsat 8's panchromatic band
+    with pytest.raises(InputError, match=r"x.tif: cannot tell which of its 4 bands are nir \(bands named: 1=blue, "
+                                         r"2=green, 3=red\).*--bidx.*or --sensor"):
+        choose_bands("x.tif", MS, 4, grey(4), descs)
+    assert choose_bands("x.tif", MS, 4, grey(4), descs, family="sentinel2").bidx == (1, 2, 3, 4)
+
+
+def test_codes_that_sensors_share_need_no_family():
+    assert choose_bands("x.tif", RGB, 4, grey(4), ("B2", "B3", "B4", "B8")).bidx == (3, 2, 1)
+
+
+def test_landsat8_family_reads_b5_as_nir():
+    c = choose_bands("x.tif", MS, 5, grey(5), ("B1", "B2", "B3", "B4", "B5"), family="landsat-oli")
+    assert c.bidx == (2, 3, 4, 5)
+
+
+def test_colour_interpretation_names_rgb_bands():
+    c = choose_bands("rgb.tif", RGB, 3, ["red", "green", "blue"], [None] * 3)
+    assert (c.bidx, c.how, c.warning) == ((1, 2, 3), "colour interpretation", None)
+
+
+def test_colour_interpretation_nir_band_is_matched():
+    c = choose_bands("n.tif", MS, 4, ["red", "green", "blue", "nir"], [None] * 4)
+    assert c.bidx == (3, 2, 1, 4)
+
+
+def test_unnamed_bands_feed_an_rgb_model_by_position():
+    c = choose_bands("p.tif", RGB, 3, grey(3), [None] * 3)
+    assert (c.bidx, c.how, c.warning) == ((1, 2, 3), "first bands", None)
+
+
+def test_unnamed_extra_bands_warn_for_an_rgb_model():
+    c = choose_bands("p.tif", RGB, 4, grey(4), [None] * 4)
+    assert c.bidx == (1, 2, 3) and "p.tif: 4 bands without colour interpretation; using bands 1,2,3" in c.warning
+
+
+def test_unnamed_bands_ask_a_multispectral_model_for_bidx():
+    with pytest.raises(InputError, match=r"^p.tif: cannot tell which of its 4 bands are blue, green, red, nir "
+                                         r"\(bands named: none\); the model expects blue, green, red, nir: pass "
+                                         r"--bidx with 4 band numbers in that order$"):
+        choose_bands("p.tif", MS, 4, grey(4), [None] * 4)
+
+
+def test_rgb_file_with_an_unnamed_fourth_band_suggests_the_bidx():
+    with pytest.raises(InputError, match=r"naip.tif: cannot tell which of its 4 bands are nir .*\(e.g. --bidx "
+                                         r"3,2,1,4 if band\(s\) 4 hold nir\)"):
+        choose_bands("naip.tif", MS, 4, ["red", "green", "blue", "undefined"], [None] * 4)
+
+
+@pytest.mark.parametrize("descs,want", [
+    (("Blue", "Green", "Red", "Near Infrared"), (1, 2, 3, 4)),
+    (("blue", "green", "red", "nir08"), (1, 2, 3, 4)),  # the narrow nir where no broad one is named
+    (("blue", "green", "red", "B8A", "B08"), (1, 2, 3, 5)),  # the broad nir wins over the narrow one
+    (("Red Edge 1", "blue", "green", "red", "NIR"), (2, 3, 4, 5)),  # red edge is not red
+])
+def test_common_names_in_descriptions(descs, want):
+    assert choose_bands("d.tif", MS, len(descs), grey(len(descs)), descs).bidx == want
+
+
+def test_descriptions_win_over_colour_interpretation():
+    c = choose_bands("d.tif", RGB, 3, ["red", "green", "blue"], ("blue", "green", "red"))
+    assert c.bidx == (3, 2, 1)
+
+
+def test_alpha_band_is_not_data():
+    with pytest.raises(InputError, match="raster has 3 data band"):
+        choose_bands("a.tif", MS, 4, ["red", "green", "blue", "alpha"], [None] * 4)
+
+
+def test_two_bands_with_one_name_are_ambiguous():
+    with pytest.raises(InputError, match=r"d.tif: bands 1, 4 are all named 'blue'.*--bidx"):
+        choose_bands("d.tif", RGB, 4, grey(4), ("blue", "green", "red", "blue"))
+
+
+def test_bidx_is_taken_as_given():
+    c = choose_bands("s2.tif", MS, 10, grey(10), S2_10, bidx=(2, 3, 4, 8))
+    assert (c.bidx, c.how) == ((2, 3, 4, 8), "--bidx")
+
+
+@pytest.mark.parametrize("bidx,msg", [
+    ((1, 2, 9), r"--bidx 1,2,9 names band\(s\) \[9\] but the raster has 3"),
+    ((1, 2), r"--bidx gives 2 bands, the model expects 3 \(red, green, blue\)"),
+])
+def test_bad_bidx(bidx, msg):
+    with pytest.raises(InputError, match=msg):
+        choose_bands("x.tif", RGB, 3, grey(3), [None] * 3, bidx=bidx)
+
+
+@pytest.mark.parametrize("tags,family", [
+    ({"SPACECRAFT_NAME": "Sentinel-2A"}, "sentinel2"),
+    ({"SPACECRAFT_ID": "LANDSAT_8"}, "landsat-oli"),
+    ({"SPACECRAFT_ID": "LANDSAT_7"}, "landsat-tm"),
+    ({"AREA_OR_POINT": "Area"}, None),
+])
+def test_family_from_tags(tags, family):
+    assert family_from_tags(tags) == family

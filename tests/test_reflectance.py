@@ -1,0 +1,148 @@
+"""geoseg.reflectance: each scene's rule to reflectance, in the issue's order, and its checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geoseg.contract import Scaling
+from geoseg.errors import InputError
+from geoseg.reflectance import Reflectance, baseline_offset, check_range, decide, model_scaling
+from helpers import make_reflectance_contract
+
+ONE = ((1.0, 0.0),) * 4
+
+
+def test_explicit_scale_comes_first():
+    r, w = decide("s.tif", "uint16", 4, 0.0001, -0.1, "landsat-c2-l2", ((2.0, 0.0),) * 4, ((3.0, 0.0),) * 4)
+    assert (r.source, r.scale, r.offset, w) == ("--reflectance-scale", (1e-4,) * 4, (-0.1,) * 4, None)
+
+
+@pytest.mark.parametrize("sensor,scale,offset", [
+    ("sentinel2-l1c", 1e-4, 0.0),
+    ("sentinel2-l2a-pb04", 1e-4, -0.1),
+    ("sentinel2-l1c-pb04", 1e-4, -0.1),
+    ("landsat-c2-l1", 2.0e-5, -0.1),
+    ("landsat-c2-l2", 2.75e-5, -0.2),
+])
+def test_sensor_presets(sensor, scale, offset):
+    r, w = decide("s.tif", "uint16", 4, sensor=sensor, file_scale_offset=((5.0, 0.0),) * 4)
+    assert (r.source, r.scale, r.offset, w) == (f"--sensor {sensor}", (scale,) * 4, (offset,) * 4, None)
+
+
+def test_naip_preset_is_the_uint8_rule():
+    r, _ = decide("naip.tif", "uint8", 4, sensor="naip")
+    assert r.uint8_rule and r.source == "--sensor naip"
+
+
+@pytest.mark.parametrize("tags,offset", [
+    ({"BOA_ADD_OFFSET": "-1000"}, -0.1),
+    ({"PROCESSING_BASELINE": "04.00"}, -0.1),
+    ({"PROCESSING_BASELINE": "02.09"}, 0.0),
+])
+def test_l2a_offset_from_the_file_metadata(tags, offset):
+    r, w = decide("s.tif", "uint16", 4, sensor="sentinel2-l2a", tags=tags)
+    assert r.offset == pytest.approx((offset,) * 4) and w is None and "metadata" in r.source
+
+
+def test_l2a_without_baseline_metadata_warns_and_applies_no_offset():
+    r, w = decide("s.tif", "uint16", 4, sensor="sentinel2-l2a")
+    assert r.offset == (0.0,) * 4
+    assert w is not None and w.startswith("s.tif: the file's metadata does not give its processing baseline") \
+        and "--sensor sentinel2-l2a-pb04" in w
+
+
+@pytest.mark.parametrize("sensor,dtype,msg", [
+    ("naip", "uint16", r"s.tif: --sensor naip is for 8-bit scenes but the scene is uint16"),
+    ("sentinel2-l2a", "uint8", r"s.tif: --sensor sentinel2-l2a is for 12-16 bit .* but the scene is uint8"),
+    ("landsat-c2-l2", "uint8", r"s.tif: --sensor landsat-c2-l2 is for 12-16 bit .* but the scene is uint8"),
+    ("modis", "uint16", r"--sensor 'modis' is not a preset; expected one of sentinel2-l1c"),
+])
+def test_presets_contradicting_the_dtype_are_refused(sensor, dtype, msg):
+    with pytest.raises(InputError, match=msg):
+        decide("s.tif", dtype, 4, sensor=sensor)
+
+
+def test_file_band_scale_offset_before_stac():
+    r, _ = decide("s.tif", "uint16", 2, file_scale_offset=((1e-4, -0.1), (2e-4, -0.1)),
+                  stac_scale_offset=((3.0, 0.0),) * 2)
+    assert (r.source, r.scale, r.offset) == ("the file's band scale/offset", (1e-4, 2e-4), (-0.1, -0.1))
+
+
+def test_stac_raster_bands_where_the_file_has_none():
+    r, _ = decide("s.tif", "uint16", 4, file_scale_offset=ONE, stac_scale_offset=((1e-4, -0.1),) * 4)
+    assert (r.source, r.scale[0], r.offset[0]) == ("the STAC item's raster:bands", 1e-4, -0.1)
+
+
+def test_float_scene_is_reflectance():
+    r, w = decide("s.tif", "float32", 4, file_scale_offset=ONE)
+    assert (r.scale, r.offset, w) == ((1.0,) * 4, (0.0,) * 4, None)
+
+
+def test_uncalibrated_8bit_scene_follows_the_uint8_rule():
+    r, w = decide("s.tif", "uint8", 4, file_scale_offset=ONE)
+    assert r.uint8_rule and w is None
+
+
+def test_uncalibrated_uint16_scene_is_assumed_and_warned():
+    r, w = decide("s.tif", "uint16", 4, file_scale_offset=ONE)
+    assert r.scale == (1e-4,) * 4
+    assert w is not None and w.startswith("s.tif: uint16 scene without a calibration") and "x 0.0001" in w \
+        and "--sensor" in w and "--reflectance-scale" in w
+
+
+def test_baseline_offset_unsaid():
+    assert baseline_offset({"AREA_OR_POINT": "Area"}) is None
+
+
+def test_model_scaling_composes_with_the_contracts_linear_rule():
+    c = make_reflectance_contract(scaling={"reflectance": Scaling("linear", scale=2.0, offset=0.5)})
+    s, affine = model_scaling(Reflectance("x", (1e-4,) * 4, (-0.1,) * 4), c, "s.tif")
+    assert affine is None and s.method == "linear"
+    assert (s.scale, s.offset) == pytest.approx((2e-4, 0.3))
+
+
+def test_model_scaling_of_reflectance_itself_is_identity():
+    s, affine = model_scaling(Reflectance("float", (1.0,) * 4, (0.0,) * 4), make_reflectance_contract(), "s.tif")
+    assert (s.method, affine) == ("identity", None)
+
+
+def test_model_scaling_of_bands_with_rules_of_their_own():
+    rule = Reflectance("file", (1e-4, 2e-4), (0.0, 0.0))
+    s, affine = model_scaling(rule, make_reflectance_contract(), "s.tif")
+    assert s.method == "identity" and affine == ((1e-4, 2e-4), (0.0, 0.0))
+
+
+def test_model_scaling_uint8_rule():
+    s, _ = model_scaling(Reflectance("8-bit"), make_reflectance_contract(), "s.tif")
+    assert (s.method, s.scale) == ("linear", pytest.approx(0.4 / 255))
+
+
+def test_model_scaling_uint8_rule_missing():
+    c = make_reflectance_contract(scaling={"reflectance": Scaling("identity")})
+    with pytest.raises(InputError, match="s.tif: 8-bit scene without calibration, and the model declares no uint8"):
+        model_scaling(Reflectance("8-bit"), c, "s.tif")
+
+
+@pytest.mark.parametrize("scale,median", [(1.0, 1500.0), (1e-4, -20000.0)])
+def test_range_check_refuses_values_far_from_reflectance(scale, median):
+    rule = Reflectance("--reflectance-scale", (scale,) * 4, (0.0,) * 4)
+    with pytest.raises(InputError, match=r"s.tif: with reflectance = DN x .* the scene's median reflectance is "
+                                         r".*far outside 0-1.5; expected reflectance"):
+        check_range("s.tif", rule, np.full(4, median), np.full(4, median * 2))
+
+
+def test_range_check_warns_of_values_scaled_twice():
+    rule = Reflectance("--reflectance-scale", (1e-4,) * 4, (0.0,) * 4)
+    w = check_range("s.tif", rule, np.full(4, 0.1), np.full(4, 0.3))
+    assert w is not None and "--reflectance-scale 1" in w
+
+
+def test_range_check_passes_reflectance():
+    rule = Reflectance("--reflectance-scale", (1e-4,) * 4, (0.0,) * 4)
+    assert check_range("s.tif", rule, np.full(4, 1200.0), np.full(4, 4000.0)) is None
+
+
+def test_describe():
+    assert Reflectance("--sensor x", (1e-4,) * 2, (-0.1,) * 2).describe() == "DN x 0.0001 -0.1 (--sensor x)"
+    assert Reflectance("f", (1.0,), (0.0,)).describe() == "DN x 1 (f)"
