@@ -30,7 +30,7 @@ from .raster import open_raster, raise_unreadable
 
 NODATA = 255
 
-__all__ = ["NODATA", "ClassGrid", "ClassRaster", "describe_class_raster", "grid_bounds", "norm_name", "open_class_map",
+__all__ = ["NODATA", "ClassGrid", "ClassRaster", "RasterGrid", "describe_class_raster", "grid_bounds", "norm_name", "open_class_map",
            "raster_class_names"]
 
 
@@ -102,22 +102,28 @@ def grid_bounds(transform: Affine, width: int, height: int) -> tuple[float, floa
 
 
 @dataclass(frozen=True)
-class ClassGrid:
-    """A class map: its grid, CRS, nodata and class names (no open handles)."""
+class RasterGrid:
+    """A raster's file, grid and CRS (no open handles)."""
 
     path: str
     width: int
     height: int
     transform: Affine
     crs_wkt: str
-    nodata: int
-    names: dict[int, str]
-    dtype: str = "uint8"
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        """(left, bottom, right, top) in the grid's CRS."""
+        """(left, bottom, right, top) in its CRS."""
         return grid_bounds(self.transform, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class ClassGrid(RasterGrid):
+    """A class map: its grid, CRS, nodata and class names."""
+
+    nodata: int
+    names: dict[int, str]
+    dtype: str = "uint8"
 
     def rows_transform(self, r0: int) -> Affine:
         return self.transform @ Affine.translation(0, r0)
@@ -148,26 +154,16 @@ def open_class_map(path: str | os.PathLike) -> ClassGrid:
 
 
 @dataclass(frozen=True)
-class ClassRaster:
+class ClassRaster(RasterGrid):
     """An integer class raster used as a reference or as labels: its grid
     and class names; a value without a name goes by its number."""
 
-    path: str
-    width: int
-    height: int
-    transform: Affine
-    crs_wkt: str
     names: dict[int, str]
     kind: str = "raster"
     field: str | None = None  # (vector files have one)
 
     def name_of(self, value: int) -> str:
         return self.names.get(int(value), str(int(value)))
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(left, bottom, right, top) in its CRS."""
-        return grid_bounds(self.transform, self.width, self.height)
 
 
 def describe_class_raster(src: Any, path: str, role: str) -> ClassRaster:
