@@ -126,8 +126,6 @@ def _check_overlap(path: str, bounds, grid: ClassGrid) -> None:
 def _open_vector(path: str, grid: ClassGrid, field_name: str | None, layer: str | None) -> VectorReference:
     what = f"the class map {os.path.basename(grid.path)}"
     f = read_class_features(path, field_name, layer=layer, bbox=(grid.bounds, grid.crs_wkt, what))
-    if f.dropped.get("not a polygon"):
-        log.info("%s: %d feature(s) are not polygons and were left out", path, f.dropped["not a polygon"])
     f = f.to_crs(grid.crs_wkt)
     _check_overlap(path, f.bounds, grid)
     return VectorReference(path, f.field, f.classes, f.geoms, f.codes.astype(np.int32), dict(f.dropped))

@@ -243,10 +243,10 @@ def _features(path: str, gdf, fname: str, layer: str | None, points: bool) -> Cl
         found = f"{n_pts} point(s) and no polygon" if n_pts else "no polygon"
         raise InputError(f"{path}: {found} with a value in field {fname!r}; expected polygons"
                          f"{' or points' if points else ''} with a class name")
-    if dropped.get(f"not a {kind}"):
-        other = int((has_val & pts).sum()) if kind == "polygon" else 0
-        what = f"{other} point(s) among the polygons" if other else f"{dropped[f'not a {kind}']} feature(s) that " \
-            f"are not {kind}s"
+    n_other = dropped.get(f"not a {kind}", 0)
+    if n_other:
+        only_points = kind == "polygon" and int((has_val & pts).sum()) == n_other
+        what = f"{n_other} point(s) among the polygons" if only_points else f"{n_other} feature(s) that are not {kind}s"
         warnings.warn(f"{path}: {what} were left out (use one geometry type per file)", GeosegWarning, stacklevel=4)
     geoms, values = geoms[keep], gdf[fname].to_numpy()[keep]
     if kind == "polygon":

@@ -230,3 +230,16 @@ def test_layer_option_of_both_commands(tmp_path, grid_tif, command):
         assert r.exit_code == 0, r.output
         assert list(json.loads((tmp_path / "o" / "report.json").read_text())["reference_classes"]) == ["cloudy"]
     assert "layers with geometries" not in r.stderr
+
+
+def test_lines_among_polygons_are_named_as_such(tmp_path):
+    from geoseg.errors import GeosegWarning
+    from geoseg.vectors import read_class_features
+
+    p = tmp_path / "lines.gpkg"
+    df = gpd.GeoDataFrame({"class": ["lake", "river"]}, geometry=[
+        px_box(0, 0, 4, 4), shapely.LineString([(X0, Y0), (X0 + 30, Y0 - 30)])], crs=UTM)
+    pyogrio.write_dataframe(df, p, geometry_type="Unknown")
+    with pytest.warns(GeosegWarning, match=r"lines.gpkg: 1 feature\(s\) that are not polygons were left out"):
+        f = read_class_features(str(p), points=True)
+    assert f.classes == ["lake"] and f.dropped == {"not a polygon": 1}
