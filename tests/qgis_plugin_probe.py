@@ -204,13 +204,29 @@ def render_dialog(alg_id: str, params: dict, png: str) -> dict:
     from qgis.core import QgsApplication
     from qgis.PyQt.QtWidgets import QApplication
 
+    from qgis.core import QgsProject, QgsRasterLayer
+    from qgis.gui import QgsCollapsibleGroupBox
+    from qgis.PyQt import sip
+    from qgis.PyQt.QtWidgets import QGroupBox
+
     alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+    params = dict(params)
+    if isinstance(params.get("INPUT"), str) and os.path.exists(params["INPUT"]):
+        # as in the desktop: the scene is a layer of the project
+        layer = QgsRasterLayer(params["INPUT"], os.path.splitext(os.path.basename(params["INPUT"]))[0])
+        QgsProject.instance().addMapLayer(layer)
+        params["INPUT"] = layer
     dlg = AlgorithmDialog(alg)
-    dlg.resize(900, 640)
     panel = dlg.mainWidget()
     if params:
         panel.setParameters(params)
     dlg.show()
+    QApplication.processEvents()
+    for box in dlg.findChildren(QGroupBox):  # open "Advanced Parameters"
+        if box.metaObject().className() == "QgsCollapsibleGroupBox":
+            sip.cast(box, QgsCollapsibleGroupBox).setCollapsed(False)
+    dlg.setMinimumSize(900, 820)
+    dlg.resize(900, 820)
     for _ in range(30):
         QApplication.processEvents()
         time.sleep(0.05)
