@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ from rasterio.windows import Window
 
 from . import styles
 from .bands import choose_bands, family_from_tags
+from .checks import check_georeferenced, check_nodata_value
 from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line, ignoring
 from .naming import scene_stem
 from .patches import percentile_stats
 from .sources import gdal_path, is_remote, remote_error
-from .windows import is_north_up
 
 log = logging.getLogger(__name__)
 
@@ -165,17 +164,6 @@ def open_scene(
     return scene
 
 
-def check_earth_crs(crs, path: str) -> None:
-    """Refuse a local (engineering) CRS: it has no transformation to
-    longitude and latitude, which areas, web maps and STAC items need (GDAL
-    would print a many-line PROJ error first)."""
-    if crs is not None and not (crs.is_geographic or crs.is_projected):
-        name = re.search(r'"([^"]*)"', crs.to_wkt())
-        raise InputError(f"{path}: the CRS {name.group(1) if name else crs.to_string()[:60]!r} is a local "
-                         "(engineering) system that cannot be placed on the Earth; expected a geographic or "
-                         "projected CRS: assign the right one (`rio edit-info --crs EPSG:XXXX`)")
-
-
 def check_size(scene: SceneInfo, side: int, note: str = "", fix: str = "") -> None:
     """Refuse a scene smaller than one patch of ``side`` source pixels each
     way (``note``: what the side stands for, e.g. after resampling; ``fix``:
@@ -185,44 +173,6 @@ def check_size(scene: SceneInfo, side: int, note: str = "", fix: str = "") -> No
             f"{scene.path}: raster is {scene.width}x{scene.height} px, smaller than one "
             f"{side}x{side} patch{note}; expected at least {side}x{side}{fix}"
         )
-
-
-def _check_georeferenced(src, path: str) -> None:
-    """A CRS on the Earth and a north-up geotransform within it."""
-    gcps, gcp_crs = src.gcps
-    if src.crs is None and gcps and gcp_crs is not None:
-        raise InputError(f"{path}: raster is georeferenced by {len(gcps)} ground control points only; expected a "
-                         "north-up grid with a CRS: warp it first (`gdalwarp -r bilinear in.tif out.tif`)")
-    if src.crs is None:
-        raise InputError(
-            f"{path}: raster has no CRS; expected a georeferenced scene "
-            "(assign one, e.g. `rio edit-info --crs EPSG:XXXX`)"
-        )
-    check_earth_crs(src.crs, path)
-    t = src.transform
-    if t == Affine.identity() and not gcps:
-        raise InputError(f"{path}: raster has no geotransform; expected a georeferenced scene")
-    if not is_north_up(t):
-        raise InputError(
-            f"{path}: transform is rotated, sheared or flipped ({tuple(round(v, 6) for v in t[:6])}); "
-            "expected a north-up grid: warp it first (`gdalwarp` or `rio warp`)"
-        )
-    if src.crs.is_geographic:
-        left, bottom, right, top = src.bounds
-        if bottom < -90.001 or top > 90.001 or left < -540 or right > 540:
-            raise InputError(
-                f"{path}: in degrees ({src.crs.to_string()}) the scene spans longitude {left:g}..{right:g}, "
-                f"latitude {bottom:g}..{top:g}, beyond the Earth; expected latitudes within -90..90: fix its "
-                "geotransform or CRS (`rio edit-info --transform` / `--crs`)")
-
-
-def check_nodata_value(path: str, nodata: float | None, dtype: str) -> None:
-    """Refuse a ``--nodata`` that the scene's integer dtype cannot hold."""
-    if nodata is not None and not np.isnan(nodata) and np.dtype(dtype).kind in "ui":
-        info = np.iinfo(np.dtype(dtype))
-        if not (info.min <= nodata <= info.max and float(nodata).is_integer()):
-            raise InputError(f"{path}: --nodata {nodata:g} cannot occur in a {dtype} scene ({info.min}..{info.max}, "
-                             "whole numbers); expected one of its pixel values, e.g. --nodata 0")
 
 
 _TAG_KEYS = ("OFFSET", "BASELINE", "SPACECRAFT", "SATELLITE", "PLATFORM", "SENSOR")
@@ -236,7 +186,7 @@ def _scene_tags(src, bidx: tuple[int, ...]) -> dict[str, str]:
 
 
 def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
-    _check_georeferenced(src, path)
+    check_georeferenced(src, path, "scene", north_up=True)
     ci = [c.name for c in src.colorinterp]
     choice = choose_bands(path, contract.bands, src.count, ci, list(src.descriptions), bidx,
                           family or family_from_tags(src.tags()))
@@ -289,9 +239,25 @@ def _mask_kind(flags: list) -> MaskKind:
 
 
 def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | None) -> Scaling:
-    """The scaling that applies to this scene's dtype, or a clear error."""
+    """The scaling that applies to this scene's dtype, or a clear error.
+
+    A reflectance model's scene gets its default rule to reflectance
+    (:func:`geoseg.reflectance.decide` without options; ``geoseg classify``
+    decides with its options in :mod:`geoseg.pipeline`)."""
     if override is not None:
         return override
+    if contract.input_kind == "reflectance":
+        from .reflectance import decide, model_scaling
+
+        rule, warning = decide(scene.path, scene.dtype, len(scene.bidx), file_scale_offset=scene.scale_offset,
+                               tags=dict(scene.tags))
+        if warning:
+            warnings.warn(warning, ScalingWarning, stacklevel=2)
+        scaling, affine = model_scaling(rule, contract, scene.path)
+        if affine is not None:
+            raise InputError(f"{scene.path}: its bands have scales or offsets of their own ({rule.describe()}); "
+                             "expected one rule for every band here: classify it with `geoseg classify`")
+        return scaling
     s = contract.scaling.get(scene.dtype)
     if s is None and scene.dtype.startswith("float"):
         s = contract.scaling.get("float")

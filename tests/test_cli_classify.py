@@ -238,3 +238,64 @@ def test_resample_auto_cli(tmp_path):
         assert s.transform == t @ Affine.scale(32) and (s.read(1) == np.repeat(np.repeat(truth, 2, 0), 2, 1)).all()
     r = run("classify", p, "-o", tmp_path / "out2", "-m", m, "--resample", "yes")
     assert r.exit_code == 2 and "'yes' is not one of 'off', 'auto'" in r.output
+
+
+# --- reflectance models (issue 24) ---------------------------------------------
+@pytest.fixture(scope="module")
+def ms_model(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("ms") / "ms8.onnx", 8, reflectance=True)
+
+
+def test_reflectance_scale_cli(tmp_path, ms_model, truth):
+    from helpers import paint_reflectance
+
+    img = paint_reflectance(truth, 8)[[3, 2, 1, 0]]  # nir, red, green, blue
+    p = write_scene(tmp_path / "s2.tif", img, colorinterp=False)
+    r = run("classify", p, "-o", tmp_path / "out", "-m", ms_model, "--bidx", "4,3,2,1", "--reflectance-scale",
+            "0.0001", "--scheduler", "synchronous")
+    assert r.exit_code == 0, r.output
+    assert not err_lines(r) and "warning" not in r.stderr
+    stats = json.loads((tmp_path / "out" / "s2_stats.json").read_text())
+    assert stats["reflectance"]["rule"] == "DN x 0.0001 (--reflectance-scale)"
+    with rasterio.open(tmp_path / "out" / "s2_classes.tif") as s:
+        assert (s.read(1) == truth).all()
+
+
+@pytest.mark.filterwarnings("always::geoseg.errors.ScalingWarning")
+def test_uint16_assumption_is_one_warning_line(tmp_path, ms_model, truth):
+    from helpers import paint_reflectance
+
+    p = write_scene(tmp_path / "s2.tif", paint_reflectance(truth, 8), colorinterp=False,
+                    descriptions=("blue", "green", "red", "nir"))
+    r = run("classify", p, "-o", tmp_path / "out", "-m", ms_model, "--scheduler", "synchronous")
+    assert r.exit_code == 0, r.output
+    warn = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and warn[0].startswith("geoseg: warning: ") and "assuming reflectance = DN x 0.0001" in warn[0]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--sensor", "modis"], "--sensor 'modis' is not a preset; expected one of sentinel2-l1c"),
+    (["--reflectance-offset", "-0.1"], "--reflectance-offset -0.1 needs --reflectance-scale"),
+    (["--sensor", "naip", "--bidx", "1,2,3,4"], "s.tif: --sensor naip is for 8-bit scenes but the scene is uint16"),
+    (["--reflectance-scale", "1"], "s.tif: cannot tell which of its 4 bands are blue, green, red, nir"),
+])
+def test_reflectance_cli_errors_are_one_line(tmp_path, ms_model, truth, args, msg):
+    from helpers import one_error_line, paint_reflectance
+
+    p = write_scene(tmp_path / "s.tif", paint_reflectance(truth, 8), colorinterp=False)
+    r = run("classify", p, "-o", tmp_path / "out", "-m", ms_model, "-q", *args)
+    assert msg in one_error_line(r)
+
+
+def test_sensor_with_an_rgb_model_is_one_line(tmp_path, model8, scene_u8):
+    from helpers import one_error_line
+
+    line = one_error_line(run("classify", scene_u8, "-o", tmp_path / "out", "-m", model8, "--sensor", "naip"))
+    assert "takes pixel values (red, green, blue), not reflectance; --sensor apply only to reflectance models" in line
+
+
+def test_help_lists_every_sensor_preset():
+    from geoseg.reflectance import SENSORS
+
+    out = " ".join(run("classify", "--help").output.split())
+    assert all(name in out for name in SENSORS)

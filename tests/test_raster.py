@@ -106,3 +106,35 @@ def test_geographic_scene_beyond_the_earth_is_refused(tmp_path, truth, contract)
     with pytest.raises(InputError, match=r"deg.tif: in degrees \(EPSG:4326\) the scene spans longitude -180..380, "
                                          r"latitude -390..90, beyond the Earth"):
         open_scene(p, contract)
+
+
+def test_scene_info_records_band_names_scale_offset_and_tags(tmp_path, truth):
+    from helpers import make_reflectance_contract, paint_reflectance
+
+    p = write_scene(tmp_path / "s2.tif", paint_reflectance(truth, 8), colorinterp=False,
+                    descriptions=("B02", "B03", "B04", "B08"), scales=(1e-4,) * 4, offsets=(-0.1,) * 4,
+                    tags={"PROCESSING_BASELINE": "05.09", "SPACECRAFT_NAME": "Sentinel-2B", "OTHER": "x"})
+    s = open_scene(p, make_reflectance_contract(8))
+    assert s.bidx == (1, 2, 3, 4) and s.band_names == ("blue", "green", "red", "nir")
+    assert s.band_choice == "band names" and s.scale_offset == ((1e-4, -0.1),) * 4
+    assert dict(s.tags) == {"PROCESSING_BASELINE": "05.09", "SPACECRAFT_NAME": "Sentinel-2B"}
+
+
+def test_scaling_for_a_reflectance_model_uses_the_file_calibration(tmp_path, truth):
+    from helpers import make_reflectance_contract, paint_reflectance
+
+    c = make_reflectance_contract(8)
+    p = write_scene(tmp_path / "s.tif", paint_reflectance(truth, 8), colorinterp=False,
+                    descriptions=("blue", "green", "red", "nir"), scales=(1e-4,) * 4, offsets=(0.0,) * 4)
+    s = scaling_for(open_scene(p, c), c, None)
+    assert (s.method, s.scale, s.offset) == ("linear", 1e-4, 0.0)
+
+
+def test_scene_smaller_than_a_patch(tmp_path, truth):
+    from geoseg.errors import InputError
+
+    p = write_scene(tmp_path / "small.tif", paint(truth, 8)[:, :20, :30])
+    with pytest.raises(InputError, match=r"small.tif: raster is 30x20 px, smaller than one 32x32 patch; expected at "
+                                         r"least 32x32"):
+        open_scene(p, make_contract(32))
+    assert open_scene(p, make_contract(32), min_side=None).width == 30

@@ -144,3 +144,42 @@ def test_not_an_item(tmp_path):
     p.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     with pytest.raises(InputError, match="expected a STAC Item"):
         load_item(str(p))
+
+
+def test_item_of_four_band_assets_with_raster_bands_scale_offset(tmp_path):
+    # an Earth Search-like L2A item: one-band assets named by eo:bands common names, reflectance = DN x 1e-4 - 0.1
+    from helpers import make_model, paint_reflectance
+
+    truth = np.random.default_rng(3).integers(0, 4, (5, 6))
+    img = paint_reflectance(truth, 8, offset=-0.1)
+    assets = {}
+    for i, (key, name) in enumerate((("B02", "blue"), ("B03", "green"), ("B04", "red"), ("B08", "nir"))):
+        path = write_scene(tmp_path / f"{key}.tif", img[i:i + 1], colorinterp=False)
+        assets[name] = {"href": path, "type": "image/tiff; application=geotiff",
+                        "eo:bands": [{"name": key, "common_name": name}],
+                        "raster:bands": [{"scale": 0.0001, "offset": -0.1, "data_type": "uint16"}]}
+    assets["visual"] = {"href": str(tmp_path / "missing.tif"), "roles": ["visual"]}
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(item_doc(dict(reversed(list(assets.items()))))))
+    model = make_model(tmp_path / "ms.onnx", 8, reflectance=True)
+    run = classify_many([str(item)], tmp_path / "out", model, ClassifyOptions(), scheduler="synchronous",
+                        progress=False)
+    assert run.ok, [s.error for s in run.scenes]
+    assert (classes(tmp_path / "out" / "S2_TEST_ITEM_classes.tif") == truth).all()
+    vrt = (tmp_path / "out" / "S2_TEST_ITEM.vrt").read_text()
+    assert vrt.count("<VRTRasterBand") == 4 and "<Description>nir</Description>" in vrt
+    props = json.loads((tmp_path / "out" / "S2_TEST_ITEM_item.json").read_text())["properties"]
+    assert props["geoseg:bands"] == {"blue": 1, "green": 2, "red": 3, "nir": 4}
+    assert props["geoseg:reflectance"]["source"] == "the STAC item's raster:bands"
+    assert props["geoseg:reflectance"]["offset"] == [-0.1] * 4
+
+
+def test_item_without_the_models_bands(tmp_path, rgb):
+    from geoseg.stac import choose_assets, load_item
+
+    assets = {n: {"href": str(rgb / f"{n[0]}.tif"), "eo:bands": [{"common_name": n}]} for n in ("red", "green", "blue")}
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(item_doc(assets)))
+    with pytest.raises(InputError, match=r"no blue/green/red/nir asset in the STAC item \(assets: blue, green, red\); "
+                                         r"choose them with --assets blue,green,red,nir"):
+        choose_assets(load_item(str(item)), None, ("blue", "green", "red", "nir"))
