@@ -28,7 +28,10 @@ DESCRIPTION = ("Real-time landscape classification of GeoTIFF scenes on a web ma
                "class map and confidence; click for probabilities; whole-scene jobs with the outputs of "
                "`geoseg classify`.")
 
-__all__ = ["DEFAULT_UPLOAD_LIMIT_MB", "Server", "create_app", "default_cache_dir"]
+SETTINGS_ENV = "GEOSEG_SERVE_SETTINGS"
+
+__all__ = ["DEFAULT_UPLOAD_LIMIT_MB", "SETTINGS_ENV", "Server", "app_from_env", "app_from_settings", "create_app",
+           "default_cache_dir"]
 
 
 def create_app(
@@ -60,7 +63,12 @@ def create_app(
         tuple(str(s) for s in sources), None if isinstance(model, ModelInfo) or model is None else str(model),
         token, upload_limit_mb, None if cache_dir is None else str(cache_dir), options or ServeOptions(),
         workers, disk_cache, polygons, None if allow_url_prefixes is None else tuple(allow_url_prefixes))
-    server = build_server(settings, model if isinstance(model, ModelInfo) else None)
+    return app_from_settings(settings, model if isinstance(model, ModelInfo) else None)
+
+
+def app_from_settings(settings: Settings, model: ModelInfo | None = None) -> FastAPI:
+    """The application of :class:`Settings` (``model``: already loaded)."""
+    server = build_server(settings, model)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,3 +84,10 @@ def create_app(
     for router in (*ROUTERS, fallback):
         app.include_router(router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The application of the settings in ``$GEOSEG_SERVE_SETTINGS`` (JSON of
+    :class:`Settings`): the factory each worker process of ``geoseg serve
+    --workers N`` calls."""
+    return app_from_settings(Settings.from_json(os.environ[SETTINGS_ENV]))

@@ -229,11 +229,13 @@ def pipeline() -> ModuleType:
 def compute_block(scene: ServedScene, br: int, bc: int, model: ModelInfo, ort_threads: int) -> tuple[CellBlock, int]:
     """Classify one aligned block of ``scene``'s class grid exactly as
     ``geoseg classify`` does (same task function, patch grid, scaling,
-    percentiles, batch size and validity rule); returns it and its patches."""
+    percentiles, reflectance rules, batch size and validity rule); returns it
+    and its patches."""
     from ..pipeline import BlockJob, classify_block
 
     block = scene.block(br, bc)
     job = BlockJob(scene.info, scene.grid, block, model.path, model.sha256, ort_threads, model.contract,
-                 scene.scaling, scene.stats, scene.batch_size, scene.min_valid, 0)
+                   scene.scaling, scene.stats, scene.batch_size, scene.min_valid, 0,
+                   gdal_config=scene.gdal_config, provider=scene.provider, band_affine=scene.band_affine)
     r = classify_block(job)
     return CellBlock(r.classes, r.probs), r.n_patches

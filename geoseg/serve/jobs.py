@@ -10,8 +10,10 @@ exception, so a cancelled or failed job leaves no half-written output.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -33,8 +35,24 @@ FINAL = ("done", "failed", "cancelled")
 OUTPUT_KINDS = ("classes", "probs", "polygons", "stats", "quicklook")
 
 
+RECORDED = ("id", "scene", "scene_name", "folder", "status", "done", "total", "error", "outputs", "created",
+            "started", "finished", "version")
+JOB_ID = re.compile(r"[0-9a-f]{12}")
+
+
 class JobCancelled(GeosegError):
     """Raised inside a job's result stream when the job is cancelled."""
+
+
+class CancelFlag:
+    """Set when a job is cancelled: its event (this process) or its cancel
+    file (another process of the same server, ``--workers N``)."""
+
+    def __init__(self, event: threading.Event, path: str | None = None) -> None:
+        self.event, self.path = event, path
+
+    def is_set(self) -> bool:
+        return self.event.is_set() or (self.path is not None and os.path.exists(self.path))
 
 
 class JobRunner(Runner):
@@ -51,7 +69,7 @@ class JobRunner(Runner):
     """
 
     def __init__(self, on_total: Callable[[int], None], on_done: Callable[[int], None],
-                 cancelled: threading.Event, **kw: Any) -> None:
+                 cancelled: threading.Event | CancelFlag, **kw: Any) -> None:
         super().__init__(**kw)
         self._on_total, self._on_done, self._cancelled = on_total, on_done, cancelled
 
@@ -86,6 +104,10 @@ class Job:
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     version: int = 0  # bumped on every change (server-sent events wait on it)
 
+    def state(self) -> dict[str, Any]:
+        """The fields another process needs to answer for this job."""
+        return {k: getattr(self, k) for k in RECORDED}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "scene": self.scene, "scene_name": self.scene_name, "status": self.status,
@@ -115,13 +137,20 @@ class JobManager:
     on_done
         Called with the scene and the outputs of every job that is done (the
         server feeds the job's class raster to its tile cache).
+    shared_dir
+        Where the processes of one server (``--workers N``) record their jobs
+        (``JOB_ID.json``) and cancel them (``JOB_ID.cancel``): a job started
+        by one process is answered and cancelled by any.
     """
 
     def __init__(self, root: str, model: ModelInfo, options: ServeOptions, workers: int | None = None,
-                 polygons: bool = True, on_done: Callable[[ServedScene, dict[str, str]], None] | None = None
-                 ) -> None:
+                 polygons: bool = True, on_done: Callable[[ServedScene, dict[str, str]], None] | None = None,
+                 shared_dir: str | None = None) -> None:
         self.root = root
         self.on_done = on_done
+        self.shared_dir = shared_dir
+        if shared_dir:
+            os.makedirs(shared_dir, exist_ok=True)
         self.model, self.options, self.workers, self.polygons = model, options, workers, polygons
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -134,21 +163,55 @@ class JobManager:
         job = Job(id=jid, scene=scene.id, scene_name=scene.name, folder=os.path.join(self.root, jid))
         with self._lock:
             self.jobs[jid] = job
+        self._record(job)
         self._pool.submit(self._run, job, scene)
         return job
 
     def get(self, jid: str) -> Job:
-        job = self.jobs.get(jid)
+        job = self.jobs.get(jid) or self._remote(jid)
         if job is None:
             raise NotFoundError(f"job {jid!r}: no such job")
         return job
 
+    def all(self) -> list[Job]:
+        """Every job of the server (of every process), oldest first."""
+        jobs = dict(self.jobs)
+        if self.shared_dir:
+            for name in os.listdir(self.shared_dir):
+                if name.endswith(".json") and name[:-5] not in jobs and (j := self._remote(name[:-5])):
+                    jobs[j.id] = j
+        return sorted(jobs.values(), key=lambda j: j.created)
+
     def cancel(self, jid: str) -> Job:
         job = self.get(jid)
+        if jid not in self.jobs:  # another process runs it: it sees the cancel file after its next block
+            with open(self._cancel_path(jid), "w"):  # type: ignore[arg-type]  # remote jobs need a shared_dir
+                pass
+            return job
         job.cancel_event.set()
         if job.status == "queued":
             self._update(job, status="cancelled", finished=time.time())
         return job
+
+    def _cancel_path(self, jid: str) -> str | None:
+        return os.path.join(self.shared_dir, f"{jid}.cancel") if self.shared_dir else None
+
+    def _record(self, job: Job) -> None:
+        if self.shared_dir:
+            from ..outputs import write_json_atomic
+
+            write_json_atomic(os.path.join(self.shared_dir, f"{job.id}.json"), job.state())
+
+    def _remote(self, jid: str) -> Job | None:
+        """A job another process of this server records (a snapshot), or None."""
+        if not self.shared_dir or not JOB_ID.fullmatch(jid):
+            return None
+        try:
+            with open(os.path.join(self.shared_dir, f"{jid}.json"), encoding="utf-8") as f:
+                d = json.load(f)
+            return Job(**{k: d[k] for k in RECORDED})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def output(self, jid: str, kind: str) -> str:
         job = self.get(jid)
@@ -178,24 +241,26 @@ class JobManager:
                 setattr(job, k, v)
             job.version += 1
             self._changed.notify_all()
+        self._record(job)
 
     def _add_done(self, job: Job, n: int) -> None:
         self._update(job, done=job.done + n)
 
     def _run(self, job: Job, scene: ServedScene) -> None:
-        from ..pipeline import ClassifyOptions, classify_scene
+        from ..pipeline import classify_scene
+        from .scenes import classify_options
 
-        if job.cancel_event.is_set():
+        flag = CancelFlag(job.cancel_event, self._cancel_path(job.id))
+        if flag.is_set():
             if job.status != "cancelled":
                 self._update(job, status="cancelled", finished=time.time())
             return
         os.makedirs(job.folder, exist_ok=True)
         self._update(job, status="running", started=time.time())
-        opts = ClassifyOptions(stride=scene.grid.stride, batch_size=scene.batch_size, min_valid=scene.min_valid,
-                               polygons=self.polygons, progress=False, overwrite=True)
+        opts = classify_options(self.options, self.polygons)
         try:
             runner = JobRunner(lambda n: self._update(job, total=n), lambda n: self._add_done(job, n),
-                               job.cancel_event, scheduler="threads", workers=self.workers)
+                               flag, scheduler="threads", workers=self.workers)
             with runner:
                 res = classify_scene(scene.path, job.folder, self.model, opts, runner)
         except JobCancelled:

@@ -11,6 +11,7 @@ downloads stop at the size limit.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -33,7 +34,9 @@ if TYPE_CHECKING:  # rasterio, pyproj and the scene modules load only when a sce
     from rasterio.crs import CRS
 
     from ..contract import Scaling
+    from ..pipeline import BandAffine, ClassifyOptions
     from ..raster import SceneInfo
+    from ..sources import GdalConfig
     from ..windows import Block, PatchGrid
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class ServeOptions:
     batch_size: int = 32
     min_valid: float | None = None
     block_px: int = DEFAULT_BLOCK_PX
+    provider: str = "auto"  # onnxruntime execution provider (geoseg.providers): the best available
 
 
 @dataclass
@@ -76,6 +80,9 @@ class ServedScene:
     crs: CRS = field(repr=False)
     to_scene: Transformer = field(repr=False)  # EPSG:3857 -> scene
     lonlat_to_scene: Transformer = field(repr=False)  # EPSG:4326 -> scene
+    gdal_config: GdalConfig = ()  # the GDAL settings of the scene's reads (as geoseg classify)
+    band_affine: BandAffine | None = None  # per-band reflectance rules (reflectance models; as geoseg classify)
+    provider: str = "cpu"  # the onnxruntime execution provider that computes its blocks
     _blocks: list[Block] = field(repr=False, default_factory=list)
 
     @property
@@ -118,8 +125,19 @@ def block_cells_for(stride: int, block_px: int) -> int:
     return max(4, round(block_px / stride))
 
 
+def classify_options(options: ServeOptions, polygons: bool = False) -> ClassifyOptions:
+    """The ``geoseg classify`` options of the server's tiles and jobs (one
+    place, so tiles and job outputs are made alike)."""
+    from ..pipeline import ClassifyOptions
+
+    return ClassifyOptions(stride=options.stride, batch_size=options.batch_size, min_valid=options.min_valid,
+                           provider=options.provider, polygons=polygons, progress=False, overwrite=True)
+
+
 def prepare_scene(path: str, model: ModelInfo, options: ServeOptions, uploaded: bool = False) -> ServedScene:
-    """Open and check a scene as ``geoseg classify`` does and build what its tiles need.
+    """Open and check a scene as ``geoseg classify`` does (its own
+    :func:`geoseg.pipeline.prepare_scene`: bands, scaling, percentiles,
+    reflectance rules) and build what its tiles need.
 
     Raises
     ------
@@ -129,43 +147,37 @@ def prepare_scene(path: str, model: ModelInfo, options: ServeOptions, uploaded: 
     from pyproj import Transformer
     from rasterio.crs import CRS
 
-    from ..raster import check_readable, open_scene, scaling_for, scene_percentiles
-    from ..windows import PatchGrid, plan_blocks
+    from ..pipeline import prepare_scene as prepare
+    from ..providers import provider_name
+    from ..raster import scene_percentiles
+    from ..windows import plan_blocks
+    from .cache import scene_cache_key
     from .tiles import native_zoom
 
-    c = model.contract
-    info = open_scene(path, c)
-    stride = options.stride or c.patch_size
-    try:
-        grid = PatchGrid(info.width, info.height, c.patch_size, stride)
-    except ValueError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    scaling = scaling_for(info, c, None)
-    check_readable(info)
-    stats = scene_percentiles(info, scaling.low, scaling.high) if scaling.method == "percentile" else None
+    setup = prepare(path, model, classify_options(options))
+    info, scaling, stats = setup.scene, setup.scaling, setup.stats
     display = None
     if info.dtype != "uint8":
         display = stats if (stats is not None and (scaling.low, scaling.high) == (2.0, 98.0)) \
             else scene_percentiles(info, 2.0, 98.0)
-    min_valid = c.min_valid_fraction if options.min_valid is None else options.min_valid
-    bcells = block_cells_for(stride, options.block_px)
+    bcells = block_cells_for(setup.grid.stride, options.block_px)
     crs = CRS.from_wkt(info.crs_wkt)
     bounds_lonlat, bounds_3857, px_m = _placement(path, info, crs)
-    lat = (bounds_lonlat[1] + bounds_lonlat[3]) / 2
-    from .cache import scene_cache_key
-
     batch = model.fixed_batch or options.batch_size
-    opts = {"stride": stride, "batch_size": batch, "min_valid": min_valid,
-            "scaling": scaling.to_dict(), "bidx": list(info.bidx)}
+    opts: dict[str, Any] = {"stride": setup.grid.stride, "batch_size": batch, "min_valid": setup.min_valid,
+                            "scaling": scaling.to_dict(), "bidx": list(info.bidx)}
+    if setup.band_affine is not None:  # only then: the keys of other scenes' cached blocks stay valid
+        opts["band_affine"] = [list(map(float, t)) for t in setup.band_affine]
     return ServedScene(
         id=scene_id(path), name=info.name, path=os.path.realpath(path), uploaded=uploaded, info=info,
-        grid=grid, scaling=scaling, stats=stats, batch_size=batch, min_valid=min_valid,
+        grid=setup.grid, scaling=scaling, stats=stats, batch_size=batch, min_valid=setup.min_valid,
         block_cells=bcells, cache_key=scene_cache_key(path, model.sha256, opts, bcells),
         bounds_lonlat=bounds_lonlat, bounds_3857=bounds_3857,
-        native_zoom=native_zoom(px_m, lat), display_range=display, crs=crs,
+        native_zoom=native_zoom(px_m, (bounds_lonlat[1] + bounds_lonlat[3]) / 2), display_range=display, crs=crs,
         to_scene=Transformer.from_crs("EPSG:3857", crs, always_xy=True),
         lonlat_to_scene=Transformer.from_crs("EPSG:4326", crs, always_xy=True),
-        _blocks=plan_blocks(grid, bcells),
+        gdal_config=setup.gdal_config, band_affine=setup.band_affine, provider=provider_name(options.provider),
+        _blocks=plan_blocks(setup.grid, bcells),
     )
 
 
@@ -223,9 +235,12 @@ class SceneRegistry:
     """
 
     def __init__(self, sources: list[str], model: ModelInfo, options: ServeOptions, upload_dir: str,
-                 upload_limit: int, allow_url_prefixes: tuple[str, ...] | None = None) -> None:
+                 upload_limit: int, allow_url_prefixes: tuple[str, ...] | None = None,
+                 shared_dir: str | None = None) -> None:
         self.model, self.options = model, options
         self.allow_url_prefixes = allow_url_prefixes
+        self.shared_dir = shared_dir
+        self._started = False
         self.upload_dir = os.path.realpath(upload_dir)
         os.makedirs(self.upload_dir, exist_ok=True)
         self.upload_limit = int(upload_limit)
@@ -246,6 +261,9 @@ class SceneRegistry:
             else:
                 self.errors.append(f"{s}: no such file or folder")
                 log.warning("%s: no such file or folder; not served", s)
+        if shared_dir:
+            os.makedirs(shared_dir, exist_ok=True)
+        self._started = True
 
     def _try_add(self, path: str, check: bool) -> None:
         try:
@@ -270,8 +288,10 @@ class SceneRegistry:
         raise AccessError(f"{path}: outside the folders this server serves; expected a scene under "
                           f"one of them (start `geoseg serve` with its folder, or upload the file)")
 
-    def add(self, path: str, check: bool = True, uploaded: bool = False) -> ServedScene:
-        """Serve the scene at ``path`` (checked against the roots unless ``check`` is False)."""
+    def add(self, path: str, check: bool = True, uploaded: bool = False, share: bool = True) -> ServedScene:
+        """Serve the scene at ``path`` (checked against the roots unless
+        ``check`` is False); after start-up, recorded in the shared folder
+        (unless ``share`` is False) for the server's other processes."""
         real = self.resolve(path) if check else os.path.realpath(path)
         if not os.path.isfile(real):
             raise NotFoundError(f"{path}: file not found")
@@ -281,16 +301,38 @@ class SceneRegistry:
                 return self.scenes[sid]
         sc = prepare_scene(real, self.model, self.options, uploaded=uploaded)
         with self._lock:
-            return self.scenes.setdefault(sc.id, sc)
+            sc = self.scenes.setdefault(sc.id, sc)
+        if self.shared_dir and self._started and share:
+            from ..outputs import write_json_atomic
+
+            write_json_atomic(os.path.join(self.shared_dir, f"{sc.id}.json"), {"path": sc.path, "uploaded": uploaded})
+        return sc
 
     def get(self, sid: str) -> ServedScene:
-        sc = self.scenes.get(sid)
+        sc = self.scenes.get(sid) or self._adopt(sid)
         if sc is None:
             raise NotFoundError(f"scene {sid!r}: no such scene; GET /api/scenes lists them")
         return sc
 
     def list(self) -> list[ServedScene]:
+        if self.shared_dir:
+            for name in sorted(os.listdir(self.shared_dir)):
+                if name.endswith(".json") and name[:-5] not in self.scenes:
+                    self._adopt(name[:-5])
         return sorted(self.scenes.values(), key=lambda s: (s.name, s.id))
+
+    def _adopt(self, sid: str) -> ServedScene | None:
+        """A scene another process of this server added (``--workers N``): its
+        record in the shared folder (written after that process checked it)."""
+        if not self.shared_dir or not re.fullmatch(r"[0-9a-f]{12}", sid):
+            return None
+        try:
+            with open(os.path.join(self.shared_dir, f"{sid}.json"), encoding="utf-8") as f:
+                rec = json.load(f)
+            sc = self.add(str(rec["path"]), check=False, uploaded=bool(rec.get("uploaded")), share=False)
+        except (OSError, ValueError, KeyError, GeosegError):
+            return None
+        return sc if sc.id == sid else None
 
     # --- uploads and downloads -------------------------------------------
     def new_upload_path(self, filename: str | None) -> str:

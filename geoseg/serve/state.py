@@ -34,7 +34,27 @@ class Settings:
 
     ``allow_url_prefixes``: ``None`` fetches any http(s) URL, an empty tuple
     none, else only URLs under one of the prefixes (redirects included).
+    ``shared_dir``: set when several processes serve together (``geoseg serve
+    --workers N``): scenes added and jobs started by one are known to all.
     """
+
+    def to_json(self) -> str:
+        """The settings as JSON (handed to the worker processes)."""
+        import dataclasses
+        import json
+
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        import json
+
+        d = json.loads(text)
+        d["sources"] = tuple(d["sources"])
+        d["options"] = ServeOptions(**d["options"])
+        if d["allow_url_prefixes"] is not None:
+            d["allow_url_prefixes"] = tuple(d["allow_url_prefixes"])
+        return cls(**d)
 
     sources: tuple[str, ...] = ()
     model: str | None = None
@@ -46,6 +66,8 @@ class Settings:
     disk_cache: bool = True
     polygons: bool = True
     allow_url_prefixes: tuple[str, ...] | None = None
+    shared_dir: str | None = None  # the processes of one server (--workers N) share scenes and jobs here
+    processes: int = 1  # processes of the server: each has cores / processes threads unless ``workers`` says
 
 
 @dataclass
@@ -73,14 +95,16 @@ def build_server(s: Settings, model: ModelInfo | None = None) -> Server:
     info = model or load_model(resolve_model_path(s.model))
     cache_dir = os.path.abspath(s.cache_dir or default_cache_dir())
     os.makedirs(cache_dir, exist_ok=True)
+    shared = (lambda name: os.path.join(s.shared_dir, name)) if s.shared_dir else (lambda name: None)
     registry = SceneRegistry(list(s.sources), info, s.options, os.path.join(cache_dir, "uploads"),
-                             int(s.upload_limit_mb * 2**20), s.allow_url_prefixes)
+                             int(s.upload_limit_mb * 2**20), s.allow_url_prefixes, shared("scenes"))
     disk = DiskCache(os.path.join(cache_dir, "blocks") if s.disk_cache else None)
-    engine = BlockEngine(info, disk, workers=s.workers)
-    jobs = JobManager(os.path.join(cache_dir, "jobs"), info, s.options, s.workers, s.polygons,
-                      on_done=lambda scene, outs: _feed(engine, scene, outs))
+    threads = s.workers or max(1, available_cores() // s.processes)
+    engine = BlockEngine(info, disk, workers=threads)
+    jobs = JobManager(os.path.join(cache_dir, "jobs"), info, s.options, threads, s.polygons,
+                      on_done=lambda scene, outs: _feed(engine, scene, outs), shared_dir=shared("jobs"))
     tiles = LRU(TILE_CACHE_BYTES)
-    service = TileService(engine, tiles, available_cores())
+    service = TileService(engine, tiles, max(1, available_cores() // s.processes))
     return Server(info, s.options, registry, engine, jobs, tiles, s.token or None, cache_dir, service)
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import mimetypes
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, StreamingResponse
@@ -29,7 +29,7 @@ def new_job(body: JobRequest, server: ServerDep) -> dict:
 
 @router.get("", summary="Every job", response_model=JobList)
 def list_jobs(server: ServerDep) -> dict:
-    return {"jobs": [j.to_dict() for j in server.jobs.jobs.values()]}
+    return {"jobs": [j.to_dict() for j in server.jobs.all()]}
 
 
 @router.get("/{jid}", summary="A job's status and progress (patches done of total)", response_model=Job)
@@ -42,14 +42,16 @@ def cancel_job(jid: str, server: ServerDep) -> dict:
     return server.jobs.cancel(jid).to_dict()
 
 
-async def progress_events(job: JobState) -> AsyncIterator[str]:
-    """Server-sent ``progress`` events on every change of ``job``, then ``end``;
-    a comment every :data:`KEEP_ALIVE_S` seconds without a change."""
+async def progress_events(job: Callable[[], JobState]) -> AsyncIterator[str]:
+    """Server-sent ``progress`` events on every change of the job ``job()``
+    returns (the same object, or a fresh snapshot of a job another process
+    runs), then ``end``; a comment every :data:`KEEP_ALIVE_S` seconds without a change."""
     seen, idle = -1, 0.0
     while True:
-        if job.version != seen:
-            seen = job.version
-            d = job.to_dict()
+        j = job()
+        if j.version != seen:
+            seen = j.version
+            d = j.to_dict()
             yield f"event: progress\ndata: {json.dumps(d)}\n\n"
             if d["status"] in FINAL:
                 yield f"event: end\ndata: {json.dumps(d)}\n\n"
@@ -65,7 +67,8 @@ async def progress_events(job: JobState) -> AsyncIterator[str]:
 @router.get("/{jid}/events", summary="Server-sent progress events until the job ends",
             response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
 async def job_events(jid: str, server: ServerDep) -> StreamingResponse:
-    return StreamingResponse(progress_events(server.jobs.get(jid)), media_type="text/event-stream",
+    server.jobs.get(jid)  # 404 before the stream starts
+    return StreamingResponse(progress_events(lambda: server.jobs.get(jid)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
