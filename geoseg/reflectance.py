@@ -86,6 +86,8 @@ class Reflectance:
     def describe(self) -> str:
         if self.uint8_rule:
             return f"the model's uint8 rule ({self.source})"
+        if set(self.scale) == {1.0} and set(self.offset) == {0.0}:
+            return f"the values themselves ({self.source})"
         s = f"{self.scale[0]:g}" if len(set(self.scale)) == 1 else "(" + ", ".join(f"{v:g}" for v in self.scale) + ")"
         o = f"{self.offset[0]:+g}" if len(set(self.offset)) == 1 else \
             "+ (" + ", ".join(f"{v:g}" for v in self.offset) + ")"

@@ -632,7 +632,7 @@ def test_reflectance_model_on_8bit_naip_uses_the_uint8_rule(tmp_path, truth, syn
 @pytest.mark.parametrize("case,msg", [
     ("unnamed", r"p.tif: cannot tell which of its 4 bands are blue, green, red, nir \(bands named: none\).*--bidx"),
     ("naip_on_uint16", r"p.tif: --sensor naip is for 8-bit scenes but the scene is uint16"),
-    ("scale_far_off", r"p.tif: with reflectance = DN x 1 \(--reflectance-scale\) the scene's median reflectance is "
+    ("scale_far_off", r"p.tif: with reflectance = the values themselves \(--reflectance-scale\) the scene's median reflectance is "
                       r"\d+.*far outside 0-1.5"),
 ])
 def test_reflectance_scene_errors(tmp_path, ms_model, truth, sync, case, msg):

@@ -127,7 +127,7 @@ def test_model_scaling_uint8_rule_missing():
 @pytest.mark.parametrize("scale,median", [(1.0, 1500.0), (1e-4, -20000.0)])
 def test_range_check_refuses_values_far_from_reflectance(scale, median):
     rule = Reflectance("--reflectance-scale", (scale,) * 4, (0.0,) * 4)
-    with pytest.raises(InputError, match=r"s.tif: with reflectance = DN x .* the scene's median reflectance is "
+    with pytest.raises(InputError, match=r"s.tif: with reflectance = .* the scene's median reflectance is "
                                          r".*far outside 0-1.5; expected reflectance"):
         check_range("s.tif", rule, np.full(4, median), np.full(4, median * 2))
 
@@ -145,4 +145,5 @@ def test_range_check_passes_reflectance():
 
 def test_describe():
     assert Reflectance("--sensor x", (1e-4,) * 2, (-0.1,) * 2).describe() == "DN x 0.0001 -0.1 (--sensor x)"
-    assert Reflectance("f", (1.0,), (0.0,)).describe() == "DN x 1 (f)"
+    assert Reflectance("f", (1.0,), (0.0,)).describe() == "the values themselves (f)"
+    assert Reflectance("s", (2.0, 1.0), (0.0, 0.5)).describe() == "DN x (2, 1) + (0, 0.5) (s)"
