@@ -60,7 +60,8 @@ def evaluate_scene(class_map, reference, outdir, field, layer, mapping, min_cove
     Cohen's kappa), confusion.png and disagreement.tif.
     """
     setup_logging(verbose, quiet)
-    from ..evaluation import EvaluateOptions, evaluate_scene as run, summary_lines
+    from ..evalreport import summary_lines
+    from ..evaluation import EvaluateOptions, evaluate_scene as run
 
     opts = EvaluateOptions(field=field, mapping=mapping or (), min_coverage=min_coverage, classes=classes,
                            overwrite=overwrite, layer=layer)
