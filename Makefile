@@ -5,7 +5,7 @@ DEMO_VENV ?= .venv-demo
 LOCK   := requirements/lock.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model backbone model-suite qgis-plugin
+.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model backbone model-suite qgis-plugin multispectral-model
 
 help:
 	@echo "make test   - create $(VENV) (runtime + train + serve + dev extras, locked), install the"
@@ -76,6 +76,11 @@ default-model: $(VENV)/.installed
 # and geoseg/models/NAME.suite.json (the figures the guard test holds each model to; about 1 min a model).
 model-suite: $(VENV)/.installed
 	$(VENV)/bin/python bench/model_suite.py --write-suite-json
+
+# Rebuild the shipped multispectral (blue, green, red, NIR reflectance) model from ../shared
+# (training chips, two seeds, export, suite; about 15 min on 2 cores): docs/multispectral.md
+multispectral-model: $(VENV)/.installed
+	grep -v '^#' docs/multispectral_model_commands.txt | sed 's/^geoseg /$(VENV)\/bin\/geoseg /; s/^python /$(VENV)\/bin\/python /' | bash -ex
 
 # Re-run the EuroSAT pre-training of the committed backbone (about 30 min on 2 cores).
 backbone: $(VENV)/.installed

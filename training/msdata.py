@@ -213,6 +213,39 @@ def add_brandenburg(w: Writer, chips_dir: str, doc: dict) -> None:
                           "region": f"columns 0-{BRANDENBURG_WEST_COLS - 1} of the 10 m grid (west half)"}
 
 
+def brandenburg_west(shared: str, work: str) -> tuple[str, str]:
+    """The Brandenburg west half as one float32 reflectance GeoTIFF (B02, B03,
+    B04, B08 x 1e-4) and its chips cut by ``geoseg chips`` with the OSM
+    polygons (64 px, step 16, purity 0.5): (scene path, chips folder)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from geoseg.chips import ChipConfig, make_chips
+
+    root = os.path.join(shared, "scenes", "s2_brandenburg")
+    files = [os.path.join(root, f"T33UUU_20170216T102101_{b}.jp2") for b in ("B02", "B03", "B04", "B08")]
+    os.makedirs(work, exist_ok=True)
+    scene = os.path.join(work, "brandenburg_west.tif")
+    srcs = [rasterio.open(f) for f in files]
+    try:
+        win = Window(0, 0, BRANDENBURG_WEST_COLS, srcs[0].height)
+        a = np.stack([s.read(1, window=win) for s in srcs]).astype(np.float32) * 1e-4
+        prof = dict(driver="GTiff", width=int(win.width), height=int(win.height), count=4, dtype="float32",
+                    crs=srcs[0].crs, transform=srcs[0].window_transform(win), compress="deflate")
+    finally:
+        for s in srcs:
+            s.close()
+    with rasterio.open(scene, "w", **prof) as dst:
+        dst.write(a)
+        for i, b in enumerate(BANDS, 1):
+            dst.set_band_description(i, b)
+    chips = os.path.join(work, "brandenburg_west_chips")
+    labels = os.path.join(root, "gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg")
+    make_chips([scene], labels, chips, ChipConfig(size=SIZE, stride=16, min_purity=0.5, field="fclass",
+                                                  overwrite=True))
+    return scene, chips
+
+
 def add_desert(w: Writer, root: str, doc: dict, seed: int = 0, limit: int | None = None) -> None:
     from .data import decode_rgb, resize_rgb
 
@@ -251,7 +284,8 @@ def add_desert(w: Writer, root: str, doc: dict, seed: int = 0, limit: int | None
 def water_spectra(shared: str, split_file: str, brandenburg_scene: str | None, n: int = 400,
                   seed: int = 0) -> tuple[np.ndarray, dict]:
     """``n`` real water pixel spectra (blue, green, red, nir reflectance):
-    pixels with NDWI > 0.2 and NIR < 0.08 of EuroSAT MS SeaLake/River chips,
+    pixels with NDWI > 0.05, NIR < 0.15 and blue < 0.25 (clear to turbid
+    water, no snow or cloud) of EuroSAT MS SeaLake/River chips,
     of the 38-Cloud training patches' clear pixels and of the Brandenburg west
     half, an equal share from each source that has any."""
     import rasterio
@@ -261,7 +295,7 @@ def water_spectra(shared: str, split_file: str, brandenburg_scene: str | None, n
 
     def take(src: str, x: np.ndarray, mask: np.ndarray | None = None) -> None:
         ndwi, _ = indices(x)
-        m = (ndwi > 0.2) & (x[3] < 0.08) & (x > 0).all(0)
+        m = (ndwi > 0.05) & (x[3] < 0.15) & (x[0] < 0.25) & (x > 0).all(0)
         if mask is not None:
             m &= mask
         px = x[:, m].T
@@ -315,10 +349,11 @@ def mix_mask_np(rng: np.random.Generator, size: int, share: float) -> np.ndarray
 
 def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, seed: int = 0) -> None:
     """Synthetic water/land cells from the chips already written: a water
-    chip (EuroSAT MS SeaLake or a water-majority River chip), half of the
-    time re-coloured to a real water spectrum of :func:`water_spectra` (its
-    texture kept, scaled 0.5-1.2), takes a land chip's part by a blob or band
-    mask; a cell's label is its majority: water share 0.5-0.95 -> water
+    chip (EuroSAT MS SeaLake or a water-majority River chip), 70 % of the
+    time re-coloured to a real water spectrum of :func:`water_spectra` times
+    a brightness 0.7-2.0 (NDWI kept; turbid and bright 8-bit water) with its
+    texture kept (scaled 0.5-1.2), takes a land chip's part by a blob or band
+    mask; a cell's label is its majority: water share 0.5-1.0 -> water
     (two thirds of them), 0.1-0.5 -> the land chip's class.  Each mixture is
     in its water chip's split group."""
     from geoseg.chips import read_chip
@@ -339,12 +374,12 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
     for i in range(n):
         rw, rl = water[rng.integers(len(water))], land[rng.integers(len(land))]
         xw, xl = chip(rw).copy(), chip(rl)
-        if rng.uniform() < 0.5:
-            target = spectra[rng.integers(len(spectra))]
+        if rng.uniform() < 0.7:
+            target = spectra[rng.integers(len(spectra))] * np.exp(rng.uniform(np.log(0.7), np.log(2.0)))
             mean = xw.mean((1, 2), keepdims=True)
             xw = np.clip((xw - mean) * rng.uniform(0.5, 1.2) + target[:, None, None], 0.0, None)
         is_water = rng.uniform() < 2 / 3
-        share_water = rng.uniform(0.5, 0.95) if is_water else rng.uniform(0.1, 0.5)
+        share_water = rng.uniform(0.5, 1.0) if is_water else rng.uniform(0.1, 0.5)
         m = mix_mask_np(rng, xw.shape[1], share_water)
         x = np.where(m[None], xw, xl)
         cls = "water" if is_water else rl["class"]
@@ -379,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="bench/cloud38_split.json", help="38-Cloud train / held-back split")
     p.add_argument("--brandenburg-chips", default=None,
                    help="chips of the Brandenburg west half cut by `geoseg chips` (fclass folders)")
+    p.add_argument("--work", default=None, help="folder for the Brandenburg west half and its chips (built here "
+                   "when --brandenburg-chips is not given)")
     p.add_argument("--desert-limit", type=int, default=400, help="at most this many 4-class desert images")
     p.add_argument("--brandenburg-scene", default=None,
                    help="the Brandenburg west half as one 4-band reflectance GeoTIFF (water spectra)")
@@ -386,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if a.work and not a.brandenburg_chips:
+        a.brandenburg_scene, a.brandenburg_chips = brandenburg_west(a.shared, a.work)
     doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit, a.brandenburg_scene,
                 a.mixtures)
     print(json.dumps(doc["counts"], indent=1))
