@@ -183,3 +183,13 @@ def test_item_without_the_models_bands(tmp_path, rgb):
     with pytest.raises(InputError, match=r"no blue/green/red/nir asset in the STAC item \(assets: blue, green, red\); "
                                          r"choose them with --assets blue,green,red,nir"):
         choose_assets(load_item(str(item)), None, ("blue", "green", "red", "nir"))
+
+
+def test_assets_option_counts_the_models_bands(tmp_path, rgb):
+    from geoseg.stac import choose_assets, load_item
+
+    assets = {n: {"href": str(rgb / f"{n[0]}.tif")} for n in ("red", "green", "blue")}
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(item_doc(assets)))
+    with pytest.raises(InputError, match=r"--assets names 3 assets; expected 4 \(blue,green,red,nir\) or 1"):
+        choose_assets(load_item(str(item)), ("blue", "green", "red"), ("blue", "green", "red", "nir"))

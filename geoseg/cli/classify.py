@@ -82,9 +82,9 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gdal-config") from None
     asset_keys = tuple(a.strip() for a in assets.split(",") if a.strip()) if assets else None
-    if asset_keys is not None and len(asset_keys) not in (1, 3, 4):
-        raise click.BadParameter(f"{assets!r}: expected 3 asset keys (red,green,blue), 4 (blue,green,red,nir) or 1",
-                                 param_hint="--assets")
+    if asset_keys is not None and not asset_keys:
+        raise click.BadParameter(f"{assets!r}: expected the asset keys of the model's bands, comma-separated "
+                                 "(red,green,blue), or 1", param_hint="--assets")
     from ..batch import classify_many
     from ..pipeline import ClassifyOptions
     from ..scheduling import Runner
