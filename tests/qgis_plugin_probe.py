@@ -128,6 +128,7 @@ def main(argv: list[str]) -> int:
                 run["warnings"] = fb.warnings
                 pgid = runner.LAST.get("pgid")
                 run["geoseg_pid"] = runner.LAST.get("pid")
+                run["geoseg_seconds"] = runner.LAST.get("seconds")  # the subprocess alone
                 if args.cancel_after_progress and pgid:
                     run["group_at_cancel"] = fb.group_at_cancel
                     time.sleep(0.5)

@@ -64,7 +64,7 @@ class Result:
     seconds: float = 0.0
 
 
-LAST: dict = {}  # pid and process group of the latest run (the tests check nothing is left of it)
+LAST: dict = {}  # pid, process group and seconds of the latest run (tests, scripts/qgis-overhead.py)
 
 
 def find_executable(setting: str | None = None) -> str:
@@ -224,6 +224,7 @@ def run(cmd: Sequence[str], on_progress: Callable[[dict], None] | None = None,
             if stream is not None:
                 stream.close()
     res = Result(rc, "\n".join(out), err, proc.pid, time.monotonic() - t0)
+    LAST["seconds"] = res.seconds
     if rc != 0:
         msg = error_line(err) or f"exited with code {rc}"
         raise GeosegFailed(msg)
