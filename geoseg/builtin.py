@@ -114,14 +114,14 @@ def describe(b: Builtin) -> dict:
 
 
 def _training_data(extra: dict) -> str | None:
-    """The contract's word on its training data (the export's ``training``
-    or ``data`` entries), shortened to a line."""
+    """The contract's word on its training data (the export's
+    ``training_data``, ``training`` or ``data`` entries), on one line."""
     for key in ("training_data", "training", "data", "dataset"):
         v = extra.get(key)
         if isinstance(v, str) and v.strip():
-            return v.strip().splitlines()[0][:200]
+            return " ".join(v.split())[:2000]
         if isinstance(v, dict):
             for k in ("data", "dataset", "data_dir", "description", "source"):
                 if isinstance(v.get(k), str) and v[k].strip():
-                    return v[k].strip().splitlines()[0][:200]
+                    return " ".join(v[k].split())[:2000]
     return None

@@ -78,3 +78,36 @@ def test_percentile_targets_rejected(bad):
 def test_percentile_targets_bad_spec():
     with pytest.raises(ValueError, match="OUT_LOW-OUT_HIGH"):
         Scaling.parse("percentile:2,98:25-222,46")
+
+
+def test_input_kind_dn_is_not_written():
+    # absent means "dn": every earlier model's contract JSON (and identity hash) is unchanged
+    c = make_contract()
+    assert c.input_kind == "dn" and "input_kind" not in c.to_dict()
+    assert ModelContract.from_json(c.to_json()) == c
+
+
+def test_input_kind_reflectance_round_trip():
+    from helpers import make_reflectance_contract
+
+    c = make_reflectance_contract()
+    d = c.to_dict()
+    assert d["input_kind"] == "reflectance" and d["bands"] == ["blue", "green", "red", "nir"]
+    back = ModelContract.from_json(c.to_json())
+    assert back == c and back.reflectance_scaling == Scaling("identity")
+    assert "input_kind" not in back.extra
+
+
+def test_reflectance_scaling_defaults_to_identity():
+    assert make_contract(input_kind="reflectance", scaling={}).reflectance_scaling == Scaling("identity")
+
+
+@pytest.mark.parametrize("mutate,msg", [
+    ({"input_kind": "radiance"}, r"input_kind 'radiance' is not one of dn, reflectance"),
+    ({"input_kind": "reflectance", "scaling": {"reflectance": {"method": "percentile"}}},
+     r"scaling\[reflectance\] must be identity or linear"),
+])
+def test_invalid_input_kind(mutate, msg):
+    d = {**make_contract().to_dict(), **mutate}
+    with pytest.raises(ModelError, match=msg):
+        ModelContract.from_dict(d, "m.onnx")

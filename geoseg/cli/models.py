@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import click
 
 from ..errors import GeosegError
@@ -37,7 +39,11 @@ def models(as_json):
         click.echo(f"  bands:      {', '.join(d['bands'])} ({'reflectance' if d['input_kind'] == 'reflectance' else 'pixel values'})")
         click.echo(f"  classes:    {', '.join(d['classes'])}")
         click.echo(f"  trained at: {f'{res:g} m' if res else 'unknown'}, {d['patch_size']} px patches")
-        click.echo(f"  data:       {d['training_data'] or 'not recorded in the contract'}")
+        data = textwrap.wrap(d["training_data"] or "not recorded in the contract", 88)
+        if len(data) > 3:
+            data = data[:3]
+            data[-1] += " ... (--json: all of it)"
+        click.echo("  data:       " + "\n              ".join(data))
         suite = d["suite"]
         if suite:
             click.echo("  suite:")
