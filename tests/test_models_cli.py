@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from geoseg import builtin
@@ -102,3 +103,26 @@ def test_models_with_one_not_installed(models_dir):
 def test_corrupt_suite_file_is_not_scored(models_dir):
     (models_dir / "default.suite.json").write_text("{not json")
     assert builtin.suite_figures(builtin.BUILTINS["default"]) is None
+
+
+@pytest.mark.skipif(not builtin.BUILTINS["multispectral"].path.exists(), reason="multispectral.onnx not installed")
+@pytest.mark.parametrize("dtype,args,rule", [
+    ("uint8", ["--bidx", "3,2,1,4"], "the model's uint8 rule (8-bit scene without calibration)"),
+    ("uint16", ["--bidx", "2,3,4,8", "--reflectance-scale", "0.0001"], "DN x 0.0001 (--reflectance-scale)"),
+    ("float32", ["--bidx", "2,3,4,8"], "the values themselves (float scene: values are reflectance)"),
+    ("uint16", ["--bidx", "2,3,4,8", "--sensor", "sentinel2-l1c-pb04"], "DN x 0.0001 -0.1 (--sensor sentinel2-l1c-pb04)"),
+])
+def test_pinned_commands_with_the_shipped_multispectral_model(tmp_path, dtype, args, rule):
+    # the pinned CLI on tiny scenes: NAIP-like 8-bit R, G, B, N; a 13-band Sentinel-2-like stack
+    from helpers import write_scene
+
+    rng = np.random.default_rng(0)
+    n = 4 if dtype == "uint8" else 13
+    scale = {"uint8": 255 / 0.4, "uint16": 1e4, "float32": 1.0}[dtype]
+    refl = rng.uniform(0.02, 0.3, (n, 128, 128)) + (0.1 if "pb04" in " ".join(args) else 0.0)
+    p = write_scene(tmp_path / "scene.tif", (refl * scale).astype(dtype), colorinterp=False)
+    r = run_cli("classify", p, "-o", tmp_path / "out", "-m", "multispectral", "-q", *args)
+    assert r.exit_code == 0, r.output
+    stats = json.loads((tmp_path / "out" / "scene_stats.json").read_text())
+    assert stats["reflectance"]["rule"] == rule and stats["model"]["name"].startswith("geoseg-multispectral")
+    assert stats["classified_cells"] == 4
