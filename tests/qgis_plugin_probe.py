@@ -79,6 +79,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--params", action="append", default=[], help="JSON parameters")
     ap.add_argument("--cancel-after-progress", action="store_true")
     ap.add_argument("--dialog-png", help="render the algorithm's Processing dialog into this PNG (needs a display)")
+    ap.add_argument("--modeller", help="JSON {scene, model, reference, out, eval}: run a graphical-modeller "
+                                       "model chaining geoseg:classify's CLASSES into geoseg:evaluate_scene")
     args = ap.parse_args(argv)
 
     with zipfile.ZipFile(args.zip) as z:
@@ -103,6 +105,8 @@ def main(argv: list[str]) -> int:
         prov = QgsApplication.processingRegistry().providerById("geoseg")
         report["provider"] = None if prov is None else {
             "id": prov.id(), "name": prov.name(), "algorithms": sorted(a.id() for a in prov.algorithms())}
+        if args.modeller:
+            report["modeller"] = run_model(json.loads(args.modeller))
         if args.dialog_png:
             report["dialog"] = render_dialog(args.alg[0], json.loads(args.params[0]) if args.params else {},
                                              args.dialog_png)
@@ -196,6 +200,41 @@ class _Lazy:
 
 
 Feedback = _Lazy()
+
+
+def run_model(cfg: dict) -> dict:
+    """A Processing model (as the graphical modeller builds and saves it):
+    classify, then evaluate its class raster; run as one algorithm."""
+    import processing
+    from qgis.core import (QgsProcessingContext, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource as Source)
+
+    model = QgsProcessingModelAlgorithm("classify and evaluate", "geoseg tests")
+    classify = QgsProcessingModelChildAlgorithm("geoseg:classify")
+    classify.setChildId("classify")
+    for name, value in (("INPUT", cfg["scene"]), ("MODEL", cfg["model"]), ("BANDS", "1,2,3"),
+                        ("OUTPUT_FOLDER", cfg["out"])):
+        classify.addParameterSources(name, [Source.fromStaticValue(value)])
+    model.addChildAlgorithm(classify)
+    evaluate = QgsProcessingModelChildAlgorithm("geoseg:evaluate_scene")
+    evaluate.setChildId("evaluate")
+    evaluate.addParameterSources("INPUT", [Source.fromChildOutput("classify", "CLASSES")])
+    for name, value in (("REFERENCE", cfg["reference"]), ("CLASSES", "water"), ("MIN_COVERAGE", 0.5),
+                        ("OUTPUT_FOLDER", cfg["eval"])):
+        evaluate.addParameterSources(name, [Source.fromStaticValue(value)])
+    model.addChildAlgorithm(evaluate)
+    out: dict = {"children": sorted(model.childAlgorithms().keys()),
+                 "depends": sorted(model.dependsOnChildAlgorithms("evaluate"))}
+    fb = Feedback()
+    try:
+        res = processing.run(model, {}, feedback=fb, context=QgsProcessingContext())
+        child = (res or {}).get("CHILD_RESULTS", {})
+        out["child_results"] = {k: {n: v for n, v in r.items() if isinstance(v, (str, int, float))}
+                                for k, r in child.items()}
+    except Exception as exc:  # noqa: BLE001 - reported
+        out["exception"] = f"{type(exc).__name__}: {exc}"
+    out["log"] = fb.log[-30:]
+    return out
 
 
 def render_dialog(alg_id: str, params: dict, png: str) -> dict:

@@ -435,3 +435,19 @@ def test_geoseg_error_is_a_processing_error_of_one_line(tmp_path, scene4):
     exc = report["runs"][0]["exception"]
     assert exc == f"QgsProcessingException: geoseg: {tmp_path / 'none.onnx'}: model file not found; pass -m with " \
                   "an existing .onnx file", exc
+
+
+@needs_qgis
+def test_modeller_chains_classify_into_evaluate_scene(tmp_path, scene4, qgis_runs):
+    """A graphical-modeller model: classify's CLASSES output feeds evaluate_scene."""
+    root, scene, model = scene4
+    cfg = {"scene": str(scene), "model": str(model), "reference": str(root / "ndwi.tif"),
+           "out": str(tmp_path / "classified"), "eval": str(tmp_path / "evaluation")}
+    report = probe(tmp_path, [], "--modeller", json.dumps(cfg))["modeller"]
+    assert "exception" not in report, report
+    assert report["depends"] == ["classify"]
+    child = report["child_results"]
+    assert child["classify"]["CLASSES"] == str(tmp_path / "classified" / "scene4_classes.tif")
+    assert child["evaluate"]["OVERALL_ACCURACY"] == 1.0
+    assert json.loads((tmp_path / "evaluation" / "report.json").read_text())["class_map"] == \
+        child["classify"]["CLASSES"]
