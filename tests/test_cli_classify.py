@@ -291,7 +291,7 @@ def test_sensor_with_an_rgb_model_is_one_line(tmp_path, model8, scene_u8):
     from helpers import one_error_line
 
     line = one_error_line(run("classify", scene_u8, "-o", tmp_path / "out", "-m", model8, "--sensor", "naip"))
-    assert "takes pixel values (red, green, blue), not reflectance; --sensor apply only to reflectance models" in line
+    assert "takes pixel values (red, green, blue), not reflectance; --sensor applies only to reflectance models" in line
 
 
 def test_help_lists_every_sensor_preset():

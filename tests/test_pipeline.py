@@ -658,7 +658,7 @@ def test_reflectance_options_are_checked(kw, msg):
 
 def test_reflectance_options_refused_for_an_rgb_model(tmp_path, model8, scene_u8, sync):
     with pytest.raises(InputError, match=r"the model 'test-colour-model' takes pixel values \(red, green, blue\), "
-                                         r"not reflectance; --sensor apply only to reflectance models"):
+                                         r"not reflectance; --sensor applies only to reflectance models"):
         classify_scene(scene_u8, tmp_path / "out", model8, ClassifyOptions(sensor="sentinel2-l1c"), sync)
 
 
