@@ -370,8 +370,9 @@ def check_options(model: ModelInfo, options: ClassifyOptions) -> None:
     given = [o for o, v in (("--reflectance-scale", options.reflectance_scale), ("--sensor", options.sensor))
              if v is not None]
     if given and c.input_kind != "reflectance":
+        verb = "apply" if len(given) > 1 else "applies"
         raise InputError(f"{model.path}: the model {c.name!r} takes pixel values ({', '.join(c.bands)}), not "
-                         f"reflectance; {' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to reflectance models (e.g. -m "
+                         f"reflectance; {' and '.join(given)} {verb} only to reflectance models (e.g. -m "
                          "multispectral): drop them, or use --scaling to change how values are scaled")
 
 
