@@ -385,7 +385,7 @@ def _scene_scaling(scene: SceneInfo, c: ModelContract, options: ClassifyOptions,
     if c.input_kind != "reflectance":
         return scaling_for(scene, c, options.scaling), None, None
     if options.scaling is not None:
-        return options.scaling, Reflectance(f"--scaling {options.scaling.describe()} (to the model input)"), None
+        return options.scaling, Reflectance("--scaling", direct=options.scaling.describe()), None
     so = None
     if stac_so and max(scene.bidx) <= len(stac_so):  # the item's values, for the chosen bands of its VRT
         so = tuple(stac_so[b - 1] for b in scene.bidx)

@@ -74,6 +74,7 @@ class Reflectance:
     source: str  # what decided it: "--reflectance-scale", "--sensor naip", "band scale/offset"...
     scale: tuple[float, ...] = ()
     offset: tuple[float, ...] = ()
+    direct: str = ""  # no reflectance at all: the values go to the model input by this rule (--scaling)
 
     @property
     def uint8_rule(self) -> bool:
@@ -84,6 +85,8 @@ class Reflectance:
         return len(set(self.scale)) <= 1 and len(set(self.offset)) <= 1
 
     def describe(self) -> str:
+        if self.direct:
+            return f"none: {self.direct} to the model input ({self.source})"
         if self.uint8_rule:
             return f"the model's uint8 rule ({self.source})"
         if set(self.scale) == {1.0} and set(self.offset) == {0.0}:

@@ -675,3 +675,11 @@ def test_rgb_model_reads_named_bands_not_positions(tmp_path, model8, truth, sync
 def test_options_record_reflectance_only_when_given():
     assert not {"reflectance_scale", "reflectance_offset", "sensor"} & set(ClassifyOptions().to_dict())
     assert ClassifyOptions(sensor="naip").to_dict()["sensor"] == "naip"
+
+
+def test_scaling_option_with_a_reflectance_model_is_recorded(tmp_path, ms_model, truth, sync):
+    p = write_scene(tmp_path / "s.tif", paint_reflectance(truth, 8), colorinterp=False)
+    res = classify_scene(p, tmp_path / "out", ms_model,
+                         ClassifyOptions(bidx=(1, 2, 3, 4), scaling=Scaling("linear", scale=1e-4)), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["reflectance"]["rule"] == "none: linear:0.0001,0 to the model input (--scaling)"
