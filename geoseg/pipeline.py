@@ -684,6 +684,7 @@ def classify_scene(
     t_start = time.perf_counter()
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
     check_options(info, options)
+    provider_name(options.provider)  # an unavailable provider: one error line before anything is written
     setup = prepare_scene(str(path), info, options, str(outdir))
     scene, grid = setup.scene, setup.grid
     plan = OutputPlan.make(str(outdir), scene.name, products_of(options))

@@ -158,3 +158,12 @@ def test_cli_progress_json_reports_patches(tmp_path, scene_u8, model8):
     events = [json.loads(ln)["progress"] for ln in r.stderr.splitlines() if ln.startswith("{")]
     assert events[0]["n"] == 0 and events[-1]["n"] == events[-1]["total"] == 42
     assert {e["unit"] for e in events} == {"patch"}
+
+
+def test_classify_scene_refuses_an_unavailable_provider_before_writing(tmp_path, scene_u8, model8, offered):
+    from geoseg.pipeline import classify_scene
+
+    offered(CPU_ONLY)
+    with pytest.raises(InputError, match="provider 'openvino': not available"):
+        classify_scene(scene_u8, tmp_path / "out", model8, ClassifyOptions(provider="openvino"))
+    assert not (tmp_path / "out").exists()
