@@ -302,8 +302,11 @@ def qgis_runs(scene4):
         ("geoseg:chips", {"INPUT": [str(scene)], "LABELS": str(root / "ndwi.tif"), "SIZE": 8, "BANDS": "1,2,3,4",
                           "OUTPUT_FOLDER": str(root / "chips")}),
     ]
+    runs.append(runs[0])  # classify again into the same folder: geoseg skips the scene as up to date
     report = probe(root, runs)
-    return root, {r["alg"]: r for r in report["runs"]}, report
+    by_alg = {r["alg"]: r for r in report["runs"][:-1]}
+    by_alg["rerun"] = report["runs"][-1]
+    return root, by_alg, report
 
 
 def _layer(run: dict, suffix: str) -> dict:
@@ -360,6 +363,18 @@ def test_classify_layers_load_styled(qgis_runs):
     assert poly["renderer"] == "categorizedSymbol" and poly["class_attribute"] == "class_name"
     assert poly["categories"] == [[n, c] for n, c in zip(CLASSES, COLORS)]
     assert poly["opacity"] == pytest.approx(0.7)
+
+
+@needs_qgis
+def test_classify_rerun_of_an_up_to_date_scene_returns_and_loads_its_outputs(qgis_runs):
+    _, runs, _ = qgis_runs
+    rerun = runs["rerun"]
+    assert "exception" not in rerun, rerun
+    assert rerun["results"] == runs["geoseg:classify"]["results"]
+    assert any(line.split()[:2] == ["scene4", "skipped"] for line in rerun["log"]), rerun["log"]
+    assert sorted((ly["name"], ly["renderer"]) for ly in rerun["layers"]) == [
+        ("scene4 classes", "paletted"), ("scene4 polygons", "categorizedSymbol"),
+        ("scene4 probabilities", "singlebandpseudocolor")]
 
 
 @needs_qgis
