@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--params", action="append", default=[], help="JSON parameters")
     ap.add_argument("--cancel-after-progress", action="store_true")
     ap.add_argument("--dialog-png", help="render the algorithm's Processing dialog into this PNG (needs a display)")
+    ap.add_argument("--dialog-run-png", help="with --dialog-png: then press Run and grab the finished dialog (its log)")
     ap.add_argument("--modeller", help="JSON {scene, model, reference, out, eval}: run a graphical-modeller "
                                        "model chaining geoseg:classify's CLASSES into geoseg:evaluate_scene")
     args = ap.parse_args(argv)
@@ -109,7 +110,7 @@ def main(argv: list[str]) -> int:
             report["modeller"] = run_model(json.loads(args.modeller))
         if args.dialog_png:
             report["dialog"] = render_dialog(args.alg[0], json.loads(args.params[0]) if args.params else {},
-                                             args.dialog_png)
+                                             args.dialog_png, args.dialog_run_png)
         else:
             import processing
             from geoseg_qgis import runner
@@ -237,9 +238,11 @@ def run_model(cfg: dict) -> dict:
     return out
 
 
-def render_dialog(alg_id: str, params: dict, png: str) -> dict:
+def render_dialog(alg_id: str, params: dict, png: str, run_png: str | None = None) -> dict:
     """Open the algorithm's Processing dialog (as the toolbox does), fill in
-    ``params`` and grab it into ``png``."""
+    ``params`` and grab it into ``png``; with ``run_png``, press Run, wait
+    for the algorithm (run as a background task, as in the desktop) and grab
+    the dialog again, its log showing."""
     from processing.gui.AlgorithmDialog import AlgorithmDialog
     from qgis.core import QgsApplication
     from qgis.PyQt.QtWidgets import QApplication
@@ -271,7 +274,25 @@ def render_dialog(alg_id: str, params: dict, png: str) -> dict:
         QApplication.processEvents()
         time.sleep(0.05)
     ok = dlg.grab().save(png, "PNG")
-    return {"saved": bool(ok), "size": [dlg.width(), dlg.height()], "title": dlg.windowTitle()}
+    out = {"saved": bool(ok), "size": [dlg.width(), dlg.height()], "title": dlg.windowTitle()}
+    if run_png:
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        ProcessingConfig.setSettingValue(ProcessingConfig.KEEP_DIALOG_OPEN, True)
+        done: list = []
+        dlg.algorithmFinished.connect(lambda ok_, res: done.append((ok_, res)))
+        dlg.runAlgorithm()
+        end = time.monotonic() + 300
+        while not done and time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.05)
+        for _ in range(20):
+            QApplication.processEvents()
+            time.sleep(0.05)
+        out["run"] = {"finished": bool(done), "ok": bool(done and done[0][0]),
+                      "saved": bool(dlg.grab().save(run_png, "PNG")),
+                      "layers": sorted(ly.name() for ly in QgsProject.instance().mapLayers().values())}
+    return out
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from . import runner
 
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt", "rocm", "directml", "coreml", "openvino")  # geoseg.providers
+RESAMPLE = ("off", "auto")  # geoseg classify --resample
 
 
 def tr(text: str) -> str:
@@ -164,6 +165,8 @@ class ClassifyAlgorithm(GeosegAlgorithm):
                     "The outputs are loaded styled with the model's class colours.\n\n"
                     "Model: empty for geoseg's default model, a built-in model's name, or an .onnx file. "
                     "Bands: the scene's bands in the model's band order, e.g. 1,2,3 (like --bidx). "
+                    "Resample auto (like --resample auto): each patch is read at the model's training "
+                    "resolution, for scenes whose pixel size is far from it. "
                     "Runs the geoseg program (GEOSEG_EXECUTABLE, else the Processing setting, else geoseg on PATH).")
 
     def name(self):
@@ -182,6 +185,8 @@ class ClassifyAlgorithm(GeosegAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             "BANDS", tr("Bands in the model's order, e.g. 1,2,3 (empty: by colour interpretation)"), optional=True))
         advanced = [
+            QgsProcessingParameterEnum("RESAMPLE", tr("Resample to the model's training resolution"),
+                                       list(RESAMPLE), defaultValue=0),
             QgsProcessingParameterEnum("PROVIDER", tr("Execution provider"), list(PROVIDERS), defaultValue=0),
             QgsProcessingParameterNumber("WORKERS", tr("Worker processes (empty: threads, one per core)"),
                                          QgsProcessingParameterNumber.Integer, optional=True, minValue=1),
@@ -216,6 +221,7 @@ class ClassifyAlgorithm(GeosegAlgorithm):
         bands = self._opt_str(parameters, "BANDS", context)
         if bands:
             args += ["--bidx", bands.replace(" ", "")]
+        args += ["--resample", RESAMPLE[self.parameterAsEnum(parameters, "RESAMPLE", context)]]
         args += ["--provider", PROVIDERS[self.parameterAsEnum(parameters, "PROVIDER", context)]]
         workers = self._opt_num(parameters, "WORKERS", context)
         if workers:
