@@ -186,3 +186,23 @@ def test_train_cli_refuses_reflectance_options_that_cannot_work(chips, tmp_path,
     r = run_cli("train", chips, "-o", str(tmp_path / "run"), *args)
     assert r.exit_code != 0 and match in (r.output + r.stderr)
     assert "Traceback" not in r.output + r.stderr
+
+
+def test_spectral_indices_layer_gives_ndwi_and_ndvi():
+    from geoseg.training.models import SpectralIndices
+
+    x = np.array([[[[0.05, 0.10, 0.04, 0.02], [0.05, 0.08, 0.05, 0.40], [0.0, 0.0, 0.0, 0.0]]]], np.float32)
+    out = np.asarray(SpectralIndices(1, 2, 3)(x))
+    np.testing.assert_allclose(out[0, 0, :2], [[0.08 / 0.12, -0.02 / 0.06], [-0.32 / 0.48, 0.35 / 0.45]], atol=2e-2)
+    np.testing.assert_array_equal(out[0, 0, 2], [0.0, 0.0])  # nodata: no division by zero
+
+
+def test_spectral_indices_model_trains_and_exports_with_parity(chips, tmp_path):
+    from geoseg.export.convert import export_model
+    from geoseg.training.train import TrainConfig, train
+
+    run_dir = tmp_path / "run"
+    train(TrainConfig(chips, str(run_dir), arch="mobilenetv2", weights=None, input_size=None, epochs=1,
+                      fine_tune_epochs=0, batch_size=8, input_kind="reflectance", spectral_indices=True))
+    res = export_model(str(run_dir / "model.keras"), str(tmp_path / "i.onnx"), input_dtype=None)
+    assert res.parity.ok and res.contract["bands"] == ["blue", "green", "red", "nir"]

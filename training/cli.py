@@ -79,11 +79,13 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("--reflectance-offset", type=float, default=None, help="With --reflectance-scale: the offset [default: 0].")
 @click.option("--uint8-scale", type=click.FloatRange(0, min_open=True), default=0.4 / 255, show_default=True, help="With --input-kind reflectance: the contract's rule for uncalibrated 8-bit scenes, reflectance per 8-bit step.")
 @click.option("--first-conv-init", type=click.Choice(["zero", "mean"]), default="zero", show_default=True, help="With --input-kind reflectance: first-convolution kernels of the bands an RGB backbone lacks (near-infrared): zeros, or the mean of the RGB kernels.")
+@click.option("--spectral-indices", is_flag=True, help="With --input-kind reflectance: NDWI and NDVI (from the bands named green, red, nir) as two more input channels of the backbone (they do not change with a common gain: uncalibrated 8-bit or hazy scenes).")
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
               batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
-              extra_limit, input_kind, reflectance_scale, reflectance_offset, uint8_scale, first_conv_init, verbose, quiet):
+              extra_limit, input_kind, reflectance_scale, reflectance_offset, uint8_scale, first_conv_init, spectral_indices,
+              verbose, quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
     count with --arch scratch), train, and write the model and its evaluation
     report into RUN_DIR."""
@@ -96,6 +98,8 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
     if reflectance_scale is not None and reflectance_scale <= 0:
         raise click.BadParameter(f"{reflectance_scale}: expected a positive scale, e.g. 0.0001",
                                  param_hint="--reflectance-scale")
+    if spectral_indices and input_kind != "reflectance":
+        raise click.BadParameter("only with --input-kind reflectance", param_hint="--spectral-indices")
     if reflectance_offset is not None and reflectance_scale is None:
         raise click.BadParameter("needs --reflectance-scale", param_hint="--reflectance-offset")
     import_tensorflow()
@@ -113,7 +117,8 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
                       mix_skip=tuple(c.strip() for c in mix_skip.split(",") if c.strip()), patience=patience,
                       extra_data=extra_data, extra_map=mapping, extra_limit=extra_limit, input_kind=input_kind,
                       reflectance_scale=reflectance_scale, reflectance_offset=reflectance_offset,
-                      uint8_scale=uint8_scale, first_conv_init=first_conv_init)
+                      uint8_scale=uint8_scale, first_conv_init=first_conv_init,
+                      spectral_indices=spectral_indices)
     try:
         rep = train(cfg)
     except (ValueError, FileNotFoundError, GeosegError) as exc:

@@ -102,6 +102,31 @@ def reflectance_preprocessing(arch: str) -> layers.Layer:
     raise ValueError(f"--arch {arch}: reflectance input is supported for mobilenetv2 and efficientnetb0")
 
 
+@keras.saving.register_keras_serializable(package="geoseg")
+class SpectralIndices(layers.Layer):
+    """Normalised-difference indices of reflectance bands as extra channels:
+    NDWI = (green - nir) / (green + nir) and NDVI = (nir - red) / (nir + red)
+    (-1 to 1; 0 where both bands are 0).  They do not change with a common
+    gain, so an uncalibrated 8-bit scene or a hazy one gives the network the
+    same water and vegetation evidence as a calibrated one."""
+
+    def __init__(self, green: int, red: int, nir: int, **kw):
+        super().__init__(**kw)
+        self.green, self.red, self.nir = int(green), int(red), int(nir)
+
+    def call(self, x):
+        x = keras.ops.cast(x, "float32")
+        g, r, n = x[..., self.green : self.green + 1], x[..., self.red : self.red + 1], x[..., self.nir : self.nir + 1]
+        eps = 1e-3
+        return keras.ops.concatenate([(g - n) / (g + n + eps), (n - r) / (n + r + eps)], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "green": self.green, "red": self.red, "nir": self.nir}
+
+
+INDEX_BANDS = ("ndwi", "ndvi")
+
+
 FIRST_CONV = {"mobilenetv2": "Conv1", "efficientnetb0": "stem_conv"}
 RGB_ORDER = ("red", "green", "blue")  # the band order of the Keras backbones' first kernel
 
@@ -185,7 +210,7 @@ def build_scratch(n_classes: int, size: int, seed: int = 0, bands: int = 3) -> k
 def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, seed: int = 0,
                    dropout: float = 0.2, bn_inference: bool = True, bands: int = 3,
                    band_names: list[str] | None = None, reflectance: bool = False,
-                   first_conv_init: str = "zero") -> tuple[keras.Model, keras.Model]:
+                   first_conv_init: str = "zero", spectral_indices: bool = False) -> tuple[keras.Model, keras.Model]:
     """Backbone + new head.  The backbone is called with ``training=False`` so its
     BatchNorm layers stay in inference mode, also when fine-tuned
     (``bn_inference=False`` only for pre-training a backbone from scratch,
@@ -196,14 +221,24 @@ def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, se
     ``reflectance``: then the input is reflectance of ``band_names`` (any
     count holding red, green and blue), scaled by
     :func:`reflectance_preprocessing`, and the backbone's first convolution
-    is extended to the other bands (:func:`build_backbone_bands`)."""
+    is extended to the other bands (:func:`build_backbone_bands`);
+    ``spectral_indices`` adds NDWI and NDVI channels (:class:`SpectralIndices`)."""
     if reflectance:
         names = list(band_names or [])
         if len(names) != bands:
             raise ValueError(f"{bands} bands but {len(names)} band names ({', '.join(names)})")
-        backbone = build_backbone_bands(arch, size, weights, names, first_conv_init)
+        if spectral_indices:
+            missing = [b for b in ("green", "red", "nir") if b not in names]
+            if missing:
+                raise ValueError(f"spectral indices need bands named green, red and nir (missing "
+                                 f"{', '.join(missing)} in {', '.join(names)})")
         inp = keras.Input((size, size, bands), name="input")
         x = reflectance_preprocessing(arch)(inp)
+        if spectral_indices:
+            idx = SpectralIndices(names.index("green"), names.index("red"), names.index("nir"), name="indices")(inp)
+            x = layers.Concatenate(name="bands_and_indices")([x, idx])
+            names = names + list(INDEX_BANDS)
+        backbone = build_backbone_bands(arch, size, weights, names, first_conv_init)
         x = backbone(x, training=False) if bn_inference else backbone(x)
         x = layers.Dropout(dropout, seed=seed)(x)
         out = layers.Dense(n_classes, activation="softmax", name="probs")(x)

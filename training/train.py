@@ -51,6 +51,7 @@ class TrainConfig:
     reflectance_offset: float | None = None
     uint8_scale: float = 0.4 / 255  # the contract's rule for uncalibrated 8-bit scenes (reflectance per DN)
     first_conv_init: str = "zero"  # kernels of the bands the RGB backbone lacks: zero or mean
+    spectral_indices: bool = False  # NDWI and NDVI as extra input channels of the backbone
 
 
 def _tf():
@@ -231,6 +232,8 @@ def train(cfg: TrainConfig) -> dict:
     refl = cfg.input_kind == "reflectance"
     if refl:
         check_reflectance_config(cfg)
+    elif cfg.spectral_indices:
+        raise ValueError("--spectral-indices: only with --input-kind reflectance (indices of reflectance bands)")
     os.makedirs(cfg.run_dir, exist_ok=True)
     _seed_everything(cfg.seed)
     t0 = time.perf_counter()
@@ -285,7 +288,8 @@ def train(cfg: TrainConfig) -> dict:
         model, backbone = build_transfer(cfg.arch, len(classes), size, cfg.weights, cfg.seed,
                                          bn_inference=pretrained, bands=n_bands,
                                          band_names=chips["band_names"] if refl else None, reflectance=refl,
-                                         first_conv_init=cfg.first_conv_init)
+                                         first_conv_init=cfg.first_conv_init,
+                                         spectral_indices=cfg.spectral_indices)
         # a random backbone has nothing to keep frozen: train it whole
         backbone.trainable = not pretrained
         if pretrained and refl:  # the new bands' kernels learn from the first phase on
