@@ -50,7 +50,9 @@ s2l1c_ref.gpkg (30 polygons of classes 1/2 with no documented meaning).
 
 RGB models read the RGB bands with the scene's own dtype, as ``geoseg
 classify`` would (``-b`` picks them; the contract's scaling applies, or
-``--scaling`` for non-uint8 scenes).  Models whose contract says
+``--scaling`` for non-uint8 scenes; ``--scaling reflectance:GAIN`` gives each
+non-uint8 scene ``--scaling linear:`` of its known calibration x GAIN, i.e.
+what an RGB model reading reflectance would see).  Models whose contract says
 ``input_kind: reflectance`` read blue, green, red, NIR (``-b B,G,R,N``)
 with the scene's reflectance scale (``--reflectance-scale/-offset``).
 
@@ -150,8 +152,22 @@ class Part:
     rgb_bidx: str
     ms_bidx: str | None  # None: the scene has no NIR band
     classify: list[str] = field(default_factory=list)  # extra classify args for every model
-    reflectance: list[str] = field(default_factory=list)  # extra classify args for reflectance models
     dtype: str = "uint8"
+    refl: tuple[float, float] | None = None  # reflectance = DN x scale + offset (None: 8-bit, no calibration)
+
+    @property
+    def reflectance(self) -> list[str]:
+        """Extra classify args of a reflectance model: the scene's calibration (none for float and 8-bit)."""
+        if self.refl is None or self.dtype.startswith("float"):
+            return []
+        args = ["--reflectance-scale", repr(self.refl[0])]
+        return args + (["--reflectance-offset", repr(self.refl[1])] if self.refl[1] else [])
+
+    def rgb_reflectance(self, gain: float) -> list[str]:
+        """``--scaling`` of an RGB model fed reflectance x ``gain`` (8-bit scenes: none, the contract's)."""
+        if self.refl is None:
+            return []
+        return ["--scaling", f"linear:{self.refl[0] * gain!r},{self.refl[1] * gain!r}"]
 
 
 @dataclass
@@ -173,13 +189,18 @@ def _naip(out: str) -> list[Part]:
 def _stack(path: str, files: list[str], window=None, nodata=None) -> str:
     """Band files (one band each) stacked into one tiled GeoTIFF (R, G, B, NIR)."""
     import rasterio
+    from affine import Affine
 
     if os.path.exists(path):
         return path
     srcs = [rasterio.open(f) for f in files]
     try:
         s0 = srcs[0]
-        transform = s0.window_transform(window) if window is not None else s0.transform
+        t = s0.transform
+        if window is not None:  # (rasterio's window_transform multiplies Affines: affine 3 warns about it)
+            c, r = window.col_off, window.row_off
+            t = Affine(t.a, t.b, t.c + c * t.a + r * t.b, t.d, t.e, t.f + c * t.d + r * t.e)
+        transform = t
         h, w = (int(window.height), int(window.width)) if window is not None else (s0.height, s0.width)
         prof = {"driver": "GTiff", "count": len(files), "dtype": s0.dtypes[0], "crs": s0.crs,
                 "transform": transform, "width": w, "height": h, "tiled": True, "blockxsize": 256,
@@ -196,8 +217,7 @@ def _amsterdam(out: str) -> list[Part]:
     if not os.path.exists(ref):
         run_geoseg("reference", "ndwi", f"{AMS}B03.tif", "--green", "1", "--nir", f"{AMS}B08.tif", "-o", ref)
     scene = _stack(os.path.join(out, "amsterdam_rgbn.tif"), [f"{AMS}{b}.tif" for b in ("B04", "B03", "B02", "B08")])
-    return [Part(scene, ref, "1,2,3", "3,2,1,4", ["--nodata", "0"],
-                 ["--reflectance-scale", repr(1 / 65535)], "uint16")]
+    return [Part(scene, ref, "1,2,3", "3,2,1,4", ["--nodata", "0"], "uint16", (1 / 65535, 0.0))]
 
 
 def _spain(out: str) -> list[Part]:
@@ -209,7 +229,7 @@ def _spain(out: str) -> list[Part]:
             prof = s.profile | {"nodata": -1, "driver": "GTiff"}
             a = s.read(1)
         _atomic_write(ref, prof, [a])
-    return [Part(f"{SPAIN}S2Hand.tif", ref, "4,3,2", "2,3,4,8", [], ["--reflectance-scale", "0.0001"], "int16")]
+    return [Part(f"{SPAIN}S2Hand.tif", ref, "4,3,2", "2,3,4,8", [], "int16", (1e-4, 0.0))]
 
 
 def _brandenburg(out: str) -> list[Part]:
@@ -221,7 +241,7 @@ def _brandenburg(out: str) -> list[Part]:
     half = w // 2
     scene = _stack(os.path.join(out, "brandenburg_east_rgbn.tif"), [f"{BRB}{b}.jp2" for b in ("B04", "B03", "B02", "B08")],
                    Window(half, 0, w - half, h), nodata=0)
-    return [Part(scene, OSM, "1,2,3", "3,2,1,4", ["--nodata", "0"], ["--reflectance-scale", "0.0001"], "uint16")]
+    return [Part(scene, OSM, "1,2,3", "3,2,1,4", ["--nodata", "0"], "uint16", (1e-4, 0.0))]
 
 
 def osm_map() -> str:
@@ -250,8 +270,8 @@ def _read_plain(path: str) -> np.ndarray:
 
 def _cloud38_scene(out: str, name: str, form: str) -> tuple[str, str]:
     """The held-back patch ``name`` as a georeferenced R,G,B,NIR GeoTIFF in ``form`` and its cloud reference."""
+    from affine import Affine
     from rasterio.crs import CRS
-    from rasterio.transform import from_origin
 
     scene = os.path.join(out, f"cloud38_{form}_{name}.tif")
     ref = os.path.join(out, f"cloud38_gt_{name}.tif")
@@ -263,7 +283,7 @@ def _cloud38_scene(out: str, name: str, form: str) -> tuple[str, str]:
     h, w = gt.shape
     # synthetic georeference: the patches carry none (the pixels are unchanged)
     base = {"driver": "GTiff", "width": w, "height": h, "crs": CRS.from_epsg(32633),
-            "transform": from_origin(500000.0, 5800000.0, 30.0, 30.0), "tiled": True, "blockxsize": 128,
+            "transform": Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 5800000.0), "tiled": True, "blockxsize": 128,
             "blockysize": 128}
     if not os.path.exists(ref):
         g = np.where(valid, gt, 1).astype(np.uint8)
@@ -284,14 +304,13 @@ def _cloud38_scene(out: str, name: str, form: str) -> tuple[str, str]:
 
 def _cloud38(form: str) -> Callable[[str], list[Part]]:
     dtype = {"u16": "uint16", "f32": "float32", "u8": "uint8"}[form]
-    refl = {"u16": ["--reflectance-scale", repr(L8_SCALE), "--reflectance-offset", repr(L8_OFFSET)],
-            "f32": [], "u8": []}[form]
+    refl = {"u16": (L8_SCALE, L8_OFFSET), "f32": (1.0, 0.0), "u8": None}[form]
 
     def build(out: str) -> list[Part]:
         parts = []
         for name in heldback_patches():
             scene, ref = _cloud38_scene(out, name, form)
-            parts.append(Part(scene, ref, "1,2,3", "3,2,1,4", [], refl, dtype))
+            parts.append(Part(scene, ref, "1,2,3", "3,2,1,4", [], dtype, refl))
         return parts
 
     return build
@@ -303,8 +322,9 @@ SUITE: list[Scene] = [
     Scene("amsterdam", "Sentinel-2 L1C Amsterdam, uint16, ~6 m; water vs NDWI", WATER, ["water"], _amsterdam),
     Scene("spain", "Sentinel-2 L1C sen1floods11 Spain, int16, 10 m; water vs hand label",
           ["--classes", "water", "--map", "1=water"], ["water"], _spain),
-    Scene("brandenburg_east", "Sentinel-2 L1C T33UUU east half, uint16, 10 m, winter; OSM land use",
-          ["--field", "fclass", "--map", "@osm"], ["green_area", "water", "desert"], _brandenburg),
+    Scene("brandenburg_east", "Sentinel-2 L1C T33UUU east half, uint16, 10 m, winter; OSM land use (no cell of "
+          "the east half is mostly OSM water: water is scored in accuracy and kappa only)",
+          ["--field", "fclass", "--map", "@osm"], ["green_area", "desert"], _brandenburg),
     Scene("cloud38_u16", "38-Cloud held-back patches, Landsat-8 L1 DN uint16, 30 m; cloud masks",
           ["--classes", "cloudy", "--map", "255=cloudy"], ["cloudy"], _cloud38("u16")),
     Scene("cloud38_f32", "the same patches as float32 TOA reflectance", ["--classes", "cloudy", "--map", "255=cloudy"],
@@ -364,6 +384,7 @@ def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, sca
     """Classify every part of ``sc`` with ``model`` and pool the evaluate-scene confusions."""
     reflectance = contract.get("input_kind") == "reflectance"
     row: dict = {"scene": sc.name, "what": sc.what}
+    os.makedirs(os.path.join(out, "scenes"), exist_ok=True)
     try:
         parts = sc.build(os.path.join(out, "scenes"))
     except SuiteError as e:
@@ -379,7 +400,9 @@ def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, sca
             args += ["-b", p.ms_bidx or "", *p.reflectance]
         else:
             args += ["-b", p.rgb_bidx]
-            if scaling and p.dtype != "uint8":
+            if scaling and scaling.startswith("reflectance:"):
+                args += p.rgb_reflectance(float(scaling.split(":", 1)[1]))
+            elif scaling and p.dtype != "uint8":
                 args += ["--scaling", scaling]
         d = os.path.join(out, "runs", tag, f"{sc.name}_{i}")
         try:
@@ -537,6 +560,138 @@ def scenes_md() -> str:
     return "\n".join(lines) + "\n"
 
 
+TOLERANCE = 0.02  # a figure may fall this much below the bar (two seeds of one recipe differ by about this)
+TEST_ACCURACY, TEST_MIN_RECALL = 0.985, 0.97
+
+
+def rule_check(cand: dict, current: dict, floor: dict | None = None, tol: float = TOLERANCE) -> list[str]:
+    """Why ``cand`` may not replace ``current`` by the rule of docs/training.md (empty: it may).
+
+    Every figure of ``current`` (and of ``floor``) must hold within ``tol``; the
+    4-class test targets must hold; the mean over the scenes must rise."""
+    why = []
+    for bar_name, bar in (("current default", current), ("floor", floor)):
+        if bar is None:
+            continue
+        for k, v in bar["figures"].items():
+            got = cand["figures"].get(k)
+            if got is None:
+                why.append(f"{k}: not measured (the {bar_name} has {v:.3f})")
+            elif got < v - tol:
+                why.append(f"{k}: {got:.3f}, more than {tol} below the {bar_name}'s {v:.3f}")
+    acc, rec = cand["figures"].get("test_split/accuracy"), cand["figures"].get("test_split/min_recall")
+    if acc is None or acc < TEST_ACCURACY:
+        why.append(f"test_split/accuracy: {acc} < {TEST_ACCURACY}")
+    if rec is None or rec < TEST_MIN_RECALL:
+        why.append(f"test_split/min_recall: {rec} < {TEST_MIN_RECALL}")
+    if (cand["mean_scene_iou"] or 0) <= (current["mean_scene_iou"] or 0):
+        why.append(f"mean over scenes {cand['mean_scene_iou']} does not rise above {current['mean_scene_iou']}")
+    return why
+
+
+INT8_TOLERANCE, INT8_TEST_POINTS = 0.03, 0.005
+
+
+def int8_check(q: dict, f: dict) -> list[str]:
+    """Why the int8 variant ``q`` may not ship beside its float model ``f`` (empty: it may): within
+    0.5 point of it on the test split and within 0.03 on every suite figure."""
+    why = []
+    for k, v in f["figures"].items():
+        tol = INT8_TEST_POINTS if k == "test_split/accuracy" else INT8_TOLERANCE
+        got = q["figures"].get(k)
+        if got is None or got < v - tol:
+            why.append(f"{k}: {got} vs the float model's {v:.3f} (tolerance {tol})")
+    return why
+
+
+def rule_md(results: list[dict]) -> str:
+    """The rule applied to results[2:] with results[0] the current default and results[1] the floor."""
+    cur, floor = results[0], results[1]
+    lines = [f"Rule (docs/training.md), current default = {cur['model']}, floor = {floor['model']}:"]
+    by = {r["model"]: r for r in results}
+    for cand in results[2:]:
+        if cand["model"].endswith(".int8") and cand["model"][: -len(".int8")] in by:
+            w = int8_check(cand, by[cand["model"][: -len(".int8")]])
+            lines.append(f"- {cand['model']} (int8 rule, against its float model): "
+                         + ("PASSES" if not w else "FAILS: " + "; ".join(w)))
+            continue
+        a = rule_check(cand, cur)
+        b = [w for w in rule_check(cand, cur, floor) if w not in a]
+        lines.append(f"- {cand['model']}: replacement rule {'PASSES' if not a else 'FAILS: ' + '; '.join(a)}; "
+                     f"floor {'held' if not b else 'NOT held: ' + '; '.join(b)}")
+    return "\n".join(lines) + "\n"
+
+
+CARD_START, CARD_END = "<!-- model-suite:start -->", "<!-- model-suite:end -->"
+
+
+def _fig(res: dict, key: str) -> str:
+    return _f(res["figures"].get(key))
+
+
+def sensors_md(res: dict) -> str:
+    """Per kind of scene, what to expect of the model ``res`` (from its suite figures)."""
+    f = lambda k: _fig(res, k)  # noqa: E731
+    share = {r["scene"]: r.get("cloudy_model_share") for r in res["rows"]}
+    ref = {r["scene"]: (r["cloudy_reference_cells"] / r["cells"]) if r.get("cells") and "cloudy_reference_cells" in r
+           else None for r in res["rows"]}
+    cl = lambda s: (f"cloudy IoU {f(s + '/cloudy_iou')}, cloudy on {_f(share.get(s))} of the cells "  # noqa: E731
+                    f"(reference {_f(ref.get(s))})")
+    rows = [
+        ("8-bit RGB products", f"38-Cloud as an 8-bit true-colour product: {cl('cloud38_u8')}. uint8 pixels are used "
+         "as they are (identity): products rendered brighter or darker than the training images shift the classes."),
+        ("16-bit reflectance", f"Sentinel-2 L1C: Amsterdam (x 65535) water IoU {f('amsterdam/water_iou')}, "
+         f"sen1floods11 Spain (int16 x 10000) water IoU {f('spain/water_iou')}, Brandenburg east (winter, "
+         f"OSM) green_area IoU {f('brandenburg_east/green_area_iou')}, desert (built-up) IoU "
+         f"{f('brandenburg_east/desert_iou')}, accuracy {f('brandenburg_east/accuracy')}; the contract's uint16 "
+         "rule applies (`geoseg info`)."),
+        ("aerial NAIP (uint8, 5 m)", f"water IoU {f('naip/water_iou')} against NDWI, accuracy "
+         f"{f('naip/accuracy')}: the algae-green prairie ponds read as green_area."),
+        ("Landsat TOA", f"38-Cloud Landsat-8 L1 digital numbers (uint16): {cl('cloud38_u16')}; as float TOA "
+         f"reflectance: {cl('cloud38_f32')}. No Landsat water or land-cover reference in ../shared."),
+        ("clouds", f"uint16 {f('cloud38_u16/cloudy_iou')}, float {f('cloud38_f32/cloudy_iou')}, 8-bit "
+         f"{f('cloud38_u8/cloudy_iou')} cloudy IoU on the held-back 38-Cloud patches (4 patches, 144 cells; "
+         "cloud fractions 0.03-1.0)."),
+    ]
+    return "| kind of scene | what to expect (suite figures) |\n|---|---|\n" + "\n".join(
+        f"| {k} | {v} |" for k, v in rows) + "\n"
+
+
+def card_section(results: list[dict]) -> str:
+    """The model card's suite section: the table of ``results`` and, for the first model, per-sensor rows."""
+    return "\n".join([
+        CARD_START,
+        "## Scene suite (issue 23): the figures a new default may not regress",
+        "",
+        "Run by `make model-suite` (`bench/model_suite.py`): `geoseg classify` and `geoseg evaluate-scene` on every "
+        "scene of ../shared with a reference, default options, the contract's scaling; cells are 64 px patches. "
+        "The same figures are in `<model>.suite.json`, which `tests/test_model_suite.py` holds each shipped model "
+        "to (within 0.02). The rule for replacing the default: docs/training.md.",
+        "",
+        table_md(results),
+        scenes_md(),
+        "### What to expect, per kind of scene",
+        "",
+        sensors_md(results[0]),
+        CARD_END,
+    ]) + "\n"
+
+
+def write_card(path: str, results: list[dict]) -> None:
+    """Replace (or append) the suite section of the model card at ``path``."""
+    with open(path) as f:
+        text = f.read()
+    sec = card_section(results)
+    if CARD_START in text and CARD_END in text:
+        a, b = text.index(CARD_START), text.index(CARD_END) + len(CARD_END)
+        text = text[:a] + sec.rstrip("\n") + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + sec
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="*", help="ONNX paths or built-in names (default, default.int8, multispectral) "
@@ -545,11 +700,15 @@ def main(argv=None) -> int:
     ap.add_argument("--md", default=None, help="Markdown table [default: OUTPUT/suite.md].")
     ap.add_argument("--json", default=None, help="JSON results [default: OUTPUT/suite.json].")
     ap.add_argument("--scaling", default=None, help="--scaling for the non-uint8 scenes of RGB models "
-                    "[default: the contract's].")
+                    "[default: the contract's]; reflectance:GAIN: each scene's reflectance (its known "
+                    "calibration) x GAIN, i.e. --scaling linear:SCALE*GAIN,OFFSET*GAIN per scene.")
     ap.add_argument("--scenes", default=",".join(SCENE_NAMES), help="Comma-separated scene names.")
     ap.add_argument("--no-test-split", action="store_true")
     ap.add_argument("--write-suite-json", action="store_true",
                     help="Write geoseg/models/NAME.suite.json for each built-in model scored.")
+    ap.add_argument("--rule", action="store_true", help="Apply the rule: the first model is the current default, "
+                    "the second the floor, the others candidates.")
+    ap.add_argument("--card", default=None, help="Write the suite section into this model card (replacing it).")
     a = ap.parse_args(argv)
     if not os.path.isdir(SCENES):
         print(f"{SHARED}: no shared data here; set GEOSEG_SHARED to the folder holding scenes/ and data/",
@@ -570,11 +729,15 @@ def main(argv=None) -> int:
             print(f"{m}: {e}", file=sys.stderr)
             return 1
     md = table_md(results)
+    if a.rule and len(results) > 2:
+        md += "\n" + rule_md(results)
     print(md)
     with open(a.md or os.path.join(a.output, "suite.md"), "w") as f:
         f.write(md + "\n" + scenes_md())
     with open(a.json or os.path.join(a.output, "suite.json"), "w") as f:
         json.dump(results, f, indent=2)
+    if a.card:
+        write_card(a.card, results)
     if a.write_suite_json:
         for res in results:
             if res["model"] in BUILTINS and os.path.abspath(os.path.join(ROOT, res["path"])) == \

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import model_suite  # noqa: E402  (bench/ is not a package)
 
-TOLERANCE = 0.02
+TOLERANCE = model_suite.TOLERANCE
 MODELS = ROOT / "geoseg" / "models"
 RECORDED = sorted(p.name[: -len(".suite.json")] for p in MODELS.glob("*.suite.json"))
 
