@@ -73,9 +73,11 @@ default-model: $(VENV)/.installed
 
 # The scene suite (issue 23): every shipped model on the scenes of ../shared with a reference and the
 # 4-class test split, through geoseg classify / evaluate-scene; writes bench/out/suite/suite.md and .json
-# and geoseg/models/NAME.suite.json (the figures the guard test holds each model to; about 1 min a model).
+# (about 1 min a model).  Re-recording the figures the guard test holds each model to (with a new model,
+# in the same commit): make model-suite SUITE_FLAGS="--write-suite-json --card geoseg/models/MODEL_CARD.md"
+SUITE_FLAGS ?=
 model-suite: $(VENV)/.installed
-	$(VENV)/bin/python bench/model_suite.py --write-suite-json
+	$(VENV)/bin/python bench/model_suite.py $(SUITE_FLAGS)
 
 # Rebuild the shipped multispectral (blue, green, red, NIR reflectance) model from ../shared
 # (training chips, two seeds, export, suite; about 15 min on 2 cores): docs/multispectral.md
