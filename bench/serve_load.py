@@ -74,6 +74,9 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
                     key = f"{layer} (drawn, blocks {r.headers['x-geoseg-blocks']})"
                 lat.setdefault(key, []).append(dt)
                 lat.setdefault("all", []).append(dt)
+                m = re.search(r"dur=([0-9.]+)", r.headers.get("server-timing", ""))
+                if m:  # the time the server spent on it, from its handler's start
+                    lat.setdefault("all, in the server", []).append(float(m.group(1)))
             except Exception as exc:  # noqa: BLE001 - every failure is counted
                 errors.append(f"{url}: {type(exc).__name__}: {exc}")
 
@@ -135,6 +138,16 @@ def start(cmd: list[str], env: dict[str, str], cwd: str) -> tuple[subprocess.Pop
     return proc, m.group(1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children so far (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return sum(int(t) for t in v[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -163,7 +176,9 @@ def report(title: str, a, lat: dict, errors: list, wall: float, health: dict) ->
           f"{a.seconds:.0f} s ({wall:.1f} s wall) on a {a.size}² synthetic scene: {n} tiles, {n / wall:.0f} tiles/s, "
           f"{len(errors)} errors; blocks computed {c['computed']} ({c['patches']} patches), joined in flight "
           f"{c['joined']}, memory hits {c['memory_hits']}" + "".join(
-              f", {k.replace('_', ' ')} {c[k]}" for k in ("dropped", "not_modified") if k in c) + "\n")
+              f", {k.replace('_', ' ')} {c[k]}" for k in ("dropped", "not_modified") if k in c)
+          + (f"; CPU: server {health['cpu'][0]:.1f} s ({health['cpu'][0] / max(n, 1) * 1000:.1f} ms a tile), "
+             f"clients {health['cpu'][1]:.1f} s" if "cpu" in health else "") + "\n")
     print("| requests | n | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|")
     for k in ["all"] + sorted(k for k in lat if k != "all"):
@@ -187,7 +202,9 @@ def one_run(title: str, a, scene: str, tmp: str, pythonpath: str | None, extra: 
         if base is None:
             print(f"{title}: geoseg serve did not start", file=sys.stderr)
             return 1
+        cpu0, me0 = cpu_seconds(proc.pid), cpu_seconds(os.getpid())
         lat, errors, wall, health = asyncio.run(run(base, a.clients, a.seconds, a.pause))
+        health["cpu"] = (cpu_seconds(proc.pid) - cpu0, cpu_seconds(os.getpid()) - me0)
     finally:
         stop(proc)
     report(title, a, lat, errors, wall, health)

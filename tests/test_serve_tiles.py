@@ -147,3 +147,24 @@ def test_stretch_bands():
     assert out[0, 1].tolist() == [128, 128, 128, 255]
     assert out[0, 2].tolist() == [0, 0, 0, 0]
     assert math.isclose(T.ORIGIN_SHIFT, HALF)
+
+
+@pytest.mark.parametrize("band", [False, True])
+def test_gather_mosaic_equals_block_by_block(monkeypatch, band):
+    """The one-mosaic gather and the block-by-block one (used above
+    MOSAIC_MAX_CELLS) give the same values, edge blocks and gaps included."""
+    rng = np.random.default_rng(1)
+    rows = rng.integers(-1, 14, size=(64, 64))
+    cols = np.where(rows < 0, -1, rng.integers(0, 10, size=(64, 64)))
+    blocks = {}
+    for kr in range(4):
+        for kc in range(3):
+            if (kr, kc) == (1, 1):
+                continue  # a missing block: fill
+            h, w = min(4, 14 - 4 * kr), min(4, 10 - 4 * kc)  # edge blocks are smaller
+            shape = (2, h, w) if band else (h, w)
+            blocks[(kr, kc)] = rng.integers(0, 200, size=shape).astype(np.uint8)
+    out = T.gather_cells(rows, cols, 4, blocks, 255)
+    monkeypatch.setattr(T, "MOSAIC_MAX_CELLS", 0)
+    np.testing.assert_array_equal(out, T.gather_cells(rows, cols, 4, blocks, 255))
+    assert (out[..., rows < 0] == 255).all()

@@ -5,7 +5,7 @@ A tile (or a click) asks for the blocks under it.  A block already in memory
 is returned at once; one being computed for another request is joined (one
 task per block: concurrent requests never compute a block twice); the rest
 are queued on a bounded :class:`~geoseg.serve.work.PriorityPool` (first
-come, first served, below the event loop's OS priority), where a block is
+come, first served), where a block is
 read from the disk cache or computed by :func:`geoseg.pipeline.classify_block`
 on the scene's own patch grid, so every cell is byte-identical to the batch
 class raster.  A queued block no request waits for any more is dropped.
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BLOCK_NICE = 10  # inference runs below drawing and the event loop (see geoseg.serve.work)
 BlockKey = tuple[int, int]  # (block row, block col) in blocks of the class grid
 
 
@@ -93,7 +92,7 @@ class BlockEngine:
         self.counters = Counters()
         self._inflight: dict[tuple[str, int, int], Task] = {}
         self._lock = threading.Lock()
-        self.pool = PriorityPool(self.workers, "geoseg-serve-block", nice=BLOCK_NICE)
+        self.pool = PriorityPool(self.workers, "geoseg-serve-block")
 
     def close(self) -> None:
         self.pool.close()

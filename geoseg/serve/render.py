@@ -7,7 +7,10 @@ scene itself (decimated through its overviews when zoomed out).
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +18,9 @@ from . import tiles as T
 from .cache import CellBlock
 from .engine import BlockEngine
 from .scenes import ServedScene
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 LAYERS = ("rgb", "classes", "confidence")
 MAX_BLOCKS_PER_TILE = 64  # above this (zoomed far out), a tile shows only cached blocks
@@ -85,6 +91,28 @@ def cell_tile(scene: ServedScene, engine: BlockEngine, layer: str, z: int, x: in
     return Tile(T.encode_rgba(T.confidence_rgba(c, len(colors))), partial)
 
 
+_local = threading.local()
+OPEN_PER_THREAD = 8  # scenes a drawing thread keeps open
+
+
+def _dataset(path: str) -> DatasetReader:
+    """The calling thread's open dataset of ``path`` (GDAL handles are not
+    shared between threads; opening one costs more than a tile's read)."""
+    import rasterio
+
+    cache: OrderedDict[str, DatasetReader] | None = getattr(_local, "datasets", None)
+    if cache is None:
+        cache = _local.datasets = OrderedDict()
+    ds = cache.get(path)
+    if ds is None or ds.closed:
+        ds = cache[path] = rasterio.open(path)
+        while len(cache) > OPEN_PER_THREAD:
+            cache.popitem(last=False)[1].close()
+    else:
+        cache.move_to_end(path)
+    return ds
+
+
 def rgb_tile(scene: ServedScene, z: int, x: int, y: int) -> Tile:
     """The scene's own imagery in a tile (nearest; uint8 as is, other types
     stretched 2-98 %), transparent where it has no data.
@@ -93,7 +121,6 @@ def rgb_tile(scene: ServedScene, z: int, x: int, y: int) -> Tile:
     (:func:`~geoseg.serve.tiles.pixel_to_cells`); the window they need is read
     once, decimated by GDAL (through overviews) when zoomed out.
     """
-    import rasterio
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
@@ -112,14 +139,13 @@ def rgb_tile(scene: ServedScene, z: int, x: int, y: int) -> Tile:
     oh, ow = max(1, -(-h // f)), max(1, -(-w // f))
     window = Window(c0, r0, w, h)
     nb = len(info.bidx)
-    with rasterio.open(info.path) as src:
-        data = src.read(list(info.bidx), window=window, out_shape=(nb, oh, ow), resampling=Resampling.nearest)
-        if info.mask_kind == "none":
-            valid = np.ones((oh, ow), bool)
-        else:
-            m = src.read_masks(list(info.bidx), window=window, out_shape=(nb, oh, ow),
-                               resampling=Resampling.nearest)
-            valid = np.any(m > 0, axis=0)
+    src = _dataset(info.path)
+    data = src.read(list(info.bidx), window=window, out_shape=(nb, oh, ow), resampling=Resampling.nearest)
+    if info.mask_kind == "none":
+        valid = np.ones((oh, ow), bool)
+    else:
+        m = src.read_masks(list(info.bidx), window=window, out_shape=(nb, oh, ow), resampling=Resampling.nearest)
+        valid = np.any(m > 0, axis=0)
     if data.dtype.kind == "f":
         valid &= np.all(np.isfinite(data), axis=0)
         data = np.where(np.isfinite(data), data, 0)

@@ -9,8 +9,8 @@ A tile is answered in the first of these ways that applies:
 3. drawn on the bounded draw pool, after the blocks it needs have come from
    the block engine (memory, disk, or inference on the engine's own pool).
 
-Both pools serve requests in arrival order and run below the event loop's
-operating-system priority (inference lowest).  A request whose client has
+Both pools serve requests in arrival order (a tile's cells, which say which
+blocks to compute, before any drawing).  A request whose client has
 disconnected stops waiting: its queued drawing is dropped, and so is a
 queued block no other request waits for.  A map client cancels the requests
 of tiles that leave its view (Leaflet does), so the queues hold the tiles of
@@ -36,7 +36,7 @@ from .scenes import ServedScene
 from .work import PriorityPool, Task
 
 
-DRAW_NICE = 5  # drawing runs below the event loop (nice +5), inference below drawing (engine: +10)
+CELLS_FIRST = 1e9  # seconds: finding a tile's cells (and blocks) goes before every drawing in the queue
 
 
 class ClientGone(Exception):
@@ -99,7 +99,7 @@ class TileService:
 
     def __init__(self, engine: BlockEngine, tiles: LRU, draw_threads: int) -> None:
         self.engine, self.tiles = engine, tiles
-        self.draw = PriorityPool(draw_threads, "geoseg-serve-draw", nice=DRAW_NICE)
+        self.draw = PriorityPool(draw_threads, "geoseg-serve-draw")
         self.not_modified = 0
 
     def close(self) -> None:
@@ -111,7 +111,9 @@ class TileService:
         if layer == "rgb":
             return Drawn(await waiter.wait(self.draw.submit(render.rgb_tile, scene, z, x, y, priority=prio),
                                            self.draw), "")
-        cells = await waiter.wait(self.draw.submit(render.tile_cells, scene, z, x, y, priority=prio), self.draw)
+        # the cells under the tile come before any drawing: they say which blocks to compute
+        cells = await waiter.wait(self.draw.submit(render.tile_cells, scene, z, x, y, priority=prio - CELLS_FIRST),
+                                  self.draw)
         blocks, state = None, ""
         if cells is not None and len(cells.keys) <= render.MAX_BLOCKS_PER_TILE:
             blocks, state = await self._blocks(scene, cells.keys, prio, waiter)

@@ -169,8 +169,15 @@ def blocks_of_cells(rows: np.ndarray, cols: np.ndarray, block_cells: int) -> lis
     ok = rows >= 0
     if not ok.any():
         return []
-    keys = np.unique((rows[ok] // block_cells) * (1 << 31) + cols[ok] // block_cells)
-    return [(int(k >> 31), int(k & ((1 << 31) - 1))) for k in keys]
+    br, bc = rows[ok] // block_cells, cols[ok] // block_cells
+    r0, c0 = int(br.min()), int(bc.min())
+    seen = np.zeros((int(br.max()) - r0 + 1, int(bc.max()) - c0 + 1), bool)  # a few blocks a side
+    seen[br - r0, bc - c0] = True
+    kr, kc = np.nonzero(seen)
+    return [(int(a) + r0, int(b) + c0) for a, b in zip(kr, kc)]
+
+
+MOSAIC_MAX_CELLS = 1 << 22  # above this a tile's cells are gathered block by block
 
 
 def gather_cells(
@@ -182,21 +189,40 @@ def gather_cells(
     ``blocks`` maps (block row, block col) to a 2-D (cells) or 3-D
     (band, cells) array; pixels outside the grid or in a missing block get
     ``fill``.  Returns (size, size) or (band, size, size).
+
+    The blocks are pasted into one array covering them (a mosaic of the
+    class grid), which every pixel then indexes once.
     """
     any_block = next(iter(blocks.values()), None)
     lead = () if any_block is None or any_block.ndim == 2 else any_block.shape[:1]
-    out = np.full(lead + rows.shape, fill, dtype=dtype)
     if any_block is None:
-        return out
+        return np.full(lead + rows.shape, fill, dtype=dtype)
+    B = block_cells
+    r0, c0 = min(k[0] for k in blocks), min(k[1] for k in blocks)
+    nr, nc = (max(k[0] for k in blocks) - r0 + 1) * B, (max(k[1] for k in blocks) - c0 + 1) * B
+    if nr * nc > MOSAIC_MAX_CELLS:
+        return _gather_by_block(rows, cols, B, blocks, fill, dtype, lead)
+    mosaic = np.full(lead + (nr + 1, nc + 1), fill, dtype=dtype)  # the last row and column: fill
+    for (kr, kc), arr in blocks.items():
+        h, w = arr.shape[-2:]
+        mosaic[..., (kr - r0) * B:(kr - r0) * B + h, (kc - c0) * B:(kc - c0) * B + w] = arr
+    rr, cc = rows - r0 * B, cols - c0 * B
+    inside = (rows >= 0) & (rr >= 0) & (cc >= 0) & (rr < nr) & (cc < nc)
+    return mosaic[..., np.where(inside, rr, nr), np.where(inside, cc, nc)]
+
+
+def _gather_by_block(rows: np.ndarray, cols: np.ndarray, B: int, blocks: dict[tuple[int, int], np.ndarray],
+                     fill, dtype, lead: tuple[int, ...]) -> np.ndarray:
+    out = np.full(lead + rows.shape, fill, dtype=dtype)
     ok = rows >= 0
-    br = np.where(ok, rows // block_cells, -1)
-    bc = np.where(ok, cols // block_cells, -1)
+    br = np.where(ok, rows // B, -1)
+    bc = np.where(ok, cols // B, -1)
     for (kr, kc), arr in blocks.items():
         m = (br == kr) & (bc == kc)
         if not m.any():
             continue
-        rr = rows[m] - kr * block_cells
-        cc = cols[m] - kc * block_cells
+        rr = rows[m] - kr * B
+        cc = cols[m] - kc * B
         if arr.ndim == 2:
             out[m] = arr[rr, cc]
         else:
@@ -272,7 +298,7 @@ def stretch_bands(data: np.ndarray, valid: np.ndarray, lows: np.ndarray | None, 
     is, other types stretched per band from ``lows`` to ``highs``; alpha 255
     where ``valid``.  One band is shown as grey."""
     if lows is None or highs is None:
-        rgb = np.clip(data, 0, 255).astype(np.uint8)
+        rgb = data if data.dtype == np.uint8 else np.clip(data, 0, 255).astype(np.uint8)
     else:
         lo = np.asarray(lows, np.float64)[:, None, None]
         hi = np.asarray(highs, np.float64)[:, None, None]

@@ -9,10 +9,6 @@ left with none is dropped before it starts.  The queue is ordered by
 priority, smaller first (the server gives a request its arrival time: first
 come, first served, so no request starves; a request joining a queued task
 moves it up to its own priority).
-
-The pool's threads can run at a lower operating-system priority than the
-event loop (``nice``, Linux: a thread's own nice value), so on a busy machine
-the loop answers cached tiles before the pool draws or classifies.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -51,13 +46,10 @@ class PriorityPool:
         How many tasks run at once.
     name
         Prefix of the thread names.
-    nice
-        Added to the nice value of each thread (Linux; ignored elsewhere).
     """
 
-    def __init__(self, threads: int, name: str, nice: int = 0) -> None:
+    def __init__(self, threads: int, name: str) -> None:
         self.threads = max(1, int(threads))
-        self.nice = nice
         self.dropped = 0  # tasks dropped before they started (nobody waited any more)
         self._heap: list[tuple[float, int, Task]] = []
         self._seq = itertools.count()
@@ -133,12 +125,6 @@ class PriorityPool:
                 self._cv.wait()
 
     def _work(self) -> None:
-        if self.nice and hasattr(os, "setpriority"):
-            try:  # on Linux, PRIO_PROCESS with a thread id sets that thread's nice value
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
-                               os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + self.nice)
-            except OSError:
-                pass
         while (task := self._next()) is not None:
             if not task.future.set_running_or_notify_cancel():
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
@@ -21,6 +23,7 @@ router = APIRouter(prefix="/api/scenes/{sid}")
 @router.get("/tiles/{layer}/{z}/{x}/{y}.png", summary="A map tile (PNG, 256 px, EPSG:3857)",
             response_class=Response, responses={200: {"content": {"image/png": {}}}, 304: {}})
 async def tile(request: Request, sid: str, layer: str, z: int, x: int, y: int, server: ServerDep) -> Response:
+    t0 = time.perf_counter()
     sc = server.registry.get(sid)
     check_layer(layer)
     if not T.valid_tile(z, x, y):
@@ -50,6 +53,7 @@ async def tile(request: Request, sid: str, layer: str, z: int, x: int, y: int, s
             del headers["ETag"]
         else:
             svc.tiles.put(key, png, len(png))
+    headers["Server-Timing"] = f"tile;dur={(time.perf_counter() - t0) * 1000:.1f}"
     return Response(png, media_type="image/png", headers=headers)
 
 
