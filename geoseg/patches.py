@@ -203,11 +203,17 @@ def scale_pixels(
 
 def percentile_stats(sample: np.ndarray, valid: np.ndarray, low: float, high: float) -> np.ndarray:
     """(band, 2) low/high percentiles of the valid pixels of a (band, h, w) sample."""
-    out = np.zeros((sample.shape[0], 2), dtype=np.float64)
+    return band_percentiles(sample, valid, (low, high))
+
+
+def band_percentiles(sample: np.ndarray, valid: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """(band, len(qs)) percentiles ``qs`` of the valid pixels of a (band, h, w)
+    sample (zeros for a band without valid pixels)."""
+    out = np.zeros((sample.shape[0], len(qs)), dtype=np.float64)
     for b in range(sample.shape[0]):
         v = sample[b][valid]
         if v.size:
-            out[b] = np.percentile(v, [low, high])
+            out[b] = np.percentile(v, list(qs))
     return out
 
 

@@ -50,7 +50,7 @@ from .patches import (
 )
 from .raster import (
     GridWriter, SceneInfo, check_readable, check_size, open_scene, read_classes, read_window, read_window_resampled, scaling_for,
-    scene_percentiles,
+    scene_percentiles, scene_quantiles,
 )
 from .naming import basename
 from .reflectance import SENSORS, Reflectance
@@ -370,10 +370,10 @@ def check_options(model: ModelInfo, options: ClassifyOptions) -> None:
     given = [o for o, v in (("--reflectance-scale", options.reflectance_scale), ("--sensor", options.sensor))
              if v is not None]
     if given and c.input_kind != "reflectance":
-        verb = "apply" if len(given) > 1 else "applies"
+        verb, them = ("apply", "them") if len(given) > 1 else ("applies", "it")
         raise InputError(f"{model.path}: the model {c.name!r} takes pixel values ({', '.join(c.bands)}), not "
                          f"reflectance; {' and '.join(given)} {verb} only to reflectance models (e.g. -m "
-                         "multispectral): drop them, or use --scaling to change how values are scaled")
+                         f"multispectral): drop {them}, or use --scaling to change how values are scaled")
 
 
 def _scene_scaling(scene: SceneInfo, c: ModelContract, options: ClassifyOptions,
@@ -396,11 +396,12 @@ def _scene_scaling(scene: SceneInfo, c: ModelContract, options: ClassifyOptions,
         warnings.warn(warning, ScalingWarning, stacklevel=4)
     if not rule.uint8_rule:
         try:
-            sample = scene_percentiles(scene, 50, 99, factor=rs.factor if rs else None)
+            sample = scene_quantiles(scene, (1, 50, 99), factor=rs.factor if rs else None)
         except InputError:  # every sampled pixel is nodata: nothing to check
             sample = None
         if sample is not None:
-            warning = reflectance.check_range(scene.path, rule, sample[:, 0], sample[:, 1])
+            warning = reflectance.check_range(scene.path, rule, sample[:, 1], sample[:, 2], sample[:, 0],
+                                              scene.dtype)
             if warning:
                 warnings.warn(warning, ScalingWarning, stacklevel=4)
     scaling, affine = reflectance.model_scaling(rule, c, scene.path)

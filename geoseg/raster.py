@@ -28,7 +28,7 @@ from .checks import check_georeferenced, check_nodata_value
 from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line, ignoring
 from .naming import scene_stem
-from .patches import percentile_stats
+from .patches import band_percentiles
 from .sources import gdal_path, is_remote, remote_error
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def check_size(scene: SceneInfo, side: int, note: str = "", fix: str = "") -> No
         )
 
 
-_TAG_KEYS = ("OFFSET", "BASELINE", "SPACECRAFT", "SATELLITE", "PLATFORM", "SENSOR")
+_TAG_KEYS = ("OFFSET", "BASELINE", "QUANTIFICATION", "SPACECRAFT", "SATELLITE", "PLATFORM", "SENSOR")
 
 
 def _scene_tags(src, bidx: tuple[int, ...]) -> dict[str, str]:
@@ -417,7 +417,14 @@ def validity(arr: np.ndarray, masks: np.ndarray | None, scene: SceneInfo) -> np.
 
 def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int = 1024,
                       factor: float | None = None) -> np.ndarray:
-    """Per-band percentiles of the valid pixels of a sample of the scene.
+    """(band, 2) ``low`` and ``high`` percentiles of the valid pixels of a
+    sample of the scene (:func:`scene_quantiles`)."""
+    return scene_quantiles(scene, (low, high), max_side, factor)
+
+
+def scene_quantiles(scene: SceneInfo, qs: tuple[float, ...], max_side: int = 1024,
+                    factor: float | None = None) -> np.ndarray:
+    """(band, len(qs)) percentiles ``qs`` of the valid pixels of a sample of the scene.
 
     With overviews, a decimated read (GDAL takes the overview); without, a
     regular 8 x 8 grid of 128 x 128 px windows: either way bounded time and
@@ -461,7 +468,7 @@ def scene_percentiles(scene: SceneInfo, low: float, high: float, max_side: int =
     if not valid.any():
         raise InputError(f"{scene.path}: the sampled pixels are all nodata; pass --scaling linear:SCALE "
                          "(percentile scaling needs valid pixels)")
-    return percentile_stats(arr[:, None, :], valid[None, :], low, high)
+    return band_percentiles(arr[:, None, :], valid[None, :], qs)
 
 
 def check_readable(scene: SceneInfo) -> None:

@@ -11,7 +11,11 @@ Decided per scene, the first that applies (:func:`decide`):
    ``sentinel2-l1c-pb04``/``sentinel2-l2a-pb04`` (that offset always),
    ``landsat-c2-l1`` (DN x 2.0e-5 - 0.1), ``landsat-c2-l2`` (DN x 2.75e-5 -
    0.2), ``naip`` (8-bit, uncalibrated: the contract's ``uint8`` rule);
-3. the file's GDAL band scale and offset;
+3. the file's GDAL band scale and offset, else its Sentinel-2 metadata
+   (``BOA_ADD_OFFSET``/``RADIO_ADD_OFFSET``, ``PROCESSING_BASELINE``,
+   ``*_QUANTIFICATION_VALUE`` tags) for an integer scene: DN / quantification
+   (10000) plus the offset, so an L2A product of baseline 04.00 is read right
+   without ``--sensor``;
 4. a STAC item's ``raster:bands`` scale and offset;
 5. a float scene: its values are reflectance;
 6. an 8-bit scene: the contract's ``uint8`` rule (DN straight to model input);
@@ -145,6 +149,11 @@ def decide(
     if stac_scale_offset and any((s, o) != (1.0, 0.0) for s, o in stac_scale_offset):
         return Reflectance("the STAC item's raster:bands", tuple(float(s) for s, _ in stac_scale_offset),
                            tuple(float(o) for _, o in stac_scale_offset)), None
+    found = baseline_offset(tags or {}) if kind in "ui" and not is8 else None
+    if found is not None:  # Sentinel-2 metadata: its offset and quantification are the file's calibration
+        q = quantification(tags or {})
+        return Reflectance(f"the file's Sentinel-2 metadata: DN / {q:g}, offset {found:g} DN",
+                           each(1.0 / q), each(found / q)), None
     if kind == "f":
         return Reflectance("float scene: values are reflectance", each(1.0), each(0.0)), None
     if is8:
@@ -163,6 +172,10 @@ def _preset(path: str, dtype: str, is8: bool, n: int, sensor: str, tags: Mapping
     if p.wide and is8:
         raise InputError(f"{path}: --sensor {sensor} is for 12-16 bit {p.note} values but the scene is {dtype}; "
                          "expected a uint16 scene: check the file, or drop --sensor for 8-bit data")
+    if p.wide and np.dtype(dtype).kind == "f":
+        raise InputError(f"{path}: --sensor {sensor} is for the integer DN of {p.note} but the scene is {dtype}, "
+                         "read as reflectance as it is; expected uint16: drop --sensor (or pass "
+                         "--reflectance-scale S [--reflectance-offset O] if its values are DN)")
     if not p.wide and not is8:
         raise InputError(f"{path}: --sensor {sensor} is for 8-bit scenes but the scene is {dtype}; expected uint8: "
                          "pass --reflectance-scale S (or another --sensor) for this scene")
@@ -172,8 +185,9 @@ def _preset(path: str, dtype: str, is8: bool, n: int, sensor: str, tags: Mapping
     if p.baseline_tags:
         found = baseline_offset(tags)
         if found is not None:
+            q = 1.0 / quantification(tags, 1.0 / p.scale)
             return Reflectance(f"--sensor {sensor}, offset {found:g} DN from the file's metadata",
-                               (p.scale,) * n, (found * p.scale,) * n), None
+                               (q,) * n, (found * q,) * n), None
         if "l2a" in sensor:
             warning = (f"{path}: the file's metadata does not give its processing baseline; --sensor {sensor} "
                        f"applies no offset (products of baseline 04.00 and later, from 25 January 2022, need "
@@ -198,6 +212,21 @@ def baseline_offset(tags: Mapping[str, str]) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+def quantification(tags: Mapping[str, str], default: float = 10000.0) -> float:
+    """The Sentinel-2 quantification value (DN per unit reflectance) the
+    file's metadata states (``BOA_QUANTIFICATION_VALUE``,
+    ``QUANTIFICATION_VALUE``...), else ``default``."""
+    for k, v in tags.items():
+        if "QUANTIFICATION" in k.upper():
+            try:
+                q = float(v)
+            except ValueError:
+                continue
+            if math.isfinite(q) and q > 0:
+                return q
+    return default
 
 
 def model_scaling(rule: Reflectance, contract: ModelContract, path: str
@@ -228,10 +257,14 @@ def model_scaling(rule: Reflectance, contract: ModelContract, path: str
     return Scaling("linear", scale=a, offset=b), None
 
 
-def check_range(path: str, rule: Reflectance, median: np.ndarray, p99: np.ndarray) -> str | None:
+def check_range(path: str, rule: Reflectance, median: np.ndarray, p99: np.ndarray, p1: np.ndarray | None = None,
+                dtype: str = "") -> str | None:
     """Refuse a rule that puts most pixels far outside reflectance (per-band
-    ``median`` and 99th percentile of a sample of the scene's values); return
-    a warning where nearly every value is below 0.01 (scaled twice?).
+    ``median``, 99th and, if given, 1st percentile of a sample of the
+    scene's values, ``dtype`` the scene's); return a warning where most
+    pixels lie outside 0-1.5 but not far, where nearly every value is below
+    0.01 (scaled twice?), or where even the darkest pixels are bright (raw
+    Landsat Collection 2 DN read with another sensor's scale?).
 
     Raises
     ------
@@ -244,14 +277,40 @@ def check_range(path: str, rule: Reflectance, median: np.ndarray, p99: np.ndarra
     med = np.asarray(median, float) * s + o
     top = np.asarray(p99, float) * s + o
     m = float(np.median(med))
+    raw = float(np.median(np.asarray(median, float)))
+    values = (f"with reflectance = {rule.describe()} the scene's median reflectance is {m:.4g} (per band "
+              f"{', '.join(f'{v:.3g}' for v in med)}; median value {raw:.4g})")
+    fix = _fix(rule, dtype, raw, high=m > RANGE[1])
     if not (_FAR[0] <= m <= _FAR[1]):
-        return_hint = "0.0001" if m > _FAR[1] else "S"
-        raise InputError(
-            f"{path}: with reflectance = {rule.describe()} the scene's median reflectance is {m:.4g} (per band "
-            f"{', '.join(f'{v:.3g}' for v in med)}), far outside {RANGE[0]:g}-{RANGE[1]:g}; expected reflectance: "
-            f"pass the scene's calibration (--reflectance-scale {return_hint} [--reflectance-offset O] or --sensor "
-            "NAME)")
+        raise InputError(f"{path}: {values}, far outside {RANGE[0]:g}-{RANGE[1]:g}; expected reflectance: {fix}")
+    if m > RANGE[1] or m < RANGE[0]:
+        side = "brighter than the model reads (it clips at 1.5)" if m > RANGE[1] else "negative"
+        return f"{path}: {values}: most pixels {side}; expected reflectance {RANGE[0]:g}-{RANGE[1]:g}: {fix}"
     if float(np.max(top)) < 0.01:
-        return (f"{path}: with reflectance = {rule.describe()} 99 % of the pixels are below {float(np.max(top)):.3g}, "
-                "darker than any land; if the scene is reflectance already, pass --reflectance-scale 1")
+        hint = ("if the scene is reflectance already, pass --reflectance-scale 1" if abs(raw) <= RANGE[1] else
+                "the scale is too small (values of reflectance x 10000: --reflectance-scale 0.0001; or --sensor NAME)")
+        return (f"{path}: with reflectance = {rule.describe()} 99 % of the pixels are below {float(np.max(top)):.3g} "
+                f"(median value {raw:.4g}), darker than any land; {hint}")
+    if p1 is not None:
+        low = np.asarray(p1, float) * s + o
+        if float(np.min(low)) > 0.3:
+            return (f"{path}: with reflectance = {rule.describe()} even the darkest 1 % of the pixels is above "
+                    f"{float(np.min(low)):.2g} in every band: a scene of cloud or snow only, or a wrong calibration "
+                    "(Landsat Collection 2 DN: --sensor landsat-c2-l1 for top-of-atmosphere, landsat-c2-l2 for "
+                    "surface reflectance)")
     return None
+
+
+def _fix(rule: Reflectance, dtype: str, raw: float, high: bool) -> str:
+    """The way out of a rule that does not give reflectance (``raw``: the
+    scene's median value)."""
+    given = rule.source.startswith("--reflectance-scale")
+    if dtype and np.dtype(dtype).itemsize == 1 and np.dtype(dtype).kind in "ui":
+        return ("drop --reflectance-scale: uncalibrated 8-bit scenes follow the model's uint8 rule (or --sensor naip)"
+                if given else "pass --sensor naip or --reflectance-scale S [--reflectance-offset O]")
+    if 0 <= raw <= RANGE[1] and high:
+        return "the values are reflectance already: pass --reflectance-scale 1"
+    if high:
+        return ("pass the scene's calibration (--reflectance-scale 0.0001 [--reflectance-offset O] for values of "
+                "reflectance x 10000, or --sensor NAME)")
+    return "check the offset (--reflectance-offset, or --sensor NAME) or the sign of --reflectance-scale"

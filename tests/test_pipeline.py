@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -585,6 +587,19 @@ def test_reflectance_sensor_preset_with_offset(tmp_path, ms_model, truth, sync):
     assert res.stats["reflectance"]["offset"] == [-0.1] * 4
 
 
+def test_reflectance_from_sentinel2_metadata_without_sensor(tmp_path, ms_model, truth, sync):
+    # an L2A product of baseline 04.00 whose tags say so: read right without --sensor, and without a warning
+    img = paint_reflectance(truth, 8, offset=-0.1)
+    p = write_scene(tmp_path / "l2a.tif", img, colorinterp=False, descriptions=S2_DESCS,
+                    tags={"PROCESSING_BASELINE": "04.00", "BOA_ADD_OFFSET": "-1000", "BOA_QUANTIFICATION_VALUE": "10000"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = classify_scene(p, tmp_path / "out", ms_model, ClassifyOptions(), sync)
+    assert (read(res.outputs["classes"])[0] == truth).all()
+    assert res.stats["reflectance"]["source"] == "the file's Sentinel-2 metadata: DN / 10000, offset -1000 DN"
+    assert res.stats["reflectance"]["offset"] == pytest.approx([-0.1] * 4)
+
+
 def test_reflectance_landsat_preset(tmp_path, ms_model, truth, sync):
     img = paint_reflectance(truth, 8, scale=2.75e-5, offset=-0.2)
     p = write_scene(tmp_path / "lc2.tif", img, colorinterp=False,
@@ -656,10 +671,15 @@ def test_reflectance_options_are_checked(kw, msg):
         ClassifyOptions(**kw)
 
 
-def test_reflectance_options_refused_for_an_rgb_model(tmp_path, model8, scene_u8, sync):
+@pytest.mark.parametrize("kw,words", [
+    ({"sensor": "sentinel2-l1c"}, "--sensor applies only to reflectance models (e.g. -m multispectral): drop it,"),
+    ({"sensor": "sentinel2-l1c", "reflectance_scale": 1e-4},
+     "--reflectance-scale and --sensor apply only to reflectance models (e.g. -m multispectral): drop them,"),
+])
+def test_reflectance_options_refused_for_an_rgb_model(tmp_path, model8, scene_u8, sync, kw, words):
     with pytest.raises(InputError, match=r"the model 'test-colour-model' takes pixel values \(red, green, blue\), "
-                                         r"not reflectance; --sensor applies only to reflectance models"):
-        classify_scene(scene_u8, tmp_path / "out", model8, ClassifyOptions(sensor="sentinel2-l1c"), sync)
+                                         r"not reflectance; " + re.escape(words)):
+        classify_scene(scene_u8, tmp_path / "out", model8, ClassifyOptions(**kw), sync)
 
 
 def test_rgb_model_reads_named_bands_not_positions(tmp_path, model8, truth, sync):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -56,6 +58,8 @@ def test_l2a_without_baseline_metadata_warns_and_applies_no_offset():
     ("naip", "uint16", r"s.tif: --sensor naip is for 8-bit scenes but the scene is uint16"),
     ("sentinel2-l2a", "uint8", r"s.tif: --sensor sentinel2-l2a is for 12-16 bit .* but the scene is uint8"),
     ("landsat-c2-l2", "uint8", r"s.tif: --sensor landsat-c2-l2 is for 12-16 bit .* but the scene is uint8"),
+    ("sentinel2-l1c", "float32", r"s.tif: --sensor sentinel2-l1c is for the integer DN of .* but the scene is "
+                                 r"float32, read as reflectance as it is; expected uint16: drop --sensor"),
     ("modis", "uint16", r"--sensor 'modis' is not a preset; expected one of sentinel2-l1c"),
 ])
 def test_presets_contradicting_the_dtype_are_refused(sensor, dtype, msg):
@@ -89,6 +93,36 @@ def test_uncalibrated_uint16_scene_is_assumed_and_warned():
     assert r.scale == (1e-4,) * 4
     assert w is not None and w.startswith("s.tif: uint16 scene without a calibration") and "x 0.0001" in w \
         and "--sensor" in w and "--reflectance-scale" in w
+
+
+@pytest.mark.parametrize("tags,scale,offset", [
+    ({"BOA_ADD_OFFSET": "-1000", "PROCESSING_BASELINE": "04.00"}, 1e-4, -0.1),
+    ({"PROCESSING_BASELINE": "05.09"}, 1e-4, -0.1),
+    ({"PROCESSING_BASELINE": "02.09"}, 1e-4, 0.0),
+    ({"BOA_QUANTIFICATION_VALUE": "10000", "BOA_ADD_OFFSET": "-1000"}, 1e-4, -0.1),
+    ({"QUANTIFICATION_VALUE": "1000", "RADIO_ADD_OFFSET": "-100"}, 1e-3, -0.1),
+])
+def test_sentinel2_metadata_calibrates_without_sensor(tags, scale, offset):
+    # an L2A product of baseline 04.00 read without --sensor: its metadata, not the x 0.0001 assumption
+    r, w = decide("l2a.tif", "uint16", 4, file_scale_offset=ONE, tags=tags)
+    assert r.scale == pytest.approx((scale,) * 4) and r.offset == pytest.approx((offset,) * 4)
+    assert w is None and r.source.startswith("the file's Sentinel-2 metadata")
+
+
+def test_file_band_scale_wins_over_sentinel2_metadata():
+    r, _ = decide("l2a.tif", "uint16", 4, file_scale_offset=((2e-4, 0.0),) * 4, tags={"BOA_ADD_OFFSET": "-1000"})
+    assert (r.source, r.scale[0], r.offset[0]) == ("the file's band scale/offset", 2e-4, 0.0)
+
+
+def test_sentinel2_metadata_does_not_calibrate_8bit_scenes():
+    r, _ = decide("q.tif", "uint8", 4, file_scale_offset=ONE, tags={"PROCESSING_BASELINE": "04.00"})
+    assert r.uint8_rule
+
+
+def test_preset_takes_the_files_quantification_value():
+    r, _ = decide("l2a.tif", "uint16", 4, sensor="sentinel2-l2a",
+                  tags={"BOA_QUANTIFICATION_VALUE": "1000", "BOA_ADD_OFFSET": "-100"})
+    assert r.scale == pytest.approx((1e-3,) * 4) and r.offset == pytest.approx((-0.1,) * 4)
 
 
 def test_baseline_offset_unsaid():
@@ -136,6 +170,40 @@ def test_range_check_warns_of_values_scaled_twice():
     rule = Reflectance("--reflectance-scale", (1e-4,) * 4, (0.0,) * 4)
     w = check_range("s.tif", rule, np.full(4, 0.1), np.full(4, 0.3))
     assert w is not None and "--reflectance-scale 1" in w
+
+
+@pytest.mark.parametrize("dtype,scale,median,fix", [
+    ("uint8", 1.0, 84.0, "drop --reflectance-scale: uncalibrated 8-bit scenes follow the model's uint8 rule"),
+    ("uint16", 1.0, 1200.0, "pass the scene's calibration (--reflectance-scale 0.0001 [--reflectance-offset O] for "
+                            "values of reflectance x 10000, or --sensor NAME)"),
+    ("float32", 10.0, 0.5, "the values are reflectance already: pass --reflectance-scale 1"),
+    ("uint16", -1e-4, 8000.0, "check the offset (--reflectance-offset, or --sensor NAME) or the sign"),
+])
+def test_range_check_error_names_the_fix_for_the_scene(dtype, scale, median, fix):
+    rule = Reflectance("--reflectance-scale", (scale,) * 4, (0.0,) * 4)
+    with pytest.raises(InputError, match=r"median value .*far outside 0-1.5; expected reflectance: " + re.escape(fix)):
+        check_range("s.tif", rule, np.full(4, median), np.full(4, median * 2), dtype=dtype)
+
+
+@pytest.mark.parametrize("scale,offset,median,words", [
+    (1e-4, 0.0, 22000.0, "most pixels brighter than the model reads (it clips at 1.5); expected reflectance 0-1.5: "
+                         "pass the scene's calibration"),
+    (1e-4, -0.5, 1200.0, "most pixels negative; expected reflectance 0-1.5: check the offset"),
+    (1e-6, 0.0, 1200.0, "darker than any land; the scale is too small (values of reflectance x 10000: "
+                        "--reflectance-scale 0.0001"),
+])
+def test_range_check_warns_of_most_pixels_outside_reflectance(scale, offset, median, words):
+    rule = Reflectance("--reflectance-scale", (scale,) * 4, (offset,) * 4)
+    w = check_range("s.tif", rule, np.full(4, median), np.full(4, median * 1.2), dtype="uint16")
+    assert w is not None and w.startswith("s.tif: with reflectance = ") and words in w
+
+
+def test_range_check_warns_when_even_the_darkest_pixels_are_bright():
+    # Landsat-8 Level-1 DN (about 6500 for dark water) read as x 0.0001: every pixel above 0.6
+    rule = Reflectance("assumed for uint16", (1e-4,) * 3, (0.0,) * 3)
+    w = check_range("l8.tif", rule, np.array([7400.0, 8600, 9700]), np.full(3, 18500.0),
+                    np.array([6450.0, 7300, 8500]), "uint16")
+    assert w is not None and "even the darkest 1 % of the pixels is above 0.65" in w and "landsat-c2-l1" in w
 
 
 def test_range_check_passes_reflectance():
