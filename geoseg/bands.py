@@ -183,14 +183,13 @@ def choose_bands(
         if len(bidx) != need:
             raise InputError(f"{path}: --bidx gives {len(bidx)} bands, the model expects {need} ({txt}); "
                              f"pass {need} band numbers in that order")
-        return BandChoice(tuple(bidx), "--bidx", want)
+        return BandChoice(tuple(bidx), "--bidx", want, _bidx_warning(path, want, tuple(bidx)))
     fam = band_family(descriptions, family)
     named = [band_name(d, c, fam) for d, c in zip(descriptions, colorinterp)]
     names = [n for n, _ in named]
     data = [i + 1 for i in range(count) if colorinterp[i] != "alpha" and names[i] != "alpha"]
     if len(data) < need:
-        raise InputError(f"{path}: raster has {len(data)} data band(s), the model expects {need} ({txt}); "
-                         f"use a scene with these bands or choose bands with --bidx")
+        raise InputError(_too_few(path, want, count, data, names, colorinterp))
     found: dict[str, int] = {}
     for w in want:
         for n in (w, *_FALLBACK.get(w, ())):
@@ -211,13 +210,46 @@ def choose_bands(
             warning = (f"{path}: {len(data)} bands without colour interpretation; using bands "
                        f"{','.join(map(str, chosen))} as {txt} (no band names either: choose others with --bidx)")
         return BandChoice(chosen, "first bands", want, warning)
-    coded = fam is None and any(_codes(_tokens(d)) for d in descriptions)
-    raise InputError(_unmatched(path, want, count, data, names, found, coded))
+    codes = [c for d in descriptions for c in _codes(_tokens(d))]
+    coded = "landsat" if any(p in ("sr", "st") for p, _ in codes) else "any" if codes else ""
+    raise InputError(_unmatched(path, want, count, data, names, found, coded if fam is None else ""))
+
+
+def _bidx_warning(path: str, want: tuple[str, ...], bidx: tuple[int, ...]) -> str | None:
+    """A warning for a ``--bidx`` that feeds one band to two model bands (a
+    band the file marks alpha is taken as given: GDAL marks the fourth band
+    of many red, green, blue, nir files so)."""
+    notes = []
+    for b in dict.fromkeys(bidx):
+        fed = [w for w, i in zip(want, bidx) if i == b]
+        if len(fed) > 1:
+            notes.append(f"band {b} feeds {' and '.join(fed)}")
+    if not notes:
+        return None
+    return (f"{path}: --bidx {','.join(map(str, bidx))}: {'; '.join(notes)}; the model expects one band of each of "
+            f"{', '.join(want)}: check the band numbers")
+
+
+def _too_few(path: str, want: tuple[str, ...], count: int, data: list[int], names: list[str | None],
+             colorinterp: Sequence[str]) -> str:
+    """The one-line error of a scene with fewer data bands than the model."""
+    bands = [f"{b}={names[b - 1] or ('alpha' if colorinterp[b - 1] == 'alpha' else '?')}" for b in range(1, count + 1)]
+    msg = (f"{path}: raster has {len(data)} data band(s) ({', '.join(bands)}), the model expects {len(want)} "
+           f"({', '.join(want)}); ")
+    alpha = [b for b in range(1, count + 1) if b not in data]
+    if alpha:
+        msg += f"band(s) {','.join(map(str, alpha))} are marked alpha: if they hold data, name them in --bidx; "
+    if "nir" in want and "nir" not in names and "nir08" not in names:
+        return msg + "a scene without near-infrared: classify it with -m default (red, green, blue)" + \
+            (", or choose the bands with --bidx" if alpha else "")
+    return msg + "use a scene with these bands or choose bands with --bidx"
 
 
 def _unmatched(path: str, want: tuple[str, ...], count: int, data: list[int], names: list[str | None],
-               found: dict[str, int], coded: bool) -> str:
-    """The one-line error of a scene whose bands cannot all be matched."""
+               found: dict[str, int], coded: str) -> str:
+    """The one-line error of a scene whose bands cannot all be matched
+    (``coded``: "landsat" where its band codes are Landsat's but of an
+    unknown numbering, "any" where they are of an unknown sensor)."""
     missing = [w for w in want if w not in found]
     named = ", ".join(f"{b}={names[b - 1]}" for b in data if names[b - 1]) or "none"
     hint = ""
@@ -226,7 +258,13 @@ def _unmatched(path: str, want: tuple[str, ...], count: int, data: list[int], na
         guess = dict(found, **dict(zip(missing, free)))
         hint = f" (e.g. --bidx {','.join(str(guess[w]) for w in want)} if band(s) {','.join(map(str, free))} " \
                f"hold {', '.join(missing)})"
-    fam = "; or --sensor (band codes such as B5 and B8 differ between Sentinel-2 and Landsat)" if coded else ""
+    elif not found and len(data) == 4 and want == ("blue", "green", "red", "nir"):
+        hint = (" (a NAIP file holds red, green, blue, nir: --bidx 3,2,1,4; a blue, green, red, nir stack such as "
+                "PlanetScope's: --bidx 1,2,3,4)")
+    fam = {"landsat": "; or --sensor landsat-c2-l2 or landsat-c2-l1 for Landsat 8/9 (SR_B5/B5 is nir there, "
+                      "SR_B4 on Landsat 4-7)",
+           "any": "; or --sensor (band codes such as B5 and B8 differ between Sentinel-2 and Landsat: "
+                  "sentinel2-* reads B8 as nir, landsat-c2-* B5)"}.get(coded, "")
     return (f"{path}: cannot tell which of its {count} bands are {', '.join(missing)} (bands named: {named}); "
             f"the model expects {', '.join(want)}: pass --bidx with {len(want)} band numbers in that "
             f"order{hint}{fam}")

@@ -61,9 +61,13 @@ def resolve(model: str | os.PathLike | None) -> str:
     if os.path.exists(text) or (b is None and (os.sep in text or "/" in text or "." in os.path.basename(text))):
         return text  # a path (a missing one is load_model's "model file not found")
     if b is None:
+        import difflib
+
+        close = difflib.get_close_matches(text.lower(), list(BUILTINS), n=1, cutoff=0.6)
+        hint = f"did you mean -m {close[0]}? " if close else ""
         raise ModelError(f"{text}: no such model file and not a built-in model (built-ins: "
-                         f"{', '.join(BUILTINS)}; `geoseg models` lists them); pass -m with a built-in name or the "
-                         "path of an .onnx file")
+                         f"{', '.join(BUILTINS)}; `geoseg models` lists them); {hint}pass -m with a built-in name or "
+                         "the path of an .onnx file")
     if not b.path.exists():
         raise ModelError(f"{b.path}: the built-in model {text!r} is not installed with this copy of geoseg; "
                          "reinstall geoseg or pass -m MODEL.onnx")

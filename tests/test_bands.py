@@ -80,10 +80,17 @@ def test_unnamed_extra_bands_warn_for_an_rgb_model():
 
 
 def test_unnamed_bands_ask_a_multispectral_model_for_bidx():
-    with pytest.raises(InputError, match=r"^p.tif: cannot tell which of its 4 bands are blue, green, red, nir "
+    with pytest.raises(InputError, match=r"^p.tif: cannot tell which of its 5 bands are blue, green, red, nir "
                                          r"\(bands named: none\); the model expects blue, green, red, nir: pass "
                                          r"--bidx with 4 band numbers in that order$"):
-        choose_bands("p.tif", MS, 4, grey(4), [None] * 4)
+        choose_bands("p.tif", MS, 5, grey(5), [None] * 5)
+
+
+def test_unnamed_four_band_file_gets_the_naip_and_planetscope_bidx():
+    with pytest.raises(InputError, match=r"^naip.tif: cannot tell which of its 4 bands .* in that order \(a NAIP "
+                                         r"file holds red, green, blue, nir: --bidx 3,2,1,4; a blue, green, red, nir "
+                                         r"stack such as PlanetScope's: --bidx 1,2,3,4\)$"):
+        choose_bands("naip.tif", MS, 4, grey(4), [None] * 4)
 
 
 def test_rgb_file_with_an_unnamed_fourth_band_suggests_the_bidx():
@@ -108,8 +115,28 @@ def test_descriptions_win_over_colour_interpretation():
 
 
 def test_alpha_band_is_not_data():
-    with pytest.raises(InputError, match="raster has 3 data band"):
+    with pytest.raises(InputError, match=r"^a.tif: raster has 3 data band\(s\) \(1=red, 2=green, 3=blue, 4=alpha\), "
+                                         r"the model expects 4 \(blue, green, red, nir\); band\(s\) 4 are marked "
+                                         r"alpha: if they hold data, name them in --bidx; "):
         choose_bands("a.tif", MS, 4, ["red", "green", "blue", "alpha"], [None] * 4)
+
+
+def test_rgb_scene_for_the_multispectral_model_points_to_the_rgb_model():
+    with pytest.raises(InputError, match=r"^rgb.tif: raster has 3 data band\(s\) \(1=red, 2=green, 3=blue\), the "
+                                         r"model expects 4 \(blue, green, red, nir\); a scene without near-infrared: "
+                                         r"classify it with -m default \(red, green, blue\)$"):
+        choose_bands("rgb.tif", MS, 3, ["red", "green", "blue"], [None] * 3)
+
+
+@pytest.mark.parametrize("descs,hint", [
+    (("SR_B2", "SR_B3", "SR_B4", "SR_B5"), r"; or --sensor landsat-c2-l2 or landsat-c2-l1 for Landsat 8/9 "
+                                           r"\(SR_B5/B5 is nir there, SR_B4 on Landsat 4-7\)$"),
+    (("B2", "B3", "B4", "B5"), r"; or --sensor \(band codes such as B5 and B8 differ between Sentinel-2 and "
+                               r"Landsat: sentinel2-\* reads B8 as nir, landsat-c2-\* B5\)$"),
+])
+def test_unresolved_band_codes_name_the_sensor_presets(descs, hint):
+    with pytest.raises(InputError, match=r"^l.tif: cannot tell which of its 4 bands are nir .*" + hint):
+        choose_bands("l.tif", MS, 4, grey(4), descs)
 
 
 def test_two_bands_with_one_name_are_ambiguous():
@@ -120,6 +147,18 @@ def test_two_bands_with_one_name_are_ambiguous():
 def test_bidx_is_taken_as_given():
     c = choose_bands("s2.tif", MS, 10, grey(10), S2_10, bidx=(2, 3, 4, 8))
     assert (c.bidx, c.how) == ((2, 3, 4, 8), "--bidx")
+
+
+def test_bidx_feeding_one_band_twice_warns():
+    c = choose_bands("x.tif", MS, 3, ["red", "green", "blue"], [None] * 3, bidx=(3, 2, 1, 1))
+    assert c.bidx == (3, 2, 1, 1)
+    assert c.warning == ("x.tif: --bidx 3,2,1,1: band 1 feeds red and nir; the model expects one band of each of "
+                         "blue, green, red, nir: check the band numbers")
+
+
+@pytest.mark.parametrize("ci", [grey(4), ["red", "green", "blue", "alpha"]])  # GDAL marks many NIR bands alpha
+def test_bidx_of_distinct_bands_does_not_warn(ci):
+    assert choose_bands("x.tif", MS, 4, ci, [None] * 4, bidx=(3, 2, 1, 4)).warning is None
 
 
 @pytest.mark.parametrize("bidx,msg", [

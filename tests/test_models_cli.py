@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -44,6 +45,14 @@ def test_unknown_name_lists_the_built_ins(models_dir):
     with pytest.raises(ModelError, match=r"^rgbnir: no such model file and not a built-in model \(built-ins: "
                                          r"default, multispectral; `geoseg models` lists them\)"):
         builtin.resolve("rgbnir")
+
+
+@pytest.mark.parametrize("name,hint", [("multispecral", "did you mean -m multispectral? "),
+                                       ("Default", "did you mean -m default? "), ("rgbnir", "")])
+def test_unknown_name_suggests_a_close_built_in(models_dir, name, hint):
+    with pytest.raises(ModelError, match=rf"^{name}: .*`geoseg models` lists them\); {re.escape(hint)}pass -m with "
+                                         r"a built-in name or the path of an .onnx file$"):
+        builtin.resolve(name)
 
 
 def test_built_in_not_installed(models_dir):
