@@ -41,7 +41,7 @@ def pct(v: list[float], q: float) -> float:
 
 
 async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors: list, http,
-                 pause: float) -> None:
+                 pause: float, browser: bool = False) -> None:
     from geoseg.serve import tiles as T
 
     rng = random.Random(i)
@@ -59,8 +59,8 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
     ax0, ax1, ay0, ay1 = extent(z)
     cx, cy = rng.randint(ax0, ax1), rng.randint(ay0, ay1)
 
-    async def fetch(layer, tx, ty):
-        url = f"{base}/api/scenes/{scene['id']}/tiles/{layer}/{z}/{tx}/{ty}.png"
+    async def fetch(layer, tx, ty, tz=None):
+        url = f"{base}/api/scenes/{scene['id']}/tiles/{layer}/{z if tz is None else tz}/{tx}/{ty}.png"
         async with sem:
             t0 = time.perf_counter()
             try:
@@ -74,16 +74,29 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
                     key = f"{layer} (drawn, blocks {r.headers['x-geoseg-blocks']})"
                 lat.setdefault(key, []).append(dt)
                 lat.setdefault("all", []).append(dt)
+                loaded.add((layer, z if tz is None else tz, tx, ty))
                 m = re.search(r"dur=([0-9.]+)", r.headers.get("server-timing", ""))
                 if m:  # the time the server spent on it, from its handler's start
                     lat.setdefault("all, in the server", []).append(float(m.group(1)))
             except Exception as exc:  # noqa: BLE001 - every failure is counted
                 errors.append(f"{url}: {type(exc).__name__}: {exc}")
 
+    loaded: set[tuple] = set()  # a browser's cache: tiles it has (Cache-Control: max-age=3600)
+    inflight: dict[tuple, asyncio.Task] = {}
     while time.time() < until:
         tiles = [(cx + dx, cy + dy) for dy in (-1, 0, 1) for dx in (-2, -1, 0, 1)]
-        await asyncio.gather(*(fetch(layer, tx, ty) for layer in ("rgb", "classes") for tx, ty in tiles
-                               if T.valid_tile(z, tx, ty)))
+        want = {(layer, z, tx, ty) for layer in ("rgb", "classes") for tx, ty in tiles if T.valid_tile(z, tx, ty)}
+        if browser:  # cancel what left the view, ask for what is not loaded, move on after `pause` seconds
+            for k, t in list(inflight.items()):
+                if not t.done() and k not in want:
+                    t.cancel()
+                    lat.setdefault("aborted (left the view)", []).append(0.0)
+                if t.done() or k not in want:
+                    del inflight[k]
+            for k in sorted(want - loaded - set(inflight)):
+                inflight[k] = asyncio.ensure_future(fetch(k[0], k[2], k[3], k[1]))
+        else:  # the whole viewport again, then wait `pause` seconds
+            await asyncio.gather(*(fetch(layer, tx, ty) for layer, _, tx, ty in sorted(want)))
         await asyncio.sleep(pause)
         r = rng.random()
         if r < 0.1 and z < nz + 1:
@@ -95,9 +108,12 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
             cx, cy = cx + dx, cy + dy
         ax0, ax1, ay0, ay1 = extent(z)
         cx, cy = min(max(cx, ax0), ax1), min(max(cy, ay0), ay1)
+    for t in inflight.values():  # the run is over
+        t.cancel()
 
 
-async def run(base: str, n_clients: int, seconds: float, pause: float) -> tuple[dict, list, float, dict]:
+async def run(base: str, n_clients: int, seconds: float, pause: float, browser: bool = False
+              ) -> tuple[dict, list, float, dict]:
     import httpx2
 
     limits = httpx2.Limits(max_connections=n_clients * 6, max_keepalive_connections=n_clients * 6)
@@ -106,7 +122,8 @@ async def run(base: str, n_clients: int, seconds: float, pause: float) -> tuple[
         lat: dict[str, list[float]] = {}
         errors: list[str] = []
         t0 = time.time()
-        await asyncio.gather(*(client(i, base, scene, t0 + seconds, lat, errors, http, pause) for i in range(n_clients)))
+        await asyncio.gather(*(client(i, base, scene, t0 + seconds, lat, errors, http, pause, browser)
+                               for i in range(n_clients)))
         wall = time.time() - t0
         health = (await http.get(f"{base}/api/health")).json()
     return lat, errors, wall, health
@@ -172,7 +189,9 @@ def old_tree(rev: str, tmp: str) -> str:
 def report(title: str, a, lat: dict, errors: list, wall: float, health: dict) -> None:
     n = len(lat.get("all", []))
     c = health["cache"]
-    print(f"### {title}\n\n{a.clients} clients panning (a move every {a.pause:g} s after the viewport loaded) for "
+    mode = f"browser-like: a move every {a.pause:g} s, requests of tiles that left the view cancelled" if a.browser \
+        else f"a move every {a.pause:g} s after the viewport loaded"
+    print(f"### {title}\n\n{a.clients} clients panning ({mode}) for "
           f"{a.seconds:.0f} s ({wall:.1f} s wall) on a {a.size}² synthetic scene: {n} tiles, {n / wall:.0f} tiles/s, "
           f"{len(errors)} errors; blocks computed {c['computed']} ({c['patches']} patches), joined in flight "
           f"{c['joined']}, memory hits {c['memory_hits']}" + "".join(
@@ -181,9 +200,12 @@ def report(title: str, a, lat: dict, errors: list, wall: float, health: dict) ->
              f"clients {health['cpu'][1]:.1f} s" if "cpu" in health else "") + "\n")
     print("| requests | n | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|")
+    aborted = len(lat.pop("aborted (left the view)", []))
     for k in ["all"] + sorted(k for k in lat if k != "all"):
         v = lat[k]
         print(f"| {k} | {len(v)} | {pct(v, 50):.0f} | {pct(v, 90):.0f} | {pct(v, 99):.0f} | {max(v):.0f} |")
+    if aborted:
+        print(f"\n{aborted} requests cancelled by their client (the tile left the view)")
     for e in errors[:10]:
         print("error:", e)
     print(flush=True)
@@ -203,7 +225,7 @@ def one_run(title: str, a, scene: str, tmp: str, pythonpath: str | None, extra: 
             print(f"{title}: geoseg serve did not start", file=sys.stderr)
             return 1
         cpu0, me0 = cpu_seconds(proc.pid), cpu_seconds(os.getpid())
-        lat, errors, wall, health = asyncio.run(run(base, a.clients, a.seconds, a.pause))
+        lat, errors, wall, health = asyncio.run(run(base, a.clients, a.seconds, a.pause, a.browser))
         health["cpu"] = (cpu_seconds(proc.pid) - cpu0, cpu_seconds(os.getpid()) - me0)
     finally:
         stop(proc)
@@ -220,6 +242,9 @@ def main() -> int:
     ap.add_argument("--scene", default=None, help="serve this scene instead of the synthetic one")
     ap.add_argument("--compare", metavar="REV", default=None, help="first run the server of commit REV")
     ap.add_argument("--server-args", default="", help="more options of this tree's geoseg serve")
+    ap.add_argument("--browser", action="store_true",
+                    help="browser-like clients: keep loaded tiles (HTTP cache), ask only for new ones, move every "
+                         "--pause seconds without waiting, cancel requests of tiles that left the view")
     a = ap.parse_args()
     from geoseg.demo import make_scene
 

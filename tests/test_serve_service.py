@@ -194,3 +194,38 @@ def test_finished_job_feeds_the_tile_cache(scenes_dir, model, tmp_path):
             np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(r.content))),
                                           expected_tile(s, cls, z, tx, ty))
         assert c.get("/api/health").json()["cache"]["computed"] == 0
+
+
+def test_a_gone_client_leaves_a_shared_block_to_the_others(scenes_dir, model, tmp_path, monkeypatch):
+    """Two requests wait for one queued block; the first one's client goes:
+    the block is still computed for the second (the gone request's waiting
+    must not cancel the block's future)."""
+    p = pipeline()
+    real = p.classify_block
+    started, release = threading.Event(), threading.Event()
+
+    def slow_block(job):
+        started.set()
+        release.wait(30)
+        return real(job)
+
+    monkeypatch.setattr(p, "classify_block", slow_block)
+    with make_client([scenes_dir], model, tmp_path, disk_cache=False) as c:
+        eng = c.app.state.server.engine
+        sc = c.app.state.server.registry.list()[0]
+        eng.request(sc, [(0, 0)], priority=0)  # occupies the one block thread
+        assert started.wait(30)
+        _, first = eng.request(sc, [(0, 1)], priority=1)
+        _, second = eng.request(sc, [(0, 1)], priority=2)
+
+        async def both():
+            gone = Waiter(GoneRequest())  # type: ignore[arg-type]
+            with pytest.raises(ClientGone):
+                await gone.wait(first[(0, 1)])
+            gone.close()
+            eng.release(sc, first)  # as the tile service does for a gone client
+            release.set()
+            return await Waiter(None).wait(second[(0, 1)])
+
+        assert asyncio.run(both()).classes.shape == (4, 4)
+        assert eng.counters.dropped == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,13 +58,12 @@ class Waiter:
     async def wait(self, task: Task, pool: PriorityPool | None = None) -> Any:
         """The result of ``task``; :class:`ClientGone` (and the task released
         to ``pool``) when the client goes first."""
-        fut = asyncio.wrap_future(task.future)
+        fut = _bridge(task.future)
         if self._watch is None:
             return await fut
         done, _ = await asyncio.wait({fut, self._watch}, return_when=asyncio.FIRST_COMPLETED)
         if fut in done:
             return fut.result()
-        fut.cancel()
         if pool is not None:
             pool.release(task)
         raise ClientGone
@@ -71,6 +71,27 @@ class Waiter:
     def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+
+
+def _bridge(cf: Future[Any]) -> asyncio.Future[Any]:
+    """An asyncio future with the outcome of ``cf``.  Unlike
+    ``asyncio.wrap_future``, cancelling it leaves ``cf`` alone: other
+    requests may wait for the same block."""
+    loop = asyncio.get_running_loop()
+    af: asyncio.Future[Any] = loop.create_future()
+
+    def copy(_: Future[Any]) -> None:
+        if af.done():
+            return
+        if cf.cancelled():
+            af.cancel()
+        elif (exc := cf.exception()) is not None:
+            af.set_exception(exc)
+        else:
+            af.set_result(cf.result())
+
+    cf.add_done_callback(lambda _: loop.call_soon_threadsafe(copy, cf))
+    return af
 
 
 def etag(scene: ServedScene, layer: str, z: int, x: int, y: int) -> str:

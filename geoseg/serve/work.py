@@ -74,7 +74,7 @@ class PriorityPool:
         """One more request waits for ``task`` (moved up to ``priority`` when
         that comes sooner); False when the task was dropped (submit anew)."""
         with self._cv:
-            if task.state == "dropped":
+            if task.state == "dropped" or task.future.cancelled():
                 return False
             task.claims += 1
             if priority is not None and priority < task.priority and task.state == "queued":
@@ -126,7 +126,8 @@ class PriorityPool:
 
     def _work(self) -> None:
         while (task := self._next()) is not None:
-            if not task.future.set_running_or_notify_cancel():
+            if not task.future.set_running_or_notify_cancel():  # cancelled from outside: nobody waits
+                task.state = "dropped"
                 continue
             try:
                 result = task.fn(*task.args, **task.kwargs)
