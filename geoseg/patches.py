@@ -174,13 +174,23 @@ def scale_pixels(
 
     ``stats`` is a (band, 2) array of (low, high) values for percentile
     scaling, computed once per scene (see :func:`percentile_stats`).
+
+    One float32 copy of ``arr``, then every step in place on it (the same
+    float32 operations, in the same order, as the expression they replace:
+    bit for bit the same values); the clip is skipped where the rule cannot
+    leave ``out_range`` for any value of an integer dtype (:func:`_within`).
     """
     lo_out, hi_out = out_range
-    x = np.ascontiguousarray(arr, dtype=np.float32)  # one pass, in the layout onnxruntime wants
+    x = np.array(arr, dtype=np.float32, order="C", copy=True)  # the one copy: the steps below work in place
     if scaling.method == "identity":
         return x
     if scaling.method == "linear":
-        y = x * np.float32(scaling.scale) + np.float32(scaling.offset)
+        s32, o32 = np.float32(scaling.scale), np.float32(scaling.offset)
+        np.multiply(x, s32, out=x)
+        if o32 != 0 or s32 < 0 or arr.dtype.kind not in "ui":  # + 0 changes nothing else (no -0.0 to turn +0.0)
+            np.add(x, o32, out=x)
+        if _within(arr.dtype, s32, o32, lo_out, hi_out):
+            return x
     else:
         if stats is None:
             raise ValueError("percentile scaling needs per-band statistics")
@@ -195,10 +205,26 @@ def scale_pixels(
                                  f"{stats.shape[0]} band(s)")
             t = np.asarray(scaling.targets, dtype=np.float32)
             t_lo, t_hi = t[:, 0].reshape(shape), t[:, 1].reshape(shape)
-            y = (x - lo) / span * (t_hi - t_lo) + t_lo
+            gain, base = t_hi - t_lo, t_lo
         else:
-            y = (x - lo) / span * np.float32(hi_out - lo_out) + np.float32(lo_out)
-    return np.clip(y, lo_out, hi_out)
+            gain, base = np.float32(hi_out - lo_out), np.float32(lo_out)
+        # (x - lo) / span * gain + base, step by step in place
+        np.subtract(x, lo, out=x)
+        np.divide(x, span, out=x)
+        np.multiply(x, gain, out=x)
+        np.add(x, base, out=x)
+    return np.clip(x, lo_out, hi_out, out=x)
+
+
+def _within(dtype: np.dtype, scale: np.float32, offset: np.float32, lo: float, hi: float) -> bool:
+    """Whether value x ``scale`` + ``offset`` (float32) lies in [lo, hi] for
+    every value of the integer ``dtype``: float32 multiplication and addition
+    by constants are monotone, so the dtype's extremes bound every result."""
+    if dtype.kind not in "ui" or not (np.isfinite(scale) and np.isfinite(offset)):
+        return False
+    info = np.iinfo(dtype)
+    ends = np.array([info.min, info.max], dtype=np.float32) * scale + offset
+    return bool(ends.min() >= np.float32(lo) and ends.max() <= np.float32(hi))
 
 
 def percentile_stats(sample: np.ndarray, valid: np.ndarray, low: float, high: float) -> np.ndarray:

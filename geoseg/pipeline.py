@@ -238,7 +238,9 @@ def classify_block(job: BlockJob) -> BlockResult:
         # the quicklook samples the pixels the model saw, Sm of them per cell side
         rm, cm = (b.row_off - b.prow0) * Sm, (b.col_off - b.pcol0) * Sm
         slm = (slice(rm, rm + b.height * Sm), slice(cm, cm + b.width * Sm))
-        thumb, thumb_valid = block_thumbnail(data[(_rgb_bands(c),) + slm], pix_valid[slm], Sm, job.thumb_k)
+        # sampled first, then the bands picked: a band list would copy the whole block
+        thumb, thumb_valid = block_thumbnail(data[(slice(None),) + slm], pix_valid[slm], Sm, job.thumb_k)
+        thumb = thumb[_rgb_bands(c)]
     return BlockResult(
         index=b.index, block=b, classes=classes, probs=mean,
         valid_px=np.where(cell_ok, vcount, 0).astype(np.int64),

@@ -52,7 +52,7 @@ class SceneInfo:
     transform: Affine
     bidx: tuple[int, ...]
     nodata: float | None  # the value used for masking, if masking by value
-    mask_by_value: bool  # validity by comparing pixels with ``nodata`` (--nodata, or a nodata value shadowing an alpha band)
+    mask_by_value: bool  # validity by comparing pixels with ``nodata`` (--nodata, a nodata value shadowing an alpha band, an integer nodata value)
     mask_kind: MaskKind
     tile: int | None  # internal tile side, if square tiles
     res: tuple[float, float] = (1.0, 1.0)
@@ -221,13 +221,28 @@ def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
         path=path, width=src.width, height=src.height, count=src.count, dtype=dtype, crs_wkt=src.crs.to_wkt(),
         transform=src.transform, bidx=chosen, nodata=nodata if nodata is not None else src.nodata,
         # GDAL's nodata mask, computed from the values: the same pixels, without
-        # rasterio's NodataShadowWarning at every read of a nodata + alpha scene
-        mask_by_value=nodata is not None or (mask_kind == "nodata" and alpha),
+        # rasterio's NodataShadowWarning at every read of a nodata + alpha scene,
+        # and without GDAL deriving one mask per band from the values again
+        mask_by_value=nodata is not None or (mask_kind == "nodata" and (alpha or _integer_nodata(src, chosen, dtype))),
         mask_kind=mask_kind, tile=tile, res=src.res, is_geographic=bool(src.crs.is_geographic),
         band_choice=choice.how, band_names=choice.names,
         scale_offset=tuple((float(src.scales[b - 1]), float(src.offsets[b - 1])) for b in chosen),
         tags=tuple(sorted(_scene_tags(src, chosen).items())),
     )
+
+
+def _integer_nodata(src, bands: tuple[int, ...], dtype: str) -> bool:
+    """Whether GDAL's nodata masks of ``bands`` are exactly "value != nodata":
+    an integer scene whose bands share one nodata value, an integer inside
+    the dtype's range (GDAL treats others in ways of its own)."""
+    if np.dtype(dtype).kind not in "ui":
+        return False
+    nds = {src.nodatavals[b - 1] for b in bands}
+    if len(nds) != 1 or None in nds:
+        return False
+    nd = float(nds.pop())
+    info = np.iinfo(np.dtype(dtype))
+    return nd.is_integer() and info.min <= nd <= info.max
 
 
 def _mask_kind(flags: list) -> MaskKind:

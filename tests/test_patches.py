@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from geoseg.contract import Scaling
 from geoseg.patches import fill_invalid, fold_to_cells, patch_valid_fraction
 
 
@@ -162,3 +163,38 @@ def test_footprint_valid():
     assert not up[:2, :2].any() and up[2:, :2].all() and not up[14:, 10:12].any()
     odd = footprint_valid(v, (3, 3))  # 8/3: footprints start at 0, 2, 5
     assert odd.tolist() == [[False, True, True], [True, True, True], [True, True, False]]
+
+
+@pytest.mark.parametrize("dtype,scale,offset", [
+    ("uint8", 0.4 / 255, 0.0),  # the multispectral model's uint8 rule: the clip can be skipped
+    ("uint8", 0.9 / 100, 0.0),  # 255 x 0.009 = 2.3: the clip is needed
+    ("uint16", 1e-4, -0.1),
+    ("int16", -1e-4, 0.5),
+    ("float32", 1e-4, 0.0),
+])
+def test_linear_scaling_in_place_equals_the_clipped_expression(dtype, scale, offset):
+    from geoseg.patches import scale_pixels
+
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dtype) if dtype != "float32" else None
+    a = (rng.integers(info.min, info.max, (3, 4, 9, 9), endpoint=True) if info else
+         rng.normal(5000, 9000, (3, 4, 9, 9))).astype(dtype)
+    before = a.copy()
+    y = scale_pixels(a, Scaling("linear", scale=scale, offset=offset), (0.0, 1.5), band_axis=1)
+    want = np.clip(a.astype(np.float32) * np.float32(scale) + np.float32(offset), 0.0, 1.5)
+    assert y.dtype == np.float32 and y.flags.c_contiguous and np.array_equal(y, want)
+    assert np.array_equal(a, before)  # the input is left as it was
+
+
+@pytest.mark.parametrize("dtype,scale,offset,within", [
+    ("uint8", 0.4 / 255, 0.0, True),
+    ("uint8", 1.5 / 255, 0.0, True),
+    ("uint8", 1.6 / 255, 0.0, False),
+    ("uint8", 0.4 / 255, -0.1, False),
+    ("uint16", 1e-4, 0.0, False),
+    ("float32", 1e-9, 0.0, False),  # float values have no bounds
+])
+def test_clip_is_skipped_only_where_no_value_can_leave_the_range(dtype, scale, offset, within):
+    from geoseg.patches import _within
+
+    assert _within(np.dtype(dtype), np.float32(scale), np.float32(offset), 0.0, 1.5) is within

@@ -138,3 +138,23 @@ def test_scene_smaller_than_a_patch(tmp_path, truth):
                                          r"least 32x32"):
         open_scene(p, make_contract(32))
     assert open_scene(p, make_contract(32), min_side=None).width == 30
+
+
+@pytest.mark.parametrize("dtype,nodata,by_value", [
+    ("uint8", 0, True),  # GDAL's nodata masks are "value != nodata": computed from the values read
+    ("uint16", 65535, True),
+    ("float32", 0.0, False),  # GDAL compares floats its own way: its masks are read
+])
+def test_integer_nodata_validity_from_values_equals_gdal_masks(tmp_path, truth, contract, dtype, nodata, by_value):
+    import rasterio
+
+    img = paint(truth, 8).astype(dtype)
+    img[:, :5, :7] = nodata  # nodata in every band
+    img[0, 20:30, 3:9] = nodata  # in one band only: still data
+    p = write_scene(tmp_path / "nd.tif", img, nodata=nodata)
+    s = open_scene(p, contract)
+    assert (s.mask_kind, s.mask_by_value) == ("nodata", by_value)
+    _, valid, _ = read_window(s, Window(0, 0, s.width, s.height))
+    with rasterio.open(p) as src:
+        gdal = np.any(src.read_masks(s.bidx) > 0, axis=0)
+    assert np.array_equal(valid, gdal) and not valid[:5, :7].any() and valid[20:30, 3:9].all()
