@@ -348,11 +348,12 @@ def mix_mask_np(rng: np.random.Generator, size: int, share: float) -> np.ndarray
 
 
 def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, seed: int = 0,
-                       colour_jitter: bool = False) -> None:
+                       colour_jitter: bool = False, brightness_max: float = 2.0) -> None:
     """Synthetic water/land cells from the chips already written: a water
     chip (EuroSAT MS SeaLake or a water-majority River chip), 70 % of the
     time re-coloured to a real water spectrum of :func:`water_spectra` times
-    a brightness 0.7-2.0 (NDWI kept; turbid and bright 8-bit water) with its
+    a brightness 0.7-``brightness_max`` (log-uniform; NDWI kept: turbid water,
+    and the bright water of uncalibrated 8-bit products) with its
     texture kept (scaled 0.5-1.2), takes a land chip's part by a blob or band
     mask; a cell's label is its majority: water share 0.5-1.0 -> water
     (two thirds of them), 0.1-0.5 -> the land chip's class.  Each mixture is
@@ -376,7 +377,7 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
         rw, rl = water[rng.integers(len(water))], land[rng.integers(len(land))]
         xw, xl = chip(rw).copy(), chip(rl)
         if rng.uniform() < 0.7:
-            target = spectra[rng.integers(len(spectra))] * np.exp(rng.uniform(np.log(0.7), np.log(2.0)))
+            target = spectra[rng.integers(len(spectra))] * np.exp(rng.uniform(np.log(0.7), np.log(brightness_max)))
             if colour_jitter:  # other water colours (algae, sediment): visible bands x 0.75-1.35 each,
                 # NIR x 0.6-1.6 but kept below 0.9 x green (NDWI > 0.05: still water by its spectrum)
                 target = target * np.concatenate([rng.uniform(0.75, 1.35, 3), rng.uniform(0.6, 1.6, 1)])
@@ -390,13 +391,13 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
         cls = "water" if is_water else rl["class"]
         counts["water" if is_water else "land"] += 1
         w.add(x, cls, "mixture", f"{i:04d}", rw["group"], pixel_size=None)
-    doc["mixtures"] = {"n": n, "counts": counts, "colour_jitter": colour_jitter, "rule": add_water_mixtures.__doc__.split("\n\n")[0].strip()
+    doc["mixtures"] = {"n": n, "counts": counts, "colour_jitter": colour_jitter, "brightness_max": brightness_max, "rule": add_water_mixtures.__doc__.split("\n\n")[0].strip()
                        if add_water_mixtures.__doc__ else "", "water_spectra": doc.get("water_spectra")}
 
 
 def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None, seed: int = 0,
           desert_limit: int | None = 400, brandenburg_scene: str | None = None, mixtures: int = 600,
-          colour_jitter: bool = False) -> dict:
+          colour_jitter: bool = False, brightness_max: float = 2.0) -> dict:
     w = Writer(out)
     doc: dict = {"bands": list(BANDS), "units": "top-of-atmosphere reflectance (float32)", "size": SIZE,
                  "held_back_never_read": ["scenes/sen1floods11_spain", "scenes/s2_amsterdam", "scenes/naip_*",
@@ -408,7 +409,7 @@ def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None,
     add_desert(w, os.path.join(shared, "data", "satellite4", "desert"), doc, seed, desert_limit)
     if mixtures:
         spectra, doc["water_spectra"] = water_spectra(shared, split_file, brandenburg_scene, seed=seed)
-        add_water_mixtures(w, doc, spectra, mixtures, seed, colour_jitter)
+        add_water_mixtures(w, doc, spectra, mixtures, seed, colour_jitter, brightness_max)
     w.close(doc)
     return doc
 
@@ -426,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--brandenburg-scene", default=None,
                    help="the Brandenburg west half as one 4-band reflectance GeoTIFF (water spectra)")
     p.add_argument("--mixtures", type=int, default=600, help="synthetic water/land cells")
+    p.add_argument("--water-brightness-max", type=float, default=2.0,
+                   help="mixtures' re-coloured water: brightness gain 0.7 to this")
     p.add_argument("--water-colour-jitter", action="store_true",
                    help="mixtures' water takes other colours (per-band gains, NDWI kept above 0.05)")
     p.add_argument("--seed", type=int, default=0)
@@ -434,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.work and not a.brandenburg_chips:
         a.brandenburg_scene, a.brandenburg_chips = brandenburg_west(a.shared, a.work)
     doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit, a.brandenburg_scene,
-                a.mixtures, a.water_colour_jitter)
+                a.mixtures, a.water_colour_jitter, a.water_brightness_max)
     print(json.dumps(doc["counts"], indent=1))
     return 0
 
