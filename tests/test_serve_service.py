@@ -229,3 +229,28 @@ def test_a_gone_client_leaves_a_shared_block_to_the_others(scenes_dir, model, tm
 
         assert asyncio.run(both()).classes.shape == (4, 4)
         assert eng.counters.dropped == 0
+
+
+def test_cached_tiles_answered_before_routing_keep_the_token_and_headers(scenes_dir, model, tmp_path):
+    with make_client([scenes_dir], model, tmp_path, token="t0k") as c:
+        auth = {"Authorization": "Bearer t0k"}
+        sid = c.get("/api/scenes", headers=auth).json()["scenes"][0]["id"]
+        s = c.get(f"/api/scenes/{sid}", headers=auth).json()
+        z = s["native_zoom"]
+        x, y = scene_tiles(s, z)[0]
+        url = f"/api/scenes/{sid}/tiles/classes/{z}/{x}/{y}.png"
+        first = c.get(url, headers=auth)  # drawn by the endpoint
+        assert first.headers["x-geoseg-cache"] == "miss"
+        assert c.get(url).status_code == 401  # a cached tile still needs the token
+        hit = c.get(url, headers=auth)
+        assert hit.status_code == 200 and hit.content == first.content
+        assert {k: hit.headers[k] for k in ("content-type", "cache-control", "etag", "x-geoseg-cache")} == {
+            "content-type": "image/png", "cache-control": "public, max-age=3600", "etag": first.headers["etag"],
+            "x-geoseg-cache": "hit"}
+        assert int(hit.headers["content-length"]) == len(first.content)
+        head = c.head(url, headers=auth)
+        assert head.status_code == 200 and head.content == b""
+        assert c.get(url, headers={**auth, "If-None-Match": first.headers["etag"]}).status_code == 304
+        # what the fast path does not know goes on to the endpoint and its errors
+        assert c.get(url.replace("/classes/", "/nir/"), headers=auth).status_code == 404
+        assert c.get(f"/api/scenes/{sid}/tiles/classes/{z}/99999999/0.png", headers=auth).status_code == 404

@@ -22,6 +22,7 @@ from .api.meta import STATIC
 from .auth import TokenMiddleware
 from .errors import fallback, install_handlers
 from .scenes import ServeOptions
+from .service import CachedTileMiddleware
 from .state import DEFAULT_UPLOAD_LIMIT_MB, Server, Settings, build_server, default_cache_dir
 
 DESCRIPTION = ("Real-time landscape classification of GeoTIFF scenes on a web map: tiles of the scene, its "
@@ -78,7 +79,8 @@ def app_from_settings(settings: Settings, model: ModelInfo | None = None) -> Fas
     app = FastAPI(title="geoseg serve", version=__version__, lifespan=lifespan, description=DESCRIPTION)
     app.state.server, app.state.routers = server, ROUTERS
     install_handlers(app)
-    if server.token:
+    app.add_middleware(CachedTileMiddleware, tiles=server.service, scenes=lambda: server.registry.scenes)
+    if server.token:  # added last: outermost, so the token is checked before anything is answered
         app.add_middleware(TokenMiddleware, token=server.token)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     for router in (*ROUTERS, fallback):

@@ -11,11 +11,9 @@ from .. import render
 from .. import tiles as T
 from ..errors import NotFoundError
 from ..schemas import PointAnswer
-from ..service import ClientGone, Waiter, etag, matches
+from ..service import CACHED, ClientGone, Waiter, etag, matches
 from ..state import ServerDep
 from .scenes import check_layer
-
-CACHED = "public, max-age=3600"
 
 router = APIRouter(prefix="/api/scenes/{sid}")
 
