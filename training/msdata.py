@@ -246,7 +246,12 @@ def brandenburg_west(shared: str, work: str) -> tuple[str, str]:
     return scene, chips
 
 
-def add_desert(w: Writer, root: str, doc: dict, seed: int = 0, limit: int | None = None) -> None:
+SHRUB_SPECTRUM = (0.04, 0.06, 0.04, 0.32)  # blue, green, red, nir of green vegetation, TOA (EuroSAT MS Forest medians
+# are 0.082, 0.067, 0.040, 0.273; crops' NIR 0.30)
+
+
+def add_desert(w: Writer, root: str, doc: dict, seed: int = 0, limit: int | None = None,
+               veg_max: float = 0.0) -> None:
     from .data import decode_rgb, resize_rgb
 
     rng = np.random.default_rng(seed)
@@ -268,12 +273,16 @@ def add_desert(w: Writer, root: str, doc: dict, seed: int = 0, limit: int | None
         red = refl[..., 0]
         nir = a * red + b + rng.normal(0, SOIL_RESIDUAL_SD, red.shape).astype(np.float32)
         x = np.stack([refl[..., 2], refl[..., 1], red, np.clip(nir, 0, None)])
+        if veg_max:  # sparse shrubs (semi-arid land): a linear mixture with a vegetation spectrum
+            fv = rng.uniform(0, veg_max)
+            x = (1 - fv) * x + fv * np.array(SHRUB_SPECTRUM, np.float32)[:, None, None]
         name = os.path.splitext(os.path.basename(f))[0]
         group = name.replace(" (1)", "").replace("(1)", "") if " (1)" in name else name
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         w.add(x, "desert", "desert4", digest, f"desert4:{group}")
         n += 1
-    doc["desert4"] = {"folder": root, "n": n, "limit": limit, "reflectance": f"DN x 0.275/255 x gain (log-uniform {DESERT_GAIN})",
+    doc["desert4"] = {"folder": root, "n": n, "limit": limit, "sparse_vegetation_max": veg_max,
+                      "shrub_spectrum": SHRUB_SPECTRUM, "reflectance": f"DN x 0.275/255 x gain (log-uniform {DESERT_GAIN})",
                       "nir": {"soil_lines": SOIL_LINES, "residual_sd": SOIL_RESIDUAL_SD,
                               "measured_on": ["EuroSAT MS bare/built pixels (NDVI -0.05-0.12, NDWI < -0.02, red > "
                                               "0.06), 102621 px, red 0.10-0.32",
@@ -397,7 +406,7 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
 
 def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None, seed: int = 0,
           desert_limit: int | None = 400, brandenburg_scene: str | None = None, mixtures: int = 600,
-          colour_jitter: bool = False, brightness_max: float = 2.0) -> dict:
+          colour_jitter: bool = False, brightness_max: float = 2.0, desert_veg_max: float = 0.0) -> dict:
     w = Writer(out)
     doc: dict = {"bands": list(BANDS), "units": "top-of-atmosphere reflectance (float32)", "size": SIZE,
                  "held_back_never_read": ["scenes/sen1floods11_spain", "scenes/s2_amsterdam", "scenes/naip_*",
@@ -406,7 +415,7 @@ def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None,
     add_cloud38(w, os.path.join(shared, "data", "cloud38"), split_file, doc)
     if brandenburg_chips:
         add_brandenburg(w, brandenburg_chips, doc)
-    add_desert(w, os.path.join(shared, "data", "satellite4", "desert"), doc, seed, desert_limit)
+    add_desert(w, os.path.join(shared, "data", "satellite4", "desert"), doc, seed, desert_limit, desert_veg_max)
     if mixtures:
         spectra, doc["water_spectra"] = water_spectra(shared, split_file, brandenburg_scene, seed=seed)
         add_water_mixtures(w, doc, spectra, mixtures, seed, colour_jitter, brightness_max)
@@ -427,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--brandenburg-scene", default=None,
                    help="the Brandenburg west half as one 4-band reflectance GeoTIFF (water spectra)")
     p.add_argument("--mixtures", type=int, default=600, help="synthetic water/land cells")
+    p.add_argument("--desert-veg-max", type=float, default=0.0,
+                   help="desert images mixed with up to this share of a shrub spectrum (semi-arid land)")
     p.add_argument("--water-brightness-max", type=float, default=2.0,
                    help="mixtures' re-coloured water: brightness gain 0.7 to this")
     p.add_argument("--water-colour-jitter", action="store_true",
@@ -437,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.work and not a.brandenburg_chips:
         a.brandenburg_scene, a.brandenburg_chips = brandenburg_west(a.shared, a.work)
     doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit, a.brandenburg_scene,
-                a.mixtures, a.water_colour_jitter, a.water_brightness_max)
+                a.mixtures, a.water_colour_jitter, a.water_brightness_max, a.desert_veg_max)
     print(json.dumps(doc["counts"], indent=1))
     return 0
 
