@@ -537,6 +537,15 @@ def table_md(results: list[dict]) -> str:
         lines.append(f"| {scene} | {k.replace('_', ' ')} | " + " | ".join(vals) + " |")
     lines.append("| **mean over scenes** | mean IoU of each scene's scored classes | "
                  + " | ".join(_f(res["mean_scene_iou"]) for res in results) + " |")
+    counts = []
+    for r in results[0]["rows"] if results else []:
+        if r.get("cells"):
+            refs = ", ".join(f"{k[: -len('_reference_cells')]} {v}" for k, v in r.items()
+                             if k.endswith("_reference_cells"))
+            counts.append(f"{r['scene']} {r['cells']}" + (f" ({refs})" if refs else ""))
+    if counts:
+        lines += ["", "Scored cells (reference cells of each scored class): " + "; ".join(counts)
+                  + ".  A figure on few cells moves a lot with one cell."]
     whys = [(res["model"], r["scene"], r["why"]) for res in results for r in res["rows"] if "why" in r]
     if whys:
         lines += ["", "n/a: " + "; ".join(f"{m} on {s}: {w}" for m, s, w in whys)]
