@@ -41,6 +41,7 @@ from .errors import InputError
 ASSUMED_SCALE = 1e-4
 RANGE = (0.0, 1.5)  # reflectance a scene's pixels are expected in
 _FAR = (-0.5, 3.0)  # a median beyond this is not reflectance
+_BRIGHT = 0.5  # a median above this under the assumed x 0.0001 is cloud, snow or another scale
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,10 @@ def check_range(path: str, rule: Reflectance, median: np.ndarray, p99: np.ndarra
     if m > RANGE[1] or m < RANGE[0]:
         side = "brighter than the model reads (it clips at 1.5)" if m > RANGE[1] else "negative"
         return f"{path}: {values}: most pixels {side}; expected reflectance {RANGE[0]:g}-{RANGE[1]:g}: {fix}"
+    if rule.source.startswith("assumed") and m > _BRIGHT:  # the x 0.0001 guess, and most pixels as bright as cloud
+        return (f"{path}: {values}, as bright as cloud or snow: unless the scene is mostly cloud, its values are not "
+                "reflectance x 10000; pass its calibration (--reflectance-scale S, e.g. 1.526e-05 for reflectance x "
+                "65535; --sensor landsat-c2-l1 or landsat-c2-l2 for Landsat Collection 2 DN)")
     if float(np.max(top)) < 0.01:
         hint = ("if the scene is reflectance already, pass --reflectance-scale 1" if abs(raw) <= RANGE[1] else
                 "the scale is too small (values of reflectance x 10000: --reflectance-scale 0.0001; or --sensor NAME)")

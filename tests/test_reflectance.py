@@ -199,11 +199,19 @@ def test_range_check_warns_of_most_pixels_outside_reflectance(scale, offset, med
 
 
 def test_range_check_warns_when_even_the_darkest_pixels_are_bright():
-    # Landsat-8 Level-1 DN (about 6500 for dark water) read as x 0.0001: every pixel above 0.6
-    rule = Reflectance("assumed for uint16", (1e-4,) * 3, (0.0,) * 3)
+    # Landsat-8 Level-1 DN (about 6500 for dark water) read with a Sentinel-2 preset: every pixel above 0.6
+    rule = Reflectance("--sensor sentinel2-l1c", (1e-4,) * 3, (0.0,) * 3)
     w = check_range("l8.tif", rule, np.array([7400.0, 8600, 9700]), np.full(3, 18500.0),
                     np.array([6450.0, 7300, 8500]), "uint16")
     assert w is not None and "even the darkest 1 % of the pixels is above 0.65" in w and "landsat-c2-l1" in w
+
+
+@pytest.mark.parametrize("source,warns", [("assumed for uint16", True), ("--reflectance-scale", False)])
+def test_range_check_warns_when_the_assumed_scale_makes_most_pixels_cloud_bright(source, warns):
+    # s2_amsterdam-like: reflectance x 65535 read with the x 0.0001 guess (median 0.7, nodata zeros in the sample)
+    rule = Reflectance(source, (1e-4,) * 4, (0.0,) * 4)
+    w = check_range("a.vrt", rule, np.array([8087.0, 7143, 6141, 12602]), np.full(4, 20000.0), np.zeros(4), "uint16")
+    assert (w is not None and "as bright as cloud or snow" in w and "1.526e-05 for reflectance x 65535" in w) is warns
 
 
 def test_range_check_passes_reflectance():
