@@ -254,3 +254,25 @@ def test_cached_tiles_answered_before_routing_keep_the_token_and_headers(scenes_
         # what the fast path does not know goes on to the endpoint and its errors
         assert c.get(url.replace("/classes/", "/nir/"), headers=auth).status_code == 404
         assert c.get(f"/api/scenes/{sid}/tiles/classes/{z}/99999999/0.png", headers=auth).status_code == 404
+
+
+@pytest.mark.parametrize("block_px", [16, 40])
+def test_rgb_tiles_from_source_blocks_equal_window_reads(scenes_dir, model, tmp_path, monkeypatch, block_px):
+    """rgb tiles drawn from cached blocks of source pixels are byte for byte
+    the tiles drawn from one window read each (blocks cut at the scene's edges
+    and a nodata corner included)."""
+    from geoseg.serve import render
+
+    nodata_dir = tmp_path / "nd"
+    nodata_dir.mkdir()
+    img = paint(np.random.default_rng(9).integers(0, 4, size=(12, 14)), 8)
+    img[:, 80:, :16] = 0
+    write_scene(nodata_dir / "n.tif", img, nodata=0)
+    with make_client([scenes_dir, nodata_dir], model, tmp_path) as c:
+        for sc in c.app.state.server.registry.list():
+            for z in (sc.native_zoom, sc.native_zoom + 1, sc.native_zoom + 2):
+                for x, y in scene_tiles(sc.to_dict(), z):
+                    monkeypatch.setattr(render, "SOURCE_BLOCK_PX", block_px)
+                    blocks = render.rgb_tile(sc, z, x, y).png
+                    monkeypatch.setattr(render, "SOURCE_BLOCK_PX", 0)
+                    assert blocks == render.rgb_tile(sc, z, x, y).png, (sc.name, z, x, y)

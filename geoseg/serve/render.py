@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import tiles as T
-from .cache import CellBlock
+from .cache import LRU, CellBlock
 from .engine import BlockEngine
 from .scenes import ServedScene
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
+    from rasterio.windows import Window
+
+    from ..raster import SceneInfo
 
 LAYERS = ("rgb", "classes", "confidence")
 MAX_BLOCKS_PER_TILE = 64  # above this (zoomed far out), a tile shows only cached blocks
@@ -113,15 +116,57 @@ def _dataset(path: str) -> DatasetReader:
     return ds
 
 
+SOURCE_BLOCK_PX = 256  # side of the cached blocks of source pixels (0: read every tile's window)
+_SOURCE = LRU(128 << 20)  # (scene cache key, block side, block row, block col) -> (data, valid)
+
+
+def _read(info: SceneInfo, window: Window, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The scene's bands and validity in ``window``, read (decimated by GDAL) to ``shape``."""
+    from rasterio.enums import Resampling
+
+    nb = len(info.bidx)
+    src = _dataset(info.path)
+    data = src.read(list(info.bidx), window=window, out_shape=(nb, *shape), resampling=Resampling.nearest)
+    if info.mask_kind == "none":
+        return data, np.ones(shape, bool)
+    m = src.read_masks(list(info.bidx), window=window, out_shape=(nb, *shape), resampling=Resampling.nearest)
+    return data, np.any(m > 0, axis=0)
+
+
+def _source_window(scene: ServedScene, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source pixels [r0, r1) x [c0, c1) at full resolution, from aligned
+    blocks of :data:`SOURCE_BLOCK_PX` pixels kept in memory (a map shows
+    neighbouring tiles: each block is read once, not once a tile)."""
+    from rasterio.windows import Window
+
+    info, B = scene.info, SOURCE_BLOCK_PX
+    parts = []
+    for br in range(r0 // B, (r1 - 1) // B + 1):
+        row = []
+        for bc in range(c0 // B, (c1 - 1) // B + 1):
+            key = (scene.cache_key, B, br, bc)
+            got = _SOURCE.get(key)
+            if got is None:
+                h, w = min(B, info.height - br * B), min(B, info.width - bc * B)
+                got = _read(info, Window(bc * B, br * B, w, h), (h, w))
+                _SOURCE.put(key, got, got[0].nbytes + got[1].nbytes)
+            row.append(got)
+        parts.append(row)
+    data = np.concatenate([np.concatenate([d for d, _ in row], axis=2) for row in parts], axis=1)
+    valid = np.concatenate([np.concatenate([v for _, v in row], axis=1) for row in parts], axis=0)
+    rr, cc = r0 - (r0 // B) * B, c0 - (c0 // B) * B
+    return data[:, rr:rr + r1 - r0, cc:cc + c1 - c0], valid[rr:rr + r1 - r0, cc:cc + c1 - c0]
+
+
 def rgb_tile(scene: ServedScene, z: int, x: int, y: int) -> Tile:
     """The scene's own imagery in a tile (nearest; uint8 as is, other types
     stretched 2-98 %), transparent where it has no data.
 
     Tile pixels are mapped to source pixels as class tiles are mapped to cells
-    (:func:`~geoseg.serve.tiles.pixel_to_cells`); the window they need is read
-    once, decimated by GDAL (through overviews) when zoomed out.
+    (:func:`~geoseg.serve.tiles.pixel_to_cells`); the window they need comes
+    from cached blocks of source pixels at the scene's resolution and above,
+    and is read once, decimated by GDAL (through overviews), when zoomed out.
     """
-    from rasterio.enums import Resampling
     from rasterio.windows import Window
 
     if not _meets(scene, z, x, y):
@@ -137,22 +182,21 @@ def rgb_tile(scene: ServedScene, z: int, x: int, y: int) -> Tile:
     h, w = r1 - r0, c1 - c0
     f = max(1, min(h, w) // T.TILE_SIZE)  # source pixels per read pixel (zoomed out: > 1)
     oh, ow = max(1, -(-h // f)), max(1, -(-w // f))
-    window = Window(c0, r0, w, h)
-    nb = len(info.bidx)
-    src = _dataset(info.path)
-    data = src.read(list(info.bidx), window=window, out_shape=(nb, oh, ow), resampling=Resampling.nearest)
-    if info.mask_kind == "none":
-        valid = np.ones((oh, ow), bool)
+    if f == 1 and SOURCE_BLOCK_PX:
+        data, valid = _source_window(scene, r0, r1, c0, c1)
     else:
-        m = src.read_masks(list(info.bidx), window=window, out_shape=(nb, oh, ow), resampling=Resampling.nearest)
-        valid = np.any(m > 0, axis=0)
+        data, valid = _read(info, Window(c0, r0, w, h), (oh, ow))
     if data.dtype.kind == "f":
         valid &= np.all(np.isfinite(data), axis=0)
         data = np.where(np.isfinite(data), data, 0)
-    rr = np.where(ok, np.minimum((rows - r0) * oh // h, oh - 1), 0)
-    cc = np.where(ok, np.minimum((cols - c0) * ow // w, ow - 1), 0)
+    if f == 1:  # read pixel = source pixel
+        flat = np.where(ok, (rows - r0) * ow + (cols - c0), 0)
+    else:
+        flat = np.where(ok, np.minimum((rows - r0) * oh // h, oh - 1) * ow + np.minimum((cols - c0) * ow // w, ow - 1),
+                        0)
     rng = scene.display_range
-    rgba = T.stretch_bands(data[:, rr, cc], valid[rr, cc] & ok, None if rng is None else rng[:, 0],
+    px = np.take(data.reshape(len(data), -1), flat, axis=1)  # (band, size, size): one gather a band
+    rgba = T.stretch_bands(px, np.take(valid.ravel(), flat) & ok, None if rng is None else rng[:, 0],
                            None if rng is None else rng[:, 1])
     return Tile(T.encode_rgba(rgba))
 
