@@ -5,10 +5,17 @@ A tile request computes only the blocks of the scene's class grid it needs
 the batch class raster), caches them in memory and on disk, and draws the
 cells into Web Mercator tiles.  Needs the ``serve`` extra (FastAPI, uvicorn).
 
-Modules: :mod:`~geoseg.serve.tiles` (pure tile maths and drawing),
-:mod:`~geoseg.serve.cache`, :mod:`~geoseg.serve.engine` (blocks on demand),
-:mod:`~geoseg.serve.scenes` (roots, uploads, safety), :mod:`~geoseg.serve.render`,
-:mod:`~geoseg.serve.jobs` (whole-scene jobs), :mod:`~geoseg.serve.app` (FastAPI).
+Modules: :mod:`~geoseg.serve.app` (the factory), :mod:`~geoseg.serve.state`
+(settings, shared state, the dependency), :mod:`~geoseg.serve.api` (one
+router per resource), :mod:`~geoseg.serve.schemas` (bodies and answers),
+:mod:`~geoseg.serve.errors` (status table, handlers, 404/405),
+:mod:`~geoseg.serve.auth` (token), :mod:`~geoseg.serve.fetch` (URL
+downloads and their allow-list), :mod:`~geoseg.serve.scenes` (roots, safety,
+prepared scenes), :mod:`~geoseg.serve.service` (answering a tile under
+load), :mod:`~geoseg.serve.work` (the bounded priority pool),
+:mod:`~geoseg.serve.engine` (blocks on demand), :mod:`~geoseg.serve.cache`,
+:mod:`~geoseg.serve.render`, :mod:`~geoseg.serve.tiles` (pure tile maths and
+drawing), :mod:`~geoseg.serve.jobs` (whole-scene jobs).
 """
 
 from __future__ import annotations
