@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--synthetic", action="store_true", help="also the synthetic 2048 px uint16 scene")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="ms_parts_")
-    cases = []
+    cases: list[tuple[str, str, dict, dict]] = []
     if os.path.exists(a.naip):
         cases.append(("NAIP 8-bit, 2 x 2 mosaic", mosaic(a.naip, os.path.join(tmp, "naip4.tif")), {},
                       {"bidx": [3, 2, 1, 4]}))
