@@ -155,9 +155,16 @@ def add_eurosat_ms(w: Writer, root: str, doc: dict) -> None:
                          "reflectance": "DN x 1e-4 (L1C TOA), bands 2, 3, 4, 8"}
 
 
-def add_cloud38(w: Writer, root: str, split_file: str, doc: dict, step: int = 32) -> None:
+def _read1(path: str) -> np.ndarray:
     import rasterio
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the 38-Cloud patches have no georeference
+        with rasterio.open(path) as src:
+            return src.read(1)
+
+
+def add_cloud38(w: Writer, root: str, split_file: str, doc: dict, step: int = 32) -> None:
     with open(split_file, encoding="utf-8") as f:
         split = json.load(f)
     train = split["train"]
@@ -167,11 +174,9 @@ def add_cloud38(w: Writer, root: str, split_file: str, doc: dict, step: int = 32
     left = 0
     for name in train:
         stem = name[:-4] if name.upper().endswith(".TIF") else name
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the patches have no georeference
-            dn = np.stack([rasterio.open(os.path.join(root, f"train_{b}", f"{b}_{stem}.TIF")).read(1)
-                           for b in ("blue", "green", "red", "nir")]).astype(np.float32)
-            gt = rasterio.open(os.path.join(root, "train_gt", f"gt_{stem}.TIF")).read(1) > 0
+        dn = np.stack([_read1(os.path.join(root, f"train_{b}", f"{b}_{stem}.TIF"))
+                       for b in ("blue", "green", "red", "nir")]).astype(np.float32)
+        gt = _read1(os.path.join(root, "train_gt", f"gt_{stem}.TIF")) > 0
         x = np.where(dn > 0, dn * 2.0e-5 - 0.1, 0.0).astype(np.float32)
         valid = (dn > 0).all(0)
         h = x.shape[1] // 2
@@ -319,11 +324,9 @@ def water_spectra(shared: str, split_file: str, brandenburg_scene: str | None, n
         train = json.load(fh)["train"]
     root = os.path.join(shared, "data", "cloud38")
     for name in train:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dn = np.stack([rasterio.open(os.path.join(root, f"train_{b}", f"{b}_{name}.TIF")).read(1)
-                           for b in ("blue", "green", "red", "nir")]).astype(np.float32)
-            gt = rasterio.open(os.path.join(root, "train_gt", f"gt_{name}.TIF")).read(1) == 0
+        dn = np.stack([_read1(os.path.join(root, f"train_{b}", f"{b}_{name}.TIF"))
+                       for b in ("blue", "green", "red", "nir")]).astype(np.float32)
+        gt = _read1(os.path.join(root, "train_gt", f"gt_{name}.TIF")) == 0
         take("cloud38", np.where(dn > 0, dn * 2.0e-5 - 0.1, 0.0).astype(np.float32), gt)
     if brandenburg_scene:
         with rasterio.open(brandenburg_scene) as s:
