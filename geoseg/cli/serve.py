@@ -5,18 +5,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import sys
 
 import click
 
 from ..errors import GeosegError, NotInstalledError
 from .options import fail, quiet_opt, setup_logging, verbose_opt
-
-
-# The server's event loop shares the GIL with its drawing and inference threads: each time
-# it waits for a socket it gives the GIL up and then waits up to the switch interval to get
-# it back (Python's default 5 ms), so a cached tile waited behind drawings.
-SWITCH_INTERVAL_S = 0.001
 
 
 def free_port(host: str) -> int:
@@ -95,7 +88,7 @@ def serve(sources, model, host, port, token, upload_limit, cache_dir, stride, wo
     try:
         import uvicorn
 
-        from ..serve.app import app_from_settings
+        from ..serve.app import app_from_settings, serving_process
         from ..serve.state import Settings, default_cache_dir
     except ImportError as exc:
         fail(NotInstalledError(f"`geoseg serve` needs the serve extra ({exc.name} is missing): "
@@ -118,7 +111,7 @@ def serve(sources, model, host, port, token, upload_limit, cache_dir, stride, wo
     # (with a socket handed over, keep-alive requests waited ~40 ms for delayed ACKs)
     # keep-alive longer than browsers keep idle connections (uvicorn's 5 s closes
     # connections a busy map is about to reuse: the client sees a read error)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    serving_process()
     kw = dict(host=host.strip("[]"), port=real_port, timeout_keep_alive=75,
               log_level="warning" if not verbose else "info", access_log=verbose > 1)
     if workers == 1:

@@ -30,9 +30,21 @@ DESCRIPTION = ("Real-time landscape classification of GeoTIFF scenes on a web ma
                "`geoseg classify`.")
 
 SETTINGS_ENV = "GEOSEG_SERVE_SETTINGS"
+# The server's event loop shares the GIL with its drawing and inference threads: each time
+# it waits for a socket it gives the GIL up and then waits up to the switch interval to get
+# it back (Python's default 5 ms), so a cached tile waited behind drawings.
+SWITCH_INTERVAL_S = 0.001
+
+
+def serving_process() -> None:
+    """Set up the interpreter of a process that only serves (``geoseg serve``
+    and each of its worker processes): a 1 ms GIL switch interval."""
+    import sys
+
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 __all__ = ["DEFAULT_UPLOAD_LIMIT_MB", "SETTINGS_ENV", "Server", "app_from_env", "app_from_settings", "create_app",
-           "default_cache_dir"]
+           "default_cache_dir", "serving_process"]
 
 
 def create_app(
@@ -92,4 +104,5 @@ def app_from_env() -> FastAPI:
     """The application of the settings in ``$GEOSEG_SERVE_SETTINGS`` (JSON of
     :class:`Settings`): the factory each worker process of ``geoseg serve
     --workers N`` calls."""
+    serving_process()
     return app_from_settings(Settings.from_json(os.environ[SETTINGS_ENV]))
