@@ -31,6 +31,7 @@ from typing import Any
 from fastapi import Request
 
 from .. import __version__
+from ..errors import GeosegError
 from . import render
 from . import tiles as T
 from .cache import LRU, CellBlock
@@ -39,13 +40,13 @@ from .render import Tile
 from .scenes import ServedScene
 from .work import PriorityPool, Task
 
-
 CACHED = "public, max-age=3600"  # Cache-Control of a complete tile
 CELLS_FIRST = 1e9  # seconds: finding a tile's cells (and blocks) goes before every drawing in the queue
 
 
-class ClientGone(Exception):
-    """The client of a request disconnected before its answer was ready."""
+class ClientGone(GeosegError, ConnectionError):
+    """The client of a request disconnected before its answer was ready
+    (caught by the tile endpoint: nobody is left to answer)."""
 
 
 class Waiter:
