@@ -124,6 +124,38 @@ def family_from_tags(tags: dict[str, str]) -> str | None:
     return None
 
 
+def check_sensor_family(path: str, family: str, descriptions: Sequence[str | None], tags: dict[str, str]) -> None:
+    """Refuse a ``--sensor`` preset of one sensor (``family``: its band
+    numbering) on a file that says it is of the other: Sentinel-2 band
+    codes (``B02``, ``B8A``) or spacecraft tag against a Landsat preset,
+    Landsat Collection 2 codes (``SR_B5``, ``ST_B10``) or tag against a
+    Sentinel-2 one.
+
+    Raises
+    ------
+    InputError
+        Naming the evidence and the presets that fit.
+    """
+    codes = [c for d in descriptions for c in _codes(_tokens(d))]
+    said = band_family(descriptions)
+    evidence = ""
+    if said is None and any(p in ("sr", "st") for p, _ in codes):
+        said = "landsat-oli"
+    if said is not None:
+        evidence = "band names " + ", ".join(d for d in descriptions if d and _codes(_tokens(d)))[:80]
+    else:
+        said = family_from_tags(tags)
+        if said is not None:
+            evidence = next((f"{k}={v}" for k, v in tags.items() if family_from_tags({k: v})), "tags")
+    if said is None or said.startswith("landsat") == family.startswith("landsat"):
+        return
+    is_s2 = said == "sentinel2"
+    raise InputError(f"{path}: --sensor is a {'Landsat' if is_s2 else 'Sentinel-2'} preset but the file's {evidence} "
+                     f"say {'Sentinel-2' if is_s2 else 'Landsat'}; expected a scene of the preset's sensor: pass "
+                     f"--sensor {'sentinel2-l1c, sentinel2-l2a (or their -pb04)' if is_s2 else 'landsat-c2-l1 or landsat-c2-l2'}"
+                     ", or --reflectance-scale S [--reflectance-offset O]")
+
+
 def band_name(description: str | None, colorinterp: str, family: str | None) -> tuple[str | None, bool]:
     """The common name of one band and whether its description gave it: a
     word of the description, else its band code read by ``family``, else its

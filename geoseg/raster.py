@@ -23,7 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from . import styles
-from .bands import choose_bands, family_from_tags
+from .bands import check_sensor_family, choose_bands, family_from_tags
 from .checks import check_georeferenced, check_nodata_value
 from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line, ignoring
@@ -188,6 +188,8 @@ def _scene_tags(src, bidx: tuple[int, ...]) -> dict[str, str]:
 def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
     check_georeferenced(src, path, "scene", north_up=True)
     ci = [c.name for c in src.colorinterp]
+    if family is not None:  # from --sensor: the file must not say it is of another sensor
+        check_sensor_family(path, family, list(src.descriptions), src.tags())
     choice = choose_bands(path, contract.bands, src.count, ci, list(src.descriptions), bidx,
                           family or family_from_tags(src.tags()))
     if choice.warning:

@@ -178,3 +178,33 @@ def test_bad_bidx(bidx, msg):
 ])
 def test_family_from_tags(tags, family):
     assert family_from_tags(tags) == family
+
+
+@pytest.mark.parametrize("family,descs,tags,msg", [
+    ("landsat-oli", ("B02", "B03", "B04", "B08"), {},
+     r"^s.tif: --sensor is a Landsat preset but the file's band names B02, B03, B04, B08 say Sentinel-2; expected "
+     r"a scene of the preset's sensor: pass --sensor sentinel2-l1c, sentinel2-l2a \(or their -pb04\), or "
+     r"--reflectance-scale S \[--reflectance-offset O\]$"),
+    ("sentinel2", ("SR_B2", "SR_B3", "SR_B4", "SR_B5"), {},
+     r"^s.tif: --sensor is a Sentinel-2 preset but the file's band names SR_B2, SR_B3, SR_B4, SR_B5 say Landsat; "
+     r".*pass --sensor landsat-c2-l1 or landsat-c2-l2, or --reflectance-scale"),
+    ("sentinel2", (None,) * 4, {"SPACECRAFT_ID": "LANDSAT_9"},
+     r"^s.tif: --sensor is a Sentinel-2 preset but the file's SPACECRAFT_ID=LANDSAT_9 say Landsat"),
+])
+def test_sensor_preset_contradicting_the_files_own_names_is_refused(family, descs, tags, msg):
+    from geoseg.bands import check_sensor_family
+
+    with pytest.raises(InputError, match=msg):
+        check_sensor_family("s.tif", family, descs, tags)
+
+
+@pytest.mark.parametrize("family,descs,tags", [
+    ("sentinel2", ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"), {}),
+    ("landsat-oli", ("SR_B2", "SR_B3", "SR_B4", "SR_B5"), {}),
+    ("landsat-oli", ("B2", "B3", "B4", "B5"), {}),  # codes of no sensor in particular
+    ("sentinel2", (None,) * 4, {"AREA_OR_POINT": "Area"}),
+])
+def test_sensor_preset_agreeing_with_the_file_passes(family, descs, tags):
+    from geoseg.bands import check_sensor_family
+
+    check_sensor_family("s.tif", family, descs, tags)
