@@ -51,3 +51,19 @@ def test_capture_warnings_prints_one_line_once(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == ["geoseg: warning: scene.tif: no mask",
                    "geoseg: warning: from a library (DeprecationWarning)"]
+
+
+def test_gdal_message_with_and_without_file_name_is_printed_once(capsys):
+    """libtiff reports one directory problem twice, once naming the file
+    (``CPLE_AppDefined in scene.tif: TIFFReadDirectory:...``) and once not."""
+    import logging
+
+    from geoseg.cli.warnings import capture_warnings
+
+    capture_warnings()
+    log = logging.getLogger("rasterio")
+    msg = "TIFFReadDirectory:Sum of Photometric type-related color channels and ExtraSamples doesn't match"
+    log.warning("CPLE_AppDefined in landsat_2020.tif: %s", msg)
+    log.warning("CPLE_AppDefined in %s", msg)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln]
+    assert lines == [f"geoseg: warning: GDAL: CPLE_AppDefined in landsat_2020.tif: {msg}"]

@@ -10,6 +10,7 @@ is printed once.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import warnings
 
@@ -18,6 +19,7 @@ import click
 from ..errors import GeosegWarning
 
 _seen: set[str] = set()
+_GDAL_CONTEXT = re.compile(r"^GDAL: CPLE_\w+ in (\S+\.\w+: )?")
 _lock = threading.Lock()
 
 
@@ -25,10 +27,11 @@ def _once(text: str, quiet: bool) -> None:
     line = text.strip().splitlines()[0] if text.strip() else ""
     if quiet or not line:
         return
+    key = _GDAL_CONTEXT.sub("GDAL: CPLE in ", line)  # libtiff repeats a message with and without the file name
     with _lock:
-        if line in _seen:
+        if key in _seen:
             return
-        _seen.add(line)
+        _seen.add(key)
     click.echo(f"geoseg: warning: {line}", err=True)
 
 
