@@ -189,3 +189,24 @@ def test_request_bodies_and_answers_are_documented(scenes_dir, model, tmp_path):
         assert name in schemas, name
     body = spec["paths"]["/api/scenes"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["$ref"].endswith("/SceneSource")
+
+
+@pytest.mark.parametrize("provider, ok", [("cpu", True), ("auto", True), ("nonsense", False)])
+def test_cli_provider(scenes_dir, model, monkeypatch, tmp_path, provider, ok):
+    uvicorn = pytest.importorskip("uvicorn")
+    from click.testing import CliRunner
+
+    from geoseg.cli.serve import serve
+
+    seen = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: seen.update(app=self.config.app))
+    r = CliRunner().invoke(serve, [str(scenes_dir / "a.tif"), "-m", str(model), "--provider", provider,
+                                   "--cache-dir", str(tmp_path / "c")])
+    if ok:
+        assert r.exit_code == 0, r.output
+        sc = seen["app"].state.server.registry.list()[0]
+        assert sc.provider == "cpu"  # what this onnxruntime runs the blocks with
+        seen["app"].state.server.close()
+    else:
+        assert r.exit_code == 1 and "provider 'nonsense': unknown; expected one of auto, cpu" in r.output
+        assert "Traceback" not in r.output
