@@ -57,46 +57,68 @@ def find_inputs(
     pats = (pattern,) if pattern else RASTER_PATTERNS
     out: list[SceneTask] = []
     for item in inputs:
-        if is_prefix(item):
-            listed = list_prefix(item, pats, recursive, config)
-            if not listed:
-                log.warning("%s: no object matching %s under this prefix", item, " or ".join(pats))
-            for src, rel in listed:
-                out.append(SceneTask(src, os.path.normpath(os.path.join(outdir, rel))))
-        elif is_stac_item(item):
-            from .stac import safe_id
+        out.extend(_expand(item, outdir, pats, recursive, config))
+    _check_output_names(out)
+    return _unique(out)
 
-            doc = read_json(item, config)
-            out.append(SceneTask(item, outdir, safe_id(str(doc.get("id") or scene_stem(item)))))
-        elif is_remote(item) and item.lower().endswith((".txt", ".lst")):
-            for line in _list_lines(read_bytes(item, config), item):
-                out.append(SceneTask(join(item, line), outdir, listed_in=item))
-        elif is_remote(item):
-            out.append(SceneTask(item, outdir))
-        elif os.path.isdir(item):
-            found = []
-            for root, dirs, files in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-                for f in sorted(files):
-                    if any(fnmatch.fnmatch(f, p) for p in pats):
-                        found.append(os.path.join(root, f))
-            if not found:
-                log.warning("%s: no file matching %s in this folder", item, " or ".join(pats))
-            for f in found:
-                rel = os.path.relpath(os.path.dirname(f), item)
-                out.append(SceneTask(f, os.path.normpath(os.path.join(outdir, rel))))
-        elif item.lower().endswith((".txt", ".lst")) and os.path.isfile(item):
-            base = os.path.dirname(os.path.abspath(item))
-            with open(item, "rb") as fh:
-                data = fh.read()
-            for line in _list_lines(data, item):
-                p = line if os.path.isabs(line) or is_remote(line) else os.path.join(base, line)
-                out.append(SceneTask(p, outdir, listed_in=item))
-        else:
-            out.append(SceneTask(item, outdir))
-    # one output name per scene
+
+def _expand(item: str, outdir: str, pats: tuple[str, ...], recursive: bool, config: GdalConfig) -> list[SceneTask]:
+    """The scenes of one input (a file, folder, list file, prefix or STAC item)."""
+    if is_prefix(item):
+        listed = list_prefix(item, pats, recursive, config)
+        if not listed:
+            log.warning("%s: no object matching %s under this prefix", item, " or ".join(pats))
+        return [SceneTask(src, os.path.normpath(os.path.join(outdir, rel))) for src, rel in listed]
+    if is_stac_item(item):
+        from .stac import safe_id
+
+        doc = read_json(item, config)
+        return [SceneTask(item, outdir, safe_id(str(doc.get("id") or scene_stem(item))))]
+    if is_remote(item) and item.lower().endswith((".txt", ".lst")):
+        return [SceneTask(join(item, line), outdir, listed_in=item)
+                for line in _list_lines(read_bytes(item, config), item)]
+    if is_remote(item):
+        return [SceneTask(item, outdir)]
+    if os.path.isdir(item):
+        return _expand_folder(item, outdir, pats, recursive)
+    if item.lower().endswith((".txt", ".lst")) and os.path.isfile(item):
+        return _expand_list_file(item, outdir)
+    return [SceneTask(item, outdir)]
+
+
+def _expand_folder(item: str, outdir: str, pats: tuple[str, ...], recursive: bool) -> list[SceneTask]:
+    """The matching files of a local folder, each keeping its sub-folder under ``outdir``."""
+    found = []
+    for root, dirs, files in os.walk(item):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        for f in sorted(files):
+            if any(fnmatch.fnmatch(f, p) for p in pats):
+                found.append(os.path.join(root, f))
+    if not found:
+        log.warning("%s: no file matching %s in this folder", item, " or ".join(pats))
+    out = []
+    for f in found:
+        rel = os.path.relpath(os.path.dirname(f), item)
+        out.append(SceneTask(f, os.path.normpath(os.path.join(outdir, rel))))
+    return out
+
+
+def _expand_list_file(item: str, outdir: str) -> list[SceneTask]:
+    """The scenes of a local list file; relative paths are read from its folder."""
+    base = os.path.dirname(os.path.abspath(item))
+    with open(item, "rb") as fh:
+        data = fh.read()
+    out = []
+    for line in _list_lines(data, item):
+        p = line if os.path.isabs(line) or is_remote(line) else os.path.join(base, line)
+        out.append(SceneTask(p, outdir, listed_in=item))
+    return out
+
+
+def _check_output_names(tasks: list[SceneTask]) -> None:
+    """One output name per scene: two different scenes writing the same outputs are refused."""
     seen: dict[tuple[str, str], str] = {}
-    for t in out:
+    for t in tasks:
         stem = t.stem
         key = (os.path.abspath(t.outdir), stem)
         if key in seen and _key(seen[key]) != _key(t.path):
@@ -105,8 +127,12 @@ def find_inputs(
                 f"{stem!r}); use folder inputs with --recursive or separate runs"
             )
         seen[key] = t.path
+
+
+def _unique(tasks: list[SceneTask]) -> list[SceneTask]:
+    """``tasks`` without repeats of a scene (first one kept)."""
     uniq, done = [], set()
-    for t in out:
+    for t in tasks:
         k = _key(t.path)
         if k not in done:
             done.add(k)
