@@ -590,3 +590,27 @@ def test_cli_refuses_public_host_without_token():
     assert "needs --token" in r.output
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.3.2.1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.org")
+
+
+def test_rgb_tile_of_a_blue_green_red_nir_model_shows_red_as_red(tmp_path):
+    """A reflectance model reads blue, green, red, nir: the rgb layer still
+    draws the red band in the red channel (it drew blue there)."""
+    d = tmp_path / "ms"
+    d.mkdir()
+    img = np.zeros((4, 64, 64), np.float32)
+    img[0], img[1], img[2], img[3] = 0.02, 0.10, 0.40, 0.30  # blue dark, red bright
+    img[:, :, :8] = [[[0.40]], [[0.10]], [[0.02]], [[0.30]]]  # a left strip the other way round (a stretch needs a range)
+    write_scene(d / "a.tif", img, descriptions=["blue", "green", "red", "nir"])
+    ms_model = make_model(tmp_path / "ms.onnx", patch=8, reflectance=True)
+    with make_client([d], ms_model, tmp_path) as c:
+        s = scene_of(c)
+        z = s["native_zoom"]
+        reds, blues = [], []
+        for x, y in scene_tiles(s, z):
+            _, img_t = get_tile(c, s["id"], "rgb", z, x, y)
+            a = np.asarray(img_t.convert("RGBA")).astype(int)
+            opaque = a[..., 3] == 255
+            reds.append(a[opaque][:, 0])
+            blues.append(a[opaque][:, 2])
+    red, blue = np.concatenate(reds), np.concatenate(blues)
+    assert red.size and (red > blue).mean() > 0.8  # most of the scene is red-bright

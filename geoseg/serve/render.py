@@ -196,9 +196,22 @@ def rgb_tile(scene: ServedScene, z: int, x: int, y: int) -> Tile:
                         0)
     rng = scene.display_range
     px = np.take(data.reshape(len(data), -1), flat, axis=1)  # (band, size, size): one gather a band
+    order = display_order(info.band_names, len(px))
+    if order != list(range(len(px))):  # e.g. a blue, green, red, nir model: shown as red, green, blue
+        px = px[order]
+        rng = None if rng is None else rng[order]
     rgba = T.stretch_bands(px, np.take(valid.ravel(), flat) & ok, None if rng is None else rng[:, 0],
                            None if rng is None else rng[:, 1])
     return Tile(T.encode_rgba(rgba))
+
+
+def display_order(band_names: tuple[str, ...], n: int) -> list[int]:
+    """Which of the model's bands show as red, green and blue: the ones the
+    contract names so where it names all three, else the first three."""
+    names = list(band_names)
+    if all(b in names for b in ("red", "green", "blue")):
+        return [names.index(b) for b in ("red", "green", "blue")]
+    return list(range(n))
 
 
 @dataclass(frozen=True)
