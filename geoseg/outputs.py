@@ -155,23 +155,8 @@ def _shapes(classes: np.ndarray, transform):
         yield from it
 
 
-def polygonize(
-    classes: np.ndarray,
-    transform: Affine,
-    crs_wkt: str,
-    contract: ModelContract,
-    min_area_m2: float = 0.0,
-    simplify: float = 0.0,
-):
-    """Dissolved polygons per class from a class grid (255 = nodata).
-
-    Returns a GeoDataFrame with ``class_index``, ``class_name``, ``area_km2``
-    (ground area on the ellipsoid), ``n_parts`` and a MultiPolygon per class.
-    ``min_area_m2`` drops parts smaller than that (before dissolving);
-    ``simplify`` (CRS units) simplifies the whole coverage at once so classes
-    stay edge-matched (no gaps or overlaps).
-    """
-    import geopandas as gpd
+def _traced_parts(classes: np.ndarray, transform: Affine) -> tuple[np.ndarray, np.ndarray]:
+    """The regions GDAL traces in ``classes`` as shapely polygons, and their class values."""
     import shapely
 
     # the regions GDAL traces (4-connected, so parts of one class meet at
@@ -192,6 +177,29 @@ def polygonize(
             (np.asarray(ring_end, dtype=np.int64), np.asarray(poly_end, dtype=np.int64)))
     else:
         polys = np.array([], dtype=object)
+    return polys, vals
+
+
+def polygonize(
+    classes: np.ndarray,
+    transform: Affine,
+    crs_wkt: str,
+    contract: ModelContract,
+    min_area_m2: float = 0.0,
+    simplify: float = 0.0,
+):
+    """Dissolved polygons per class from a class grid (255 = nodata).
+
+    Returns a GeoDataFrame with ``class_index``, ``class_name``, ``area_km2``
+    (ground area on the ellipsoid), ``n_parts`` and a MultiPolygon per class.
+    ``min_area_m2`` drops parts smaller than that (before dissolving);
+    ``simplify`` (CRS units) simplifies the whole coverage at once so classes
+    stay edge-matched (no gaps or overlaps).
+    """
+    import geopandas as gpd
+    import shapely
+
+    polys, vals = _traced_parts(classes, transform)
     # ground area of each part (in chunks); a class's area is the sum of its parts'
     cell = max(abs(transform.a), abs(transform.e))
     part_area = geometry_area_m2(polys, crs_wkt, cell)
