@@ -182,44 +182,18 @@ class BlockResult:
 def classify_block(job: BlockJob) -> BlockResult:
     """Read one block's window and classify its patches (runs in a Dask task)."""
     t0 = time.perf_counter()
-    g, b, c, rs = job.grid, job.block, job.contract, job.resample
-    P, S = g.patch, g.stride
-    window = b.read_window(g)
-    with gdal_env(job.gdal_config):
-        if rs is None:
-            data, valid, inside = read_window(job.scene, window)
-            pix_valid, Pm, Sm = valid, P, S  # the model sees the source pixels
-        else:  # the model sees resampled pixels; validity, cells and areas stay in source pixels
-            data, pix_valid, valid, inside = read_window_resampled(
-                job.scene, window, rs.model_shape(int(window.height), int(window.width)))
-            Pm, Sm = rs.patch, rs.stride
+    g, b, c = job.grid, job.block, job.contract
+    S = g.stride
+    data, pix_valid, valid, inside, Pm, Sm = _read_block(job)
     t1 = time.perf_counter()
-    frac = patch_valid_fraction(valid, inside, P, S)  # (npr, npc)
+    frac = patch_valid_fraction(valid, inside, g.patch, S)  # (npr, npc)
     todo = frac >= job.min_valid
     todo &= frac > 0
     npr, npc = frac.shape
     probs = np.zeros((npr, npc, c.n_classes), dtype=np.float32)
     t_infer = 0.0
     if todo.any():
-        # patches are gathered batch by batch from zero-copy views of the
-        # window, so a task holds the window plus one batch, not every patch
-        pix, pval = patch_views(data, pix_valid, Pm, Sm)
-        if pix_valid.all():
-            pval = None  # no gaps to fill: skip the per-batch validity copies
-        rows, cols = np.nonzero(todo)
-        sess = get_session(job.model_path, job.model_sha, job.ort_threads, job.provider)
-        out = np.empty((len(rows), c.n_classes), np.float32)
-        bs = job.batch_size
-        for i in range(0, len(rows), bs):
-            raw, v = gather_patches(pix, pval, rows[i : i + bs], cols[i : i + bs])
-            if job.band_affine is not None:  # bands with rules of their own: to reflectance first
-                a, o = (np.asarray(t, np.float32)[None, :, None, None] for t in job.band_affine)
-                raw = raw.astype(np.float32) * a + o
-            x = to_model_input(raw, v, job.scaling, c.input_range, job.stats, c.input_layout, c.input_dtype)
-            ti = time.perf_counter()
-            out[i : i + bs] = run_batch(sess, c.input_name, x, bs, job.model_path)
-            t_infer += time.perf_counter() - ti
-        probs[rows, cols] = out
+        t_infer = _infer_patches(job, data, pix_valid, Pm, Sm, todo, probs)
     mean, count = fold_to_cells(
         probs, todo, g.overlap, (b.prow0, b.prow1), (b.pcol0, b.pcol1),
         (b.row_off, b.col_off), (b.height, b.width),
@@ -235,12 +209,7 @@ def classify_block(job: BlockJob) -> BlockResult:
     mean[:, ~cell_ok] = np.nan
     thumb = thumb_valid = None
     if job.thumb_k:
-        # the quicklook samples the pixels the model saw, Sm of them per cell side
-        rm, cm = (b.row_off - b.prow0) * Sm, (b.col_off - b.pcol0) * Sm
-        slm = (slice(rm, rm + b.height * Sm), slice(cm, cm + b.width * Sm))
-        # sampled first, then the bands picked: a band list would copy the whole block
-        thumb, thumb_valid = block_thumbnail(data[(slice(None),) + slm], pix_valid[slm], Sm, job.thumb_k)
-        thumb = thumb[_rgb_bands(c)]
+        thumb, thumb_valid = _block_thumb(job, data, pix_valid, Sm)
     return BlockResult(
         index=b.index, block=b, classes=classes, probs=mean,
         valid_px=np.where(cell_ok, vcount, 0).astype(np.int64),
@@ -248,6 +217,61 @@ def classify_block(job: BlockJob) -> BlockResult:
         t_read=t1 - t0, t_infer=t_infer, t_total=time.perf_counter() - t0,
         thumb=thumb, thumb_valid=thumb_valid,
     )
+
+
+def _read_block(job: BlockJob) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """The block's window as the model sees it: ``(data, pix_valid, valid,
+    inside, Pm, Sm)``; ``pix_valid``, ``Pm``, ``Sm`` are in the model's pixels,
+    ``valid`` and ``inside`` in source pixels (the same when not resampling)."""
+    g, rs = job.grid, job.resample
+    window = job.block.read_window(g)
+    with gdal_env(job.gdal_config):
+        if rs is None:
+            data, valid, inside = read_window(job.scene, window)
+            return data, valid, valid, inside, g.patch, g.stride  # the model sees the source pixels
+        # the model sees resampled pixels; validity, cells and areas stay in source pixels
+        data, pix_valid, valid, inside = read_window_resampled(
+            job.scene, window, rs.model_shape(int(window.height), int(window.width)))
+        return data, pix_valid, valid, inside, rs.patch, rs.stride
+
+
+def _infer_patches(job: BlockJob, data: np.ndarray, pix_valid: np.ndarray, Pm: int, Sm: int,
+                   todo: np.ndarray, probs: np.ndarray) -> float:
+    """Run the model on the ``todo`` patches, batch by batch, into ``probs``
+    (npr, npc, n_class); returns the seconds spent in onnxruntime."""
+    c = job.contract
+    t_infer = 0.0
+    # patches are gathered batch by batch from zero-copy views of the
+    # window, so a task holds the window plus one batch, not every patch
+    pix, pval = patch_views(data, pix_valid, Pm, Sm)
+    if pix_valid.all():
+        pval = None  # no gaps to fill: skip the per-batch validity copies
+    rows, cols = np.nonzero(todo)
+    sess = get_session(job.model_path, job.model_sha, job.ort_threads, job.provider)
+    out = np.empty((len(rows), c.n_classes), np.float32)
+    bs = job.batch_size
+    for i in range(0, len(rows), bs):
+        raw, v = gather_patches(pix, pval, rows[i : i + bs], cols[i : i + bs])
+        if job.band_affine is not None:  # bands with rules of their own: to reflectance first
+            a, o = (np.asarray(t, np.float32)[None, :, None, None] for t in job.band_affine)
+            raw = raw.astype(np.float32) * a + o
+        x = to_model_input(raw, v, job.scaling, c.input_range, job.stats, c.input_layout, c.input_dtype)
+        ti = time.perf_counter()
+        out[i : i + bs] = run_batch(sess, c.input_name, x, bs, job.model_path)
+        t_infer += time.perf_counter() - ti
+    probs[rows, cols] = out
+    return t_infer
+
+
+def _block_thumb(job: BlockJob, data: np.ndarray, pix_valid: np.ndarray, Sm: int) -> tuple[np.ndarray, np.ndarray]:
+    """The block's quicklook sample and its validity."""
+    b = job.block
+    # the quicklook samples the pixels the model saw, Sm of them per cell side
+    rm, cm = (b.row_off - b.prow0) * Sm, (b.col_off - b.pcol0) * Sm
+    slm = (slice(rm, rm + b.height * Sm), slice(cm, cm + b.width * Sm))
+    # sampled first, then the bands picked: a band list would copy the whole block
+    thumb, thumb_valid = block_thumbnail(data[(slice(None),) + slm], pix_valid[slm], Sm, job.thumb_k)
+    return thumb[_rgb_bands(job.contract)], thumb_valid
 
 
 def _rgb_bands(c: ModelContract) -> slice | list[int]:
@@ -690,10 +714,7 @@ def classify_scene(
     provider_name(options.provider)  # an unavailable provider: one error line before anything is written
     setup = prepare_scene(str(path), info, options, str(outdir))
     scene, grid = setup.scene, setup.grid
-    plan = OutputPlan.make(str(outdir), scene.name, products_of(options))
-    plan.check(options.overwrite)
-    for f in plan.remove_stale():
-        log.info("%s: removed %s left by an interrupted run", scene.path, f)
+    plan = _output_plan(setup, str(outdir), options)
     bc = options.block_cells or choose_block_cells(grid, options.block_px, scene.tile, min_blocks=2 * runner.slots)
     blocks = plan_blocks(grid, bc)
     n_computed = sum(b.n_patches for b in blocks)  # overlap recomputes block edges
@@ -701,13 +722,7 @@ def classify_scene(
     if options.polygons:
         _preload("geopandas")
     try:
-        t_tiles = time.perf_counter()
-        with progress_bar(n_computed, scene.name, "patch", options.progress) as bar:
-            for r in runner.stream(classify_block, setup.jobs(blocks, info, runner, options, sink.thumb_k)):
-                sink.consume(r)
-                bar.update(r.n_patches)
-        tiles_wall = time.perf_counter() - t_tiles
-        sink.timings.add("tiles_wall", tiles_wall)
+        tiles_wall = _stream_blocks(runner, setup, blocks, info, options, sink, n_computed)
         sink.finish()
         doc = sink.stats_doc(time.perf_counter() - t_start, n_computed)
         write_json_atomic(plan.tmp["stats"], doc)
@@ -716,17 +731,49 @@ def classify_scene(
         sink.abort()
         plan.cleanup()
         raise
+    return _scene_result(str(path), setup, info, plan, options, doc, t_start, tiles_wall)
+
+
+def _scene_result(path: str, setup: SceneSetup, info: ModelInfo, plan: OutputPlan, options: ClassifyOptions,
+                  doc: dict, t_start: float, tiles_wall: float) -> SceneResult:
+    """The finished scene's result, after its STAC item (if any) is written."""
     item = _write_item(setup, info, plan, t_start, provider_name(options.provider))
+    grid = setup.grid
     n_unique = grid.n_patches[0] * grid.n_patches[1]
     outputs = {k: v for k, v in plan.final.items() if os.path.exists(v)}
     if item:
         outputs["item"] = item
     return SceneResult(
-        path=str(path), name=scene.name, status="done",
+        path=path, name=setup.scene.name, status="done",
         outputs=outputs,
         stats=doc, seconds=time.perf_counter() - t_start, n_patches=n_unique,
         patches_per_s=n_unique / tiles_wall if tiles_wall > 0 else 0.0,
     )
+
+
+def _output_plan(setup: SceneSetup, outdir: str, options: ClassifyOptions) -> OutputPlan:
+    """The scene's output files, checked against ``--overwrite``, with the
+    leftovers of an interrupted run removed."""
+    scene = setup.scene
+    plan = OutputPlan.make(outdir, scene.name, products_of(options))
+    plan.check(options.overwrite)
+    for f in plan.remove_stale():
+        log.info("%s: removed %s left by an interrupted run", scene.path, f)
+    return plan
+
+
+def _stream_blocks(runner: Runner, setup: SceneSetup, blocks: list[Block], info: ModelInfo,
+                   options: ClassifyOptions, sink: SceneSink, n_computed: int) -> float:
+    """Classify ``blocks`` on ``runner`` into ``sink`` with a progress bar;
+    returns the wall-clock seconds (also recorded as ``tiles_wall``)."""
+    t_tiles = time.perf_counter()
+    with progress_bar(n_computed, setup.scene.name, "patch", options.progress) as bar:
+        for r in runner.stream(classify_block, setup.jobs(blocks, info, runner, options, sink.thumb_k)):
+            sink.consume(r)
+            bar.update(r.n_patches)
+    tiles_wall = time.perf_counter() - t_tiles
+    sink.timings.add("tiles_wall", tiles_wall)
+    return tiles_wall
 
 
 QUICKLOOK_SIDE = 1024
