@@ -206,19 +206,7 @@ class ModelContract:
         missing = [k for k in ("class_names", "class_colors", "patch_size") if k not in d]
         if missing:
             raise ModelError(f"{where}: contract lacks {', '.join(missing)}")
-        names = tuple(str(n) for n in d["class_names"])
-        colors = tuple(str(c) for c in d["class_colors"])
-        if not names or len(names) > 255:
-            raise ModelError(f"{where}: contract has {len(names)} classes, expected 1..255")
-        if len(colors) != len(names):
-            raise ModelError(
-                f"{where}: contract has {len(names)} class names but {len(colors)} colours"
-            )
-        bad = [c for c in colors if not _COLOUR.match(c)]
-        if bad:
-            raise ModelError(f"{where}: class colours {bad} are not '#RRGGBB'")
-        if not all(isinstance(n, str) and n.strip() for n in d["class_names"]) or len(set(names)) != len(names):
-            raise ModelError(f"{where}: class_names {list(d['class_names'])} must be distinct, non-empty strings")
+        names, colors = _classes(d, where)
         patch = d["patch_size"]
         if not isinstance(patch, int) or isinstance(patch, bool) or patch < 1:
             raise ModelError(f"{where}: patch_size {patch!r} must be a positive whole number of pixels")
@@ -279,3 +267,22 @@ DEFAULT_COLORS = {
     "green_area": "#2e8b3a",
     "water": "#1f5fbf",
 }
+
+
+def _classes(d: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A contract's checked class names and colours (1..255 distinct,
+    non-empty names; one '#RRGGBB' colour each)."""
+    names = tuple(str(n) for n in d["class_names"])
+    colors = tuple(str(c) for c in d["class_colors"])
+    if not names or len(names) > 255:
+        raise ModelError(f"{where}: contract has {len(names)} classes, expected 1..255")
+    if len(colors) != len(names):
+        raise ModelError(
+            f"{where}: contract has {len(names)} class names but {len(colors)} colours"
+        )
+    bad = [c for c in colors if not _COLOUR.match(c)]
+    if bad:
+        raise ModelError(f"{where}: class colours {bad} are not '#RRGGBB'")
+    if not all(isinstance(n, str) and n.strip() for n in d["class_names"]) or len(set(names)) != len(names):
+        raise ModelError(f"{where}: class_names {list(d['class_names'])} must be distinct, non-empty strings")
+    return names, colors
