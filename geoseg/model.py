@@ -82,34 +82,9 @@ def new_session(model: str | bytes, threads: int = 1, provider: str = "cpu"):
     return sess
 
 
-def load_model(path: str | os.PathLike) -> ModelInfo:
-    """Open an ONNX model, read and check its contract against its graph.
-
-    Raises
-    ------
-    ModelError
-        The file is missing, not ONNX, has no contract, or the graph's input or
-        output shape disagrees with the contract.
-    """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: model file not found; pass -m with an existing .onnx file")
-    try:
-        sess = new_session(path, 1)
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"{path}: not a loadable ONNX model ({first}); expected a .onnx file "
-            "written by `geoseg export`"
-        ) from None
-    meta = sess.get_modelmeta().custom_metadata_map
-    if CONTRACT_KEY not in meta:
-        raise ModelError(
-            f"{path}: ONNX model has no geoseg contract (metadata key {CONTRACT_KEY!r}); "
-            "export it with `geoseg export` or add the contract with "
-            "geoseg.model.write_contract()"
-        )
-    contract = ModelContract.from_json(meta[CONTRACT_KEY], where=path)
+def _check_graph(path: str, sess, contract: ModelContract):
+    """The graph's one input and its first output, checked against the
+    contract (input name, shape, type; number of classes)."""
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
     if len(inputs) != 1:
         raise ModelError(f"{path}: model has {len(inputs)} inputs, expected 1")
@@ -139,6 +114,38 @@ def load_model(path: str | os.PathLike) -> ModelInfo:
             f"{path}: graph output has {ncls} classes but the contract names "
             f"{contract.n_classes} ({', '.join(contract.class_names)})"
         )
+    return inp, out
+
+
+def load_model(path: str | os.PathLike) -> ModelInfo:
+    """Open an ONNX model, read and check its contract against its graph.
+
+    Raises
+    ------
+    ModelError
+        The file is missing, not ONNX, has no contract, or the graph's input or
+        output shape disagrees with the contract.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: model file not found; pass -m with an existing .onnx file")
+    try:
+        sess = new_session(path, 1)
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{path}: not a loadable ONNX model ({first}); expected a .onnx file "
+            "written by `geoseg export`"
+        ) from None
+    meta = sess.get_modelmeta().custom_metadata_map
+    if CONTRACT_KEY not in meta:
+        raise ModelError(
+            f"{path}: ONNX model has no geoseg contract (metadata key {CONTRACT_KEY!r}); "
+            "export it with `geoseg export` or add the contract with "
+            "geoseg.model.write_contract()"
+        )
+    contract = ModelContract.from_json(meta[CONTRACT_KEY], where=path)
+    inp, out = _check_graph(path, sess, contract)
     return ModelInfo(
         path=path,
         sha256=file_sha256(path),
