@@ -380,6 +380,25 @@ def read_window_resampled(
     inner = Window(c0, r0, cc1 - c0, rr1 - r0)
     # model pixels wholly inside the scene (a hair of tolerance for float division)
     mr, mc = int((rr1 - r0) / ry + 1e-9), int((cc1 - c0) / rx + 1e-9)
+    v = _read_inside(scene, inner, (mr, mc), (ry, rx), data)
+    valid[: rr1 - r0, : cc1 - c0] = v
+    inside[: rr1 - r0, : cc1 - c0] = True
+    valid_model = footprint_valid(valid, out_shape)
+    valid_model[mr:, :] = False
+    valid_model[:, mc:] = False
+    return data, valid_model, valid, inside
+
+
+def _read_inside(scene: SceneInfo, inner: Window, model_px: tuple[int, int], step: tuple[float, float],
+                 data: np.ndarray) -> np.ndarray:
+    """Read the part ``inner`` of a window inside the scene: its validity at
+    the source resolution (returned) and, resampled, its ``model_px`` (rows,
+    cols) whole model pixels of ``step`` (rows, cols) source pixels each,
+    written into the top-left of ``data``."""
+    r0, c0 = int(inner.row_off), int(inner.col_off)
+    mr, mc = model_px
+    ry, rx = step
+    nb = len(scene.bidx)
     method = Resampling.average if ry > 1 else Resampling.bilinear
     need_masks = not (scene.mask_by_value or scene.mask_kind == "none")
     # the values at the source resolution only where the validity needs them
@@ -391,7 +410,7 @@ def read_window_resampled(
                 full = src.read(scene.bidx, window=inner) if need_values else np.zeros((nb, 1, 1), scene.dtype)
                 v = validity(full, src.read_masks(scene.bidx, window=inner) if need_masks else None, scene)
             else:
-                v = np.ones((rr1 - r0, cc1 - c0), dtype=bool)
+                v = np.ones((int(inner.height), int(inner.width)), dtype=bool)
             if mr and mc:
                 arr = src.read(scene.bidx, window=Window(c0, r0, mc * rx, mr * ry), out_shape=(nb, mr, mc),
                                resampling=method)
@@ -400,12 +419,7 @@ def read_window_resampled(
                 data[:, :mr, :mc] = arr
     except RasterioError as exc:
         raise_unreadable(scene.path, int(inner.col_off), int(inner.row_off), exc)
-    valid[: rr1 - r0, : cc1 - c0] = v
-    inside[: rr1 - r0, : cc1 - c0] = True
-    valid_model = footprint_valid(valid, out_shape)
-    valid_model[mr:, :] = False
-    valid_model[:, mc:] = False
-    return data, valid_model, valid, inside
+    return v
 
 
 def validity(arr: np.ndarray, masks: np.ndarray | None, scene: SceneInfo) -> np.ndarray:
