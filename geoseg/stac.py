@@ -278,9 +278,6 @@ def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contra
         A reflectance model's rule for the scene (``geoseg:reflectance``).
     """
     import pystac
-    from pystac.extensions.classification import Classification, ClassificationExtension
-    from pystac.extensions.projection import ProjectionExtension
-    from pystac.extensions.raster import DataType, NoDataStrings, RasterBand, RasterExtension
     from rasterio.crs import CRS
     from rasterio.warp import transform_bounds
 
@@ -301,13 +298,33 @@ def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contra
         item.properties["geoseg:band_choice"] = scene.band_choice
     if reflectance:
         item.properties["geoseg:reflectance"] = reflectance
+    _add_projection(item, crs, bounds, scene)
+    _add_assets(item, outputs, grid, t, contract)
+    item.add_link(pystac.Link("derived_from", source, title="source scene"))
+    return item.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+def _add_projection(item: Any, crs: Any, bounds: tuple[float, float, float, float], scene: Any) -> None:
+    """The item's projection extension: the source scene's CRS, bounds, shape and transform."""
+    from pystac.extensions.projection import ProjectionExtension
+
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     epsg = crs.to_epsg()
     proj.code = f"EPSG:{epsg}" if epsg else None
     proj.wkt2 = crs.to_wkt(version="WKT2_2019")
     proj.bbox = list(bounds)
     proj.shape = [scene.height, scene.width]
-    proj.transform = list(t)[:6]
+    proj.transform = list(scene.transform)[:6]
+
+
+def _add_assets(item: Any, outputs: dict[str, str], grid: Any, t: Any, contract: Any) -> None:
+    """One asset per product written, with the class grid's projection, raster
+    bands and classes for the class and probability rasters."""
+    import pystac
+    from pystac.extensions.classification import Classification, ClassificationExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import DataType, NoDataStrings, RasterBand, RasterExtension
+
     cell_t = grid.cell_transform(t)
     rows, cols = grid.n_cells
     res = abs(cell_t.a)
@@ -334,8 +351,6 @@ def scene_item(stem: str, scene: Any, grid: Any, outputs: dict[str, str], contra
                 RasterBand.create(nodata=NoDataStrings.NAN, data_type=DataType.FLOAT32, spatial_resolution=res,
                                   unit="probability of " + name)
                 for name in contract.class_names]
-    item.add_link(pystac.Link("derived_from", source, title="source scene"))
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
 
 
 def _class_name(name: str) -> str:
