@@ -499,6 +499,45 @@ def _gpkg_time(timestamp: str | None) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
+def _has_table(con: sqlite3.Connection, name: str) -> bool:
+    return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _create_layer_styles(con: sqlite3.Connection, when: str) -> None:
+    """The ``layer_styles`` table, its ``gpkg_contents`` row and, where GDAL
+    keeps feature counts, its ``gpkg_ogr_contents`` row and count triggers."""
+    con.execute(_LAYER_STYLES_DDL)
+    con.execute(
+        "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, "
+        "min_x, min_y, max_x, max_y, srs_id) VALUES ('layer_styles', 'attributes', 'layer_styles', "
+        "'', ?, NULL, NULL, NULL, NULL, 0)", (when,))
+    if _has_table(con, "gpkg_ogr_contents"):
+        con.execute("INSERT INTO gpkg_ogr_contents (table_name, feature_count) VALUES ('layer_styles', 0)")
+        for sql in _COUNT_TRIGGERS:
+            con.execute(sql)
+
+
+def _write_style(con: sqlite3.Connection, path: str, s: LayerStyle, geom_cols: dict[str, str], when: str) -> None:
+    """One style row, replacing the table's earlier style of that name (and,
+    for a default style, the default flag of its others)."""
+    if s.table not in geom_cols:
+        raise OutputError(
+            f"{path}: has no layer {s.table!r} to style (layers: {', '.join(sorted(geom_cols)) or 'none'})"
+        )
+    geom = s.geometry_column or geom_cols[s.table]
+    key = (s.table, geom)
+    if s.default:
+        con.execute("UPDATE layer_styles SET useAsDefault = 0 WHERE f_table_schema = '' AND "
+                    "f_table_name = ? AND f_geometry_column = ?", key)
+    con.execute("DELETE FROM layer_styles WHERE f_table_schema = '' AND f_table_name = ? AND "
+                "f_geometry_column = ? AND styleName = ?", (*key, s.name))
+    con.execute(
+        "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, "
+        "styleName, styleQML, styleSLD, useAsDefault, description, owner, ui, update_time) "
+        "VALUES ('', '', ?, ?, ?, ?, ?, ?, ?, '', NULL, ?)",
+        (s.table, geom, s.name, s.qml, s.sld, 1 if s.default else 0, s.description, when))
+
+
 def write_layer_styles(path: str | os.PathLike, styles: Sequence[LayerStyle], timestamp: str | None = None) -> None:
     """Store QGIS styles in the ``layer_styles`` table of a GeoPackage.
 
@@ -530,40 +569,15 @@ def write_layer_styles(path: str | os.PathLike, styles: Sequence[LayerStyle], ti
     con = sqlite3.connect(path)
     try:
         with con:
-            has = lambda name: con.execute(  # noqa: E731
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
-            if not has("gpkg_contents") or not has("gpkg_geometry_columns"):
+            if not _has_table(con, "gpkg_contents") or not _has_table(con, "gpkg_geometry_columns"):
                 raise OutputError(
                     f"{path}: not a GeoPackage (no gpkg_contents table); write it with the GPKG driver first"
                 )
             geom_cols = dict(con.execute("SELECT table_name, column_name FROM gpkg_geometry_columns"))
-            if not has("layer_styles"):
-                con.execute(_LAYER_STYLES_DDL)
-                con.execute(
-                    "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, "
-                    "min_x, min_y, max_x, max_y, srs_id) VALUES ('layer_styles', 'attributes', 'layer_styles', "
-                    "'', ?, NULL, NULL, NULL, NULL, 0)", (when,))
-                if has("gpkg_ogr_contents"):
-                    con.execute("INSERT INTO gpkg_ogr_contents (table_name, feature_count) VALUES ('layer_styles', 0)")
-                    for sql in _COUNT_TRIGGERS:
-                        con.execute(sql)
+            if not _has_table(con, "layer_styles"):
+                _create_layer_styles(con, when)
             for s in styles:
-                if s.table not in geom_cols:
-                    raise OutputError(
-                        f"{path}: has no layer {s.table!r} to style (layers: {', '.join(sorted(geom_cols)) or 'none'})"
-                    )
-                geom = s.geometry_column or geom_cols[s.table]
-                key = (s.table, geom)
-                if s.default:
-                    con.execute("UPDATE layer_styles SET useAsDefault = 0 WHERE f_table_schema = '' AND "
-                                "f_table_name = ? AND f_geometry_column = ?", key)
-                con.execute("DELETE FROM layer_styles WHERE f_table_schema = '' AND f_table_name = ? AND "
-                            "f_geometry_column = ? AND styleName = ?", (*key, s.name))
-                con.execute(
-                    "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column, "
-                    "styleName, styleQML, styleSLD, useAsDefault, description, owner, ui, update_time) "
-                    "VALUES ('', '', ?, ?, ?, ?, ?, ?, ?, '', NULL, ?)",
-                    (s.table, geom, s.name, s.qml, s.sld, 1 if s.default else 0, s.description, when))
+                _write_style(con, path, s, geom_cols, when)
             con.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = 'layer_styles'", (when,))
     except sqlite3.DatabaseError as exc:
         raise OutputError(f"{path}: cannot write layer styles ({exc}); is it a GeoPackage?") from None
