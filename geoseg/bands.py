@@ -208,14 +208,7 @@ def choose_bands(
     want = tuple(want)
     need, txt = len(want), ", ".join(want)
     if bidx:
-        bad = [b for b in bidx if b < 1 or b > count]
-        if bad:
-            raise InputError(f"{path}: --bidx {','.join(map(str, bidx))} names band(s) {bad} but the raster has "
-                             f"{count}; expected band numbers 1..{count}")
-        if len(bidx) != need:
-            raise InputError(f"{path}: --bidx gives {len(bidx)} bands, the model expects {need} ({txt}); "
-                             f"pass {need} band numbers in that order")
-        return BandChoice(tuple(bidx), "--bidx", want, _bidx_warning(path, want, tuple(bidx)))
+        return _by_bidx(path, want, count, tuple(bidx))
     fam = band_family(descriptions, family)
     named = [band_name(d, c, fam) for d, c in zip(descriptions, colorinterp)]
     names = [n for n, _ in named]
@@ -245,6 +238,19 @@ def choose_bands(
     codes = [c for d in descriptions for c in _codes(_tokens(d))]
     coded = "landsat" if any(p in ("sr", "st") for p, _ in codes) else "any" if codes else ""
     raise InputError(_unmatched(path, want, count, data, names, found, coded if fam is None else ""))
+
+
+def _by_bidx(path: str, want: tuple[str, ...], count: int, bidx: tuple[int, ...]) -> BandChoice:
+    """The bands ``--bidx`` names, checked against the raster and the model."""
+    need, txt = len(want), ", ".join(want)
+    bad = [b for b in bidx if b < 1 or b > count]
+    if bad:
+        raise InputError(f"{path}: --bidx {','.join(map(str, bidx))} names band(s) {bad} but the raster has "
+                         f"{count}; expected band numbers 1..{count}")
+    if len(bidx) != need:
+        raise InputError(f"{path}: --bidx gives {len(bidx)} bands, the model expects {need} ({txt}); "
+                         f"pass {need} band numbers in that order")
+    return BandChoice(bidx, "--bidx", want, _bidx_warning(path, want, bidx))
 
 
 def _bidx_warning(path: str, want: tuple[str, ...], bidx: tuple[int, ...]) -> str | None:
