@@ -67,24 +67,7 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
     and OUTDIR/run.json lists every scene.  Exit code 1 if any scene failed.
     """
     setup_logging(verbose, quiet)
-    from ..scheduling import validate_scheduler
-
-    if scheduler is None:
-        scheduler = "processes" if workers else "threads"
-    try:
-        validate_scheduler(scheduler)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--scheduler") from None
-    from ..sources import normalize_config, parse_gdal_config
-
-    try:
-        config = normalize_config(parse_gdal_config(gdal_config))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--gdal-config") from None
-    asset_keys = tuple(a.strip() for a in assets.split(",") if a.strip()) if assets else None
-    if asset_keys is not None and not asset_keys:
-        raise click.BadParameter(f"{assets!r}: expected the asset keys of the model's bands, comma-separated "
-                                 "(red,green,blue), or 1", param_hint="--assets")
+    scheduler, config, asset_keys = _run_settings(scheduler, workers, gdal_config, assets)
     from ..batch import classify_many
     from ..pipeline import ClassifyOptions
     from ..scheduling import Runner
@@ -108,10 +91,7 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
     try:
         with Runner(scheduler, workers, ort_threads) as runner:
             if dashboard:
-                link = runner.dashboard_link
-                click.echo(f"dashboard: {link}" if link else
-                           f"dashboard: none (the {runner.scheduler} scheduler has no Dask dashboard; use --workers N "
-                           "or --scheduler tcp://HOST:PORT)", err=True)
+                _echo_dashboard(runner)
             report = _report(runner, performance_report)
             with report:
                 run = classify_many(list(inputs), outdir, model, opts, runner=runner, scene_tasks=scene_tasks,
@@ -126,6 +106,38 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
     if not quiet:
         _print_table(run)
     sys.exit(0 if run.ok else 1)
+
+
+def _run_settings(scheduler, workers, gdal_config, assets):
+    """``--scheduler`` (its default: processes with --workers, else threads),
+    ``--gdal-config`` and ``--assets`` checked: (scheduler, config, asset keys)."""
+    from ..scheduling import validate_scheduler
+
+    if scheduler is None:
+        scheduler = "processes" if workers else "threads"
+    try:
+        validate_scheduler(scheduler)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scheduler") from None
+    from ..sources import normalize_config, parse_gdal_config
+
+    try:
+        config = normalize_config(parse_gdal_config(gdal_config))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gdal-config") from None
+    asset_keys = tuple(a.strip() for a in assets.split(",") if a.strip()) if assets else None
+    if asset_keys is not None and not asset_keys:
+        raise click.BadParameter(f"{assets!r}: expected the asset keys of the model's bands, comma-separated "
+                                 "(red,green,blue), or 1", param_hint="--assets")
+    return scheduler, config, asset_keys
+
+
+def _echo_dashboard(runner) -> None:
+    """``--dashboard``: the link of the cluster's Dask dashboard, or why there is none."""
+    link = runner.dashboard_link
+    click.echo(f"dashboard: {link}" if link else
+               f"dashboard: none (the {runner.scheduler} scheduler has no Dask dashboard; use --workers N "
+               "or --scheduler tcp://HOST:PORT)", err=True)
 
 
 def _report(runner, filename):
