@@ -118,7 +118,7 @@ def _raster_on_grid(labels: RasterLabels, t: Any, crs_wkt: str, h: int, w: int) 
 
     grid = np.full((h, w), -1, np.int32)
     with rasterio.open(labels.path) as src:
-        with ignoring(NotGeoreferencedWarning):  # in-memory datasets (see outputs._shapes)
+        with ignoring(NotGeoreferencedWarning, exclusive=True):  # in-memory datasets (see outputs._shapes)
             reproject(rasterio.band(src, 1), grid, src_nodata=src.nodata, dst_transform=t, dst_crs=crs_wkt,
                       dst_nodata=-1, resampling=Resampling.nearest)
     return grid
@@ -134,7 +134,7 @@ def _polygon_chunk(labels: ClassFeatures, t: Any, h: int, w: int, s: int, stride
     hit = shapely.intersects(labels.geoms, shapely.box(*grid_bounds(t, w, h)))
     if not hit.any():
         return np.full((nr, nc), -1, np.int64), np.zeros((nr, nc))
-    with ignoring(NotGeoreferencedWarning):  # in-memory datasets (see outputs._shapes)
+    with ignoring(NotGeoreferencedWarning, exclusive=True):  # in-memory datasets (see outputs._shapes)
         sub = rasterize(zip(labels.geoms[hit], labels.codes[hit].tolist()), out_shape=(h * s, w * s),
                         transform=t @ Affine.scale(1.0 / s), fill=-1, dtype=np.int32)
     return window_labels(sub, size * s, stride * s)

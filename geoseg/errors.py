@@ -86,7 +86,7 @@ class ResampleWarning(GeosegWarning):
     """``--resample auto`` cannot apply (no training resolution, no ground unit); the scene keeps its pixel size."""
 
 
-_FILTERS = threading.Lock()
+_FILTERS = threading.RLock()  # an exclusive block may hold it while its body enters a plain block
 
 
 def _filters_changed() -> None:
@@ -104,7 +104,7 @@ class _Never(Warning):
 
 
 @contextmanager
-def ignoring(*categories: type[Warning]) -> Iterator[None]:
+def ignoring(*categories: type[Warning], exclusive: bool = False) -> Iterator[None]:
     """Ignore warnings of ``categories`` inside the block, thread-safely.
 
     ``warnings.catch_warnings`` saves and restores the process's one filter
@@ -112,24 +112,42 @@ def ignoring(*categories: type[Warning]) -> Iterator[None]:
     early, and a scene thread then met a warning it had silenced (a
     NotGeoreferencedWarning raised as an error, one run in three of a
     two-scene test).  Here each block adds its own "ignore" entry at the
-    front of the list and removes that one entry when it ends, under a lock
-    held only for those two list edits, never across the block (which may
-    open a remote raster: network I/O).  While any thread is inside, the
-    categories are ignored process-wide; no thread ever sees another's
-    entry removed early.
+    front of the list and removes that one entry when it ends.  While any
+    thread is inside, the categories are ignored process-wide.
+
+    ``exclusive=True`` is for blocks that run a library's own
+    ``catch_warnings`` (rasterio's in-memory datasets: ``features.shapes``,
+    ``rasterize``, ``reproject``; they do no I/O): such a block holds the
+    lock from start to end, and the other blocks add and remove their entry
+    only under the same lock, so a library's restore never drops an entry
+    (it restores the list that holds it).  A plain block holds the lock only
+    for those two list edits, never across its body (which may open a remote
+    raster: network I/O).
     """
     entries = [("ignore", None, c, None, 0) for c in categories]
     with _FILTERS:
-        for e in entries:
-            warnings.filters.insert(0, e)  # type: ignore[attr-defined]
-        _filters_changed()
+        _add(entries)
     try:
-        yield
+        if exclusive:
+            with _FILTERS:
+                yield
+        else:
+            yield
     finally:
         with _FILTERS:
-            for e in entries:
-                try:
-                    warnings.filters.remove(e)  # type: ignore[attr-defined]
-                except ValueError:  # the list was replaced meanwhile (a catch_warnings block ended)
-                    pass
-            _filters_changed()
+            _remove(entries)
+
+
+def _add(entries: list) -> None:
+    for e in entries:
+        warnings.filters.insert(0, e)  # type: ignore[attr-defined]
+    _filters_changed()
+
+
+def _remove(entries: list) -> None:
+    for e in entries:
+        try:
+            warnings.filters.remove(e)  # type: ignore[attr-defined]
+        except ValueError:  # the list was replaced meanwhile (a catch_warnings block ended)
+            pass
+    _filters_changed()

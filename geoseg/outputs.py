@@ -142,13 +142,13 @@ def _shapes(classes: np.ndarray, transform):
     ``warnings.catch_warnings``, which is not thread-safe: another scene's
     thread leaving its own block restored the filters too early and the
     warning escaped (a failed scene under pytest's ``error`` filter, a raw
-    warning on a user's terminal).  That first step runs under
-    :func:`geoseg.errors.ignoring`'s process-wide lock."""
+    warning on a user's terminal).  That first step runs in an exclusive
+    :func:`geoseg.errors.ignoring` block (one thread at a time)."""
     from rasterio import features
     from rasterio.errors import NotGeoreferencedWarning
 
     it = features.shapes(classes, mask=classes != 255, transform=transform, connectivity=4)
-    with ignoring(NotGeoreferencedWarning):
+    with ignoring(NotGeoreferencedWarning, exclusive=True):
         first = next(it, None)
     if first is not None:
         yield first

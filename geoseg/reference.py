@@ -232,7 +232,7 @@ def _raster_chunks(ref: RasterReference, grid: ClassGrid, rows_per_chunk: int | 
             fr = np.zeros((present.size,) + shape, dtype=np.float32)
             for i, v in enumerate(present):
                 ind = (valid & (vals == v)).astype(np.float32)
-                with ignoring(NotGeoreferencedWarning):  # in-memory datasets (see outputs._shapes)
+                with ignoring(NotGeoreferencedWarning, exclusive=True):  # in-memory datasets (see outputs._shapes)
                     reproject(ind, fr[i], src_transform=src_t, src_crs=ref.crs_wkt,
                               dst_transform=grid.rows_transform(r0), dst_crs=grid.crs_wkt,
                               resampling=Resampling.average, src_nodata=None, dst_nodata=None, init_dest_nodata=False)
@@ -264,7 +264,7 @@ def _vector_chunks(ref: VectorReference, grid: ClassGrid, s: int, rows_per_chunk
         if idx.size == 0:
             yield ReferenceChunk(r0, np.full((h, w), -1, np.int32), np.zeros((h, w), np.float32))
             continue
-        with ignoring(NotGeoreferencedWarning):  # in-memory datasets (see outputs._shapes)
+        with ignoring(NotGeoreferencedWarning, exclusive=True):  # in-memory datasets (see outputs._shapes)
             sub = rasterize(zip(ref.geoms[idx], (ref.codes[idx] + 1).tolist()), out_shape=(h * s, w * s),
                             transform=grid.rows_transform(r0) @ Affine.scale(1.0 / s), fill=0, dtype=dtype)
         blocks = sub.reshape(h, s, w, s)

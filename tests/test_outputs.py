@@ -118,3 +118,33 @@ def test_polygon_tracing_beside_silencing_threads():
     for t in threads:
         t.join()
     assert not failures, failures[:1]
+
+
+def test_polygon_tracing_in_two_threads_at_once():
+    """Two scene threads polygonizing at once: each runs rasterio's own
+    ``catch_warnings`` inside :func:`geoseg.errors.ignoring`; one's restore
+    dropped the other's entries and its NotGeoreferencedWarning escaped (an
+    error here, a failed scene in a fresh-clone CI run of
+    test_byte_identical_across_workers_and_blocks).  Exclusive blocks run one
+    at a time."""
+    import threading
+
+    from geoseg.outputs import _shapes
+
+    grid = (np.indices((8, 8)).sum(0) % 2).astype(np.uint8)
+    tr = Affine(10.0, 0, 500000.0, 0, -10.0, 6000000.0)
+    failures: list[BaseException] = []
+
+    def tracer():
+        try:
+            for _ in range(1500):
+                assert len(list(_shapes(grid, tr))) == 64
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=tracer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:1]
