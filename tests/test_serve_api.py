@@ -55,17 +55,21 @@ def test_tilejson_tile_url_carries_the_token_encoded(scenes_dir, model, tmp_path
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
 
 
-def test_printed_start_url_carries_the_token_encoded(scenes_dir, model, monkeypatch, tmp_path):
-    uvicorn = pytest.importorskip("uvicorn")
-    from click.testing import CliRunner
+def test_printed_start_url_carries_the_token_encoded(scenes_dir, model, tmp_path):
+    """Run in a fresh interpreter with uvicorn's Server.run a no-op (print the
+    URL, serve nothing): in-process, the app's pools and uvicorn's logging set
+    up under CliRunner's streams outlived them and broke later tests."""
+    import subprocess
+    import sys
 
-    from geoseg.cli.serve import serve
-
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)  # print the URL, serve nothing
-    r = CliRunner().invoke(serve, [str(scenes_dir / "a.tif"), "-m", str(model), "--port", "8123", "--token", TOKEN,
-                                   "--cache-dir", str(tmp_path / "c")])
-    assert r.exit_code == 0, r.output
-    assert f"open http://127.0.0.1:8123/?token={ENCODED} " in r.output
+    pytest.importorskip("uvicorn")
+    code = ("import sys, uvicorn; uvicorn.Server.run = lambda self: None; "
+            "from geoseg.cli.serve import serve; serve.main(sys.argv[1:], prog_name='geoseg serve')")
+    args = [str(scenes_dir / "a.tif"), "-m", str(model), "--port", "8123", "--token", TOKEN,
+            "--cache-dir", str(tmp_path / "c")]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"open http://127.0.0.1:8123/?token={ENCODED} " in out.stderr
 
 
 # --- the URL allow-list -------------------------------------------------------------------------------
@@ -200,6 +204,8 @@ def test_cli_provider(scenes_dir, model, monkeypatch, tmp_path, provider, ok):
 
     seen = {}
     monkeypatch.setattr(uvicorn.Server, "run", lambda self: seen.update(app=self.config.app))
+    # uvicorn's logging.config.dictConfig closes every existing handler, pytest's own included
+    monkeypatch.setattr(uvicorn.Config, "configure_logging", lambda self: None)
     r = CliRunner().invoke(serve, [str(scenes_dir / "a.tif"), "-m", str(model), "--provider", provider,
                                    "--cache-dir", str(tmp_path / "c")])
     if ok:
