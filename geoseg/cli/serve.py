@@ -24,10 +24,10 @@ def free_port(host: str) -> int:
 
 def start_url(host: str, port: int, token: str | None) -> str:
     """The page's URL, with the token URL-encoded in its query."""
-    from urllib.parse import quote
+    from ..serve.auth import token_query
 
     shown = f"[{host.strip('[]')}]" if ":" in host else host
-    return f"http://{shown}:{port}/" + (f"?token={quote(token, safe='')}" if token else "")
+    return f"http://{shown}:{port}/" + token_query(token)
 
 
 def url_prefixes(given: tuple[str, ...], host: str) -> tuple[str, ...] | None:
