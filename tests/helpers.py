@@ -198,3 +198,23 @@ def one_error_line(result) -> str:
     assert result.exit_code == 1, result.output
     assert len(lines) == 1 and lines[0].startswith("geoseg: error: "), lines
     return lines[0]
+
+
+def hold_blocks(monkeypatch):
+    """Make the serve engine's block task wait: returns (started, release)
+    events; a block sets ``started`` and computes only once ``release`` is set."""
+    import threading
+
+    from geoseg.serve.engine import pipeline
+
+    p = pipeline()
+    real = p.classify_block
+    started, release = threading.Event(), threading.Event()
+
+    def slow_block(job):
+        started.set()
+        release.wait(30)
+        return real(job)
+
+    monkeypatch.setattr(p, "classify_block", slow_block)
+    return started, release

@@ -91,10 +91,7 @@ def test_polygon_tracing_beside_silencing_threads():
     from rasterio.errors import NotGeoreferencedWarning
 
     from geoseg.errors import ignoring
-    from geoseg.outputs import _shapes
 
-    grid = (np.indices((8, 8)).sum(0) % 2).astype(np.uint8)
-    tr = Affine(10.0, 0, 500000.0, 0, -10.0, 6000000.0)
     failures: list[BaseException] = []
     stop = threading.Event()
 
@@ -103,16 +100,8 @@ def test_polygon_tracing_beside_silencing_threads():
             with ignoring(NotGeoreferencedWarning):
                 warnings.warn("silenced", NotGeoreferencedWarning, stacklevel=1)
 
-    def tracer():
-        try:
-            for _ in range(1500):
-                assert len(list(_shapes(grid, tr))) == 64
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            failures.append(exc)
-        finally:
-            stop.set()
-
-    threads = [threading.Thread(target=silencer), threading.Thread(target=tracer)]
+    threads = [threading.Thread(target=silencer),
+               threading.Thread(target=_trace_checkerboard, args=(failures, stop))]
     for t in threads:
         t.start()
     for t in threads:
@@ -129,22 +118,26 @@ def test_polygon_tracing_in_two_threads_at_once():
     at a time."""
     import threading
 
-    from geoseg.outputs import _shapes
-
-    grid = (np.indices((8, 8)).sum(0) % 2).astype(np.uint8)
-    tr = Affine(10.0, 0, 500000.0, 0, -10.0, 6000000.0)
     failures: list[BaseException] = []
-
-    def tracer():
-        try:
-            for _ in range(1500):
-                assert len(list(_shapes(grid, tr))) == 64
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=tracer) for _ in range(2)]
+    threads = [threading.Thread(target=_trace_checkerboard, args=(failures,)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not failures, failures[:1]
+
+
+def _trace_checkerboard(failures: list[BaseException], stop=None) -> None:
+    """Trace an 8 x 8 checkerboard 1500 times (64 parts each); collect any failure."""
+    from geoseg.outputs import _shapes
+
+    grid = (np.indices((8, 8)).sum(0) % 2).astype(np.uint8)
+    tr = Affine(10.0, 0, 500000.0, 0, -10.0, 6000000.0)
+    try:
+        for _ in range(1500):
+            assert len(list(_shapes(grid, tr))) == 64
+    except BaseException as exc:  # noqa: BLE001 - collected and asserted by the caller
+        failures.append(exc)
+    finally:
+        if stop is not None:
+            stop.set()

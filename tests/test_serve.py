@@ -17,7 +17,7 @@ import rasterio
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx2")
 from fastapi.testclient import TestClient  # noqa: E402
-from helpers import CLASS_NAMES, make_model, paint, write_scene  # noqa: E402
+from helpers import CLASS_NAMES, hold_blocks, make_model, paint, write_scene  # noqa: E402
 from PIL import Image  # noqa: E402
 from pyproj import Transformer  # noqa: E402
 
@@ -328,16 +328,7 @@ def test_job_runs_reports_progress_and_serves_outputs(client, batch_classes):
 def test_job_cancel_leaves_no_output(client, monkeypatch):
     """The first block waits until the job is cancelled: the job ends
     cancelled and its folder holds no file (no half-written output)."""
-    p = pipeline()
-    real = p.classify_block
-    started, release = threading.Event(), threading.Event()
-
-    def slow_block(job):
-        started.set()
-        release.wait(30)
-        return real(job)
-
-    monkeypatch.setattr(p, "classify_block", slow_block)
+    started, release = hold_blocks(monkeypatch)
     s = scene_of(client)
     jid = client.post("/api/jobs", json={"scene": s["id"]}).json()["id"]
     assert started.wait(30)

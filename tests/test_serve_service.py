@@ -17,13 +17,12 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx2")
 from fastapi.testclient import TestClient  # noqa: E402
-from helpers import make_model, paint, write_scene  # noqa: E402
+from helpers import hold_blocks, make_model, paint, write_scene  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_serve import expected_tile, scene_tiles, wait_job  # noqa: E402
 
 from geoseg.serve.app import create_app  # noqa: E402
 from geoseg.serve.cache import CellBlock, DiskCache  # noqa: E402
-from geoseg.serve.engine import pipeline  # noqa: E402
 from geoseg.serve.scenes import ServeOptions  # noqa: E402
 from geoseg.serve.service import ClientGone, Waiter, matches  # noqa: E402
 from geoseg.serve.work import PriorityPool  # noqa: E402
@@ -107,16 +106,7 @@ def test_waiter_drops_the_drawing_of_a_gone_client():
 
 
 def test_queued_block_dropped_when_no_request_waits(scenes_dir, model, tmp_path, monkeypatch):
-    p = pipeline()
-    real = p.classify_block
-    started, release = threading.Event(), threading.Event()
-
-    def slow_block(job):
-        started.set()
-        release.wait(30)
-        return real(job)
-
-    monkeypatch.setattr(p, "classify_block", slow_block)
+    started, release = hold_blocks(monkeypatch)
     with make_client([scenes_dir], model, tmp_path, disk_cache=False) as c:
         srv = c.app.state.server
         sc = srv.registry.list()[0]
@@ -200,16 +190,7 @@ def test_a_gone_client_leaves_a_shared_block_to_the_others(scenes_dir, model, tm
     """Two requests wait for one queued block; the first one's client goes:
     the block is still computed for the second (the gone request's waiting
     must not cancel the block's future)."""
-    p = pipeline()
-    real = p.classify_block
-    started, release = threading.Event(), threading.Event()
-
-    def slow_block(job):
-        started.set()
-        release.wait(30)
-        return real(job)
-
-    monkeypatch.setattr(p, "classify_block", slow_block)
+    started, release = hold_blocks(monkeypatch)
     with make_client([scenes_dir], model, tmp_path, disk_cache=False) as c:
         eng = c.app.state.server.engine
         sc = c.app.state.server.registry.list()[0]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -16,11 +15,10 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx2")
 from fastapi.testclient import TestClient  # noqa: E402
-from helpers import make_model, paint, write_scene  # noqa: E402
+from helpers import hold_blocks, make_model, paint, write_scene  # noqa: E402
 from test_serve import scene_tiles, wait_job  # noqa: E402
 
 from geoseg.serve.app import app_from_settings  # noqa: E402
-from geoseg.serve.engine import pipeline  # noqa: E402
 from geoseg.serve.scenes import ServeOptions  # noqa: E402
 from geoseg.serve.state import Settings  # noqa: E402
 
@@ -77,16 +75,7 @@ def test_a_job_started_in_one_process_is_answered_by_the_other(two):
 
 
 def test_a_job_is_cancelled_from_the_other_process(two, monkeypatch):
-    p = pipeline()
-    real = p.classify_block
-    started, release = threading.Event(), threading.Event()
-
-    def slow_block(job):
-        started.set()
-        release.wait(30)
-        return real(job)
-
-    monkeypatch.setattr(p, "classify_block", slow_block)
+    started, release = hold_blocks(monkeypatch)
     a, b = two
     sid = a.post("/api/scenes", json={"path": "sub/in.tif"}).json()["id"]
     jid = a.post("/api/jobs", json={"scene": sid}).json()["id"]
