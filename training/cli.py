@@ -54,7 +54,7 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("--arch", type=click.Choice(["mobilenetv2", "efficientnetb0", "resnet50", "scratch"]), default="mobilenetv2", show_default=True)
 @click.option("--weights", default="none", show_default=True, help="imagenet | none | PATH to backbone weights (.weights.h5 from `geoseg pretrain`, or a Keras .h5).")
 @click.option("--input-size", type=click.IntRange(16), default=None, help="Model input side in px [default: 64; a chips folder: the chips' size].")
-@click.option("--epochs", type=click.IntRange(1), default=6, show_default=True, help="Epochs with the backbone frozen (scratch: epochs + fine-tune epochs).")
+@click.option("--epochs", type=click.IntRange(0), default=6, show_default=True, help="Epochs with the backbone frozen (scratch: epochs + fine-tune epochs; 0 only with --init-from).")
 @click.option("--fine-tune-epochs", type=click.IntRange(0), default=10, show_default=True)
 @click.option("--fine-tune-fraction", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="Top fraction of backbone layers unfrozen for fine-tuning.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
@@ -79,13 +79,14 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("--reflectance-offset", type=float, default=None, help="With --reflectance-scale: the offset [default: 0].")
 @click.option("--uint8-scale", type=click.FloatRange(0, min_open=True), default=0.4 / 255, show_default=True, help="With --input-kind reflectance: the contract's rule for uncalibrated 8-bit scenes, reflectance per 8-bit step.")
 @click.option("--first-conv-init", type=click.Choice(["zero", "mean"]), default="zero", show_default=True, help="With --input-kind reflectance: first-convolution kernels of the bands an RGB backbone lacks (near-infrared): zeros, or the mean of the RGB kernels.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None, help="Start from the weights (head included) of this model.keras of a run of the same recipe; with --epochs 0 and --split-from its manifest.csv: fine-tuning runs that can be averaged (python -m geoseg.training.soup).")
 @click.option("--spectral-indices", is_flag=True, help="With --input-kind reflectance: NDWI and NDVI (from the bands named green, red, nir) as two more input channels of the backbone (they do not change with a common gain: uncalibrated 8-bit or hazy scenes).")
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
               batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
               extra_limit, input_kind, reflectance_scale, reflectance_offset, uint8_scale, first_conv_init, spectral_indices,
-              verbose, quiet):
+              init_from, verbose, quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
     count with --arch scratch), train, and write the model and its evaluation
     report into RUN_DIR."""
@@ -118,7 +119,7 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
                       extra_data=extra_data, extra_map=mapping, extra_limit=extra_limit, input_kind=input_kind,
                       reflectance_scale=reflectance_scale, reflectance_offset=reflectance_offset,
                       uint8_scale=uint8_scale, first_conv_init=first_conv_init,
-                      spectral_indices=spectral_indices)
+                      spectral_indices=spectral_indices, init_from=init_from)
     try:
         rep = train(cfg)
     except (ValueError, FileNotFoundError, GeosegError) as exc:

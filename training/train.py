@@ -52,6 +52,7 @@ class TrainConfig:
     uint8_scale: float = 0.4 / 255  # the contract's rule for uncalibrated 8-bit scenes (reflectance per DN)
     first_conv_init: str = "zero"  # kernels of the bands the RGB backbone lacks: zero or mean
     spectral_indices: bool = False  # NDWI and NDVI as extra input channels of the backbone
+    init_from: str | None = None  # a model.keras of the same recipe whose weights start this run (soups)
 
 
 def _tf():
@@ -226,6 +227,18 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.arch == "scratch" and cfg.weights is not None:
         raise ValueError(f"--weights {cfg.weights}: weights are for the pretrained backbones (mobilenetv2, "
                          "efficientnetb0, resnet50); --arch scratch starts from random weights: leave --weights out")
+    if cfg.init_from and cfg.arch == "scratch":
+        raise ValueError(f"--init-from {cfg.init_from}: for the transfer recipes (mobilenetv2, efficientnetb0, "
+                         "resnet50); --arch scratch trains in one phase from random weights: leave --init-from out")
+    if cfg.init_from and not os.path.isfile(cfg.init_from):
+        raise ValueError(f"--init-from {cfg.init_from}: no such file; expected the model.keras of a `geoseg train` "
+                         "run of the same recipe")
+    if cfg.epochs == 0 and not cfg.init_from:
+        raise ValueError("--epochs 0: the head would stay untrained; give --init-from RUN/model.keras (a run whose "
+                         "head is trained), or --epochs 1 or more")
+    if cfg.epochs == 0 and (cfg.fine_tune_epochs == 0 or cfg.weights is None):
+        raise ValueError("--epochs 0: nothing to train (fine-tuning needs --fine-tune-epochs 1 or more and a "
+                         "pre-trained backbone, --weights); give both, or --epochs 1 or more")
     if cfg.arch != "scratch" and cfg.input_size is not None and cfg.input_size < MIN_BACKBONE_SIZE:
         raise ValueError(f"--input-size {cfg.input_size}: the {cfg.arch} backbone needs at least {MIN_BACKBONE_SIZE} "
                          f"px; pass --input-size {MIN_BACKBONE_SIZE} or more, or --arch scratch")
@@ -294,10 +307,15 @@ def train(cfg: TrainConfig) -> dict:
         backbone.trainable = not pretrained
         if pretrained and refl:  # the new bands' kernels learn from the first phase on
             freeze_but_first_conv(backbone, cfg.arch)
-        model.compile(keras.optimizers.Adam(cfg.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        h = model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=cfg.epochs, class_weight=cw,
-                      callbacks=_callbacks(cfg.run_dir, "head", cfg.patience), verbose=_verbose())
-        histories.append(("head", h.history))
+        if cfg.init_from:
+            from .soup import load_init_weights
+
+            load_init_weights(model, cfg.init_from)
+        if cfg.epochs > 0:  # 0: the head of --init-from is kept, fine-tuning only
+            model.compile(keras.optimizers.Adam(cfg.lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
+            h = model.fit(ds_tr, shuffle=False, validation_data=ds_va, epochs=cfg.epochs, class_weight=cw,
+                          callbacks=_callbacks(cfg.run_dir, "head", cfg.patience), verbose=_verbose())
+            histories.append(("head", h.history))
         if cfg.fine_tune_epochs > 0 and pretrained:
             n = set_fine_tune(backbone, cfg.fine_tune_fraction)
             log.info("fine-tuning %d backbone layers at lr %g", n, cfg.fine_tune_lr)
