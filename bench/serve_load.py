@@ -4,7 +4,8 @@ markdown table.
 
 The server runs in a child process (`geoseg serve` on the synthetic demo
 scene with the default model, a fresh cache): the clients (asyncio +
-httpx2 in this process) do not share its interpreter.  Each client starts
+a lean HTTP/1.1 client in this process, 6 keep-alive connections a
+client like a browser) do not share its interpreter.  Each client starts
 at a random place, shows a 4 x 3 tile viewport (the rgb and classes layers,
 at most 6 requests at once like a browser) and pans one tile in a random
 direction, now and then zooming in or out, ``--pause`` seconds after each
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from urllib.parse import urlsplit
 
 
 def pct(v: list[float], q: float) -> float:
@@ -40,7 +43,7 @@ def pct(v: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(round(q / 100 * (len(v) - 1))))] if v else float("nan")
 
 
-async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors: list, http,
+async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors: list,
                  pause: float, browser: bool = False) -> None:
     from geoseg.serve import tiles as T
 
@@ -48,7 +51,7 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
     w, s, e, n = scene["bounds"]
     nz = scene["native_zoom"]
     z = nz
-    sem = asyncio.Semaphore(6)
+    http = Browser(base)  # 6 connections, like a browser
     x0, y0 = T.lonlat_to_mercator(w, s)
     x1, y1 = T.lonlat_to_mercator(e, n)
 
@@ -61,25 +64,23 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
 
     async def fetch(layer, tx, ty, tz=None):
         url = f"{base}/api/scenes/{scene['id']}/tiles/{layer}/{z if tz is None else tz}/{tx}/{ty}.png"
-        async with sem:
-            t0 = time.perf_counter()
-            try:
-                r = await http.get(url)
-                dt = (time.perf_counter() - t0) * 1000
-                if r.status_code != 200 or r.headers.get("content-type") != "image/png":
-                    errors.append(f"{url}: HTTP {r.status_code} {r.text[:120]}")
-                    return
-                key = layer + (" (cached)" if r.headers.get("x-geoseg-cache") == "hit" else " (drawn)")
-                if layer != "rgb" and r.headers.get("x-geoseg-blocks"):
-                    key = f"{layer} (drawn, blocks {r.headers['x-geoseg-blocks']})"
-                lat.setdefault(key, []).append(dt)
-                lat.setdefault("all", []).append(dt)
-                loaded.add((layer, z if tz is None else tz, tx, ty))
-                m = re.search(r"dur=([0-9.]+)", r.headers.get("server-timing", ""))
-                if m:  # the time the server spent on it, from its handler's start
-                    lat.setdefault("all, in the server", []).append(float(m.group(1)))
-            except Exception as exc:  # noqa: BLE001 - every failure is counted
-                errors.append(f"{url}: {type(exc).__name__}: {exc}")
+        try:
+            r = await http.get(url)
+            dt = r.elapsed_ms  # from a free connection to the whole body, as before
+            if r.status_code != 200 or r.headers.get("content-type") != "image/png":
+                errors.append(f"{url}: HTTP {r.status_code} {r.text[:120]}")
+                return
+            key = layer + (" (cached)" if r.headers.get("x-geoseg-cache") == "hit" else " (drawn)")
+            if layer != "rgb" and r.headers.get("x-geoseg-blocks"):
+                key = f"{layer} (drawn, blocks {r.headers['x-geoseg-blocks']})"
+            lat.setdefault(key, []).append(dt)
+            lat.setdefault("all", []).append(dt)
+            loaded.add((layer, z if tz is None else tz, tx, ty))
+            m = re.search(r"dur=([0-9.]+)", r.headers.get("server-timing", ""))
+            if m:  # the time the server spent on it, from its handler's start
+                lat.setdefault("all, in the server", []).append(float(m.group(1)))
+        except Exception as exc:  # noqa: BLE001 - every failure is counted
+            errors.append(f"{url}: {type(exc).__name__}: {exc}")
 
     loaded: set[tuple] = set()  # a browser's cache: tiles it has (Cache-Control: max-age=3600)
     inflight: dict[tuple, asyncio.Task] = {}
@@ -110,22 +111,102 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
         cx, cy = min(max(cx, ax0), ax1), min(max(cy, ay0), ay1)
     for t in inflight.values():  # the run is over
         t.cancel()
+    await http.close()
+
+
+class Answer:
+    """An HTTP answer: status, headers (lower-case names), body."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status_code, self.headers, self.content = status, headers, body
+        self.elapsed_ms = 0.0
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class Browser:
+    """A lean HTTP/1.1 client of one host, as a browser talks to it: at most
+    ``per_host`` keep-alive connections, a request per connection at a time;
+    a cancelled request closes its connection (what a browser does when a
+    tile leaves the view).  Raw asyncio streams: a general client (httpx)
+    spent more CPU than the server under test on the same 2 cores, and its
+    own queueing showed up as server latency."""
+
+    def __init__(self, base: str, per_host: int = 6, timeout: float = 60) -> None:
+        u = urlsplit(base)
+        self.host, self.port, self.timeout = u.hostname, u.port or 80, timeout
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.sem = asyncio.Semaphore(per_host)
+
+    async def get(self, url: str) -> Answer:
+        async with self.sem:
+            t0 = time.perf_counter()
+            conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+            done = False
+            try:
+                ans = await asyncio.wait_for(self._exchange(conn, url), self.timeout)
+                ans.elapsed_ms = (time.perf_counter() - t0) * 1000
+                done = True
+            finally:
+                if done and ans.headers.get("connection", "").lower() != "close":
+                    self.idle.append(conn)
+                else:
+                    conn[1].close()
+            return ans
+
+    async def _exchange(self, conn, url: str) -> Answer:
+        reader, writer = conn
+        u = urlsplit(url)
+        target = u.path + (f"?{u.query}" if u.query else "")
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode("latin-1"))
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = bytearray()
+            while n := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                body += await reader.readexactly(n + 2)
+                del body[-2:]
+            await reader.readuntil(b"\r\n")
+            return Answer(status, headers, bytes(body))
+        return Answer(status, headers, await reader.readexactly(int(headers.get("content-length", 0))))
+
+    async def close(self) -> None:
+        for _, w in self.idle:
+            w.close()
+        self.idle.clear()
+
+
+async def loop_lag(out: list[float], every: float = 0.02) -> None:
+    """How late this process's event loop wakes from a sleep (ms): when it is
+    large, the clients' own latencies include waiting for their process."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(every)
+        out.append((time.perf_counter() - t - every) * 1000)
 
 
 async def run(base: str, n_clients: int, seconds: float, pause: float, browser: bool = False
               ) -> tuple[dict, list, float, dict]:
-    import httpx2
-
-    limits = httpx2.Limits(max_connections=n_clients * 6, max_keepalive_connections=n_clients * 6)
-    async with httpx2.AsyncClient(timeout=60, limits=limits) as http:
+    http = Browser(base)
+    try:
         scene = (await http.get(f"{base}/api/scenes")).json()["scenes"][0]
         lat: dict[str, list[float]] = {}
         errors: list[str] = []
         t0 = time.time()
-        await asyncio.gather(*(client(i, base, scene, t0 + seconds, lat, errors, http, pause, browser)
+        lag = asyncio.ensure_future(loop_lag(lat.setdefault("load generator's own event-loop lag", [])))
+        await asyncio.gather(*(client(i, base, scene, t0 + seconds, lat, errors, pause, browser)
                                for i in range(n_clients)))
+        lag.cancel()
         wall = time.time() - t0
         health = (await http.get(f"{base}/api/health")).json()
+    finally:
+        await http.close()
     return lat, errors, wall, health
 
 
@@ -155,14 +236,26 @@ def start(cmd: list[str], env: dict[str, str], cwd: str) -> tuple[subprocess.Pop
     return proc, m.group(1)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its children so far (Linux; 0 elsewhere)."""
+def cpu_seconds(pid: int, tree: bool = True) -> float:
+    """CPU time (user + system) of a process, its waited-for children and its
+    live descendants (the worker processes of ``--workers N``) so far
+    (Linux; 0 elsewhere)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             v = f.read().rsplit(")", 1)[1].split()
-        return sum(int(t) for t in v[11:15]) / os.sysconf("SC_CLK_TCK")
+        own = sum(int(t) for t in v[11:15]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
+    if not tree:
+        return own
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return own + sum(cpu_seconds(k) for k in kids)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -197,11 +290,14 @@ def report(title: str, a, lat: dict, errors: list, wall: float, health: dict) ->
           f"{c['joined']}, memory hits {c['memory_hits']}" + "".join(
               f", {k.replace('_', ' ')} {c[k]}" for k in ("dropped", "not_modified") if k in c)
           + (f"; CPU: server {health['cpu'][0]:.1f} s ({health['cpu'][0] / max(n, 1) * 1000:.1f} ms a tile), "
-             f"clients {health['cpu'][1]:.1f} s" if "cpu" in health else "") + "\n")
+             f"clients {health['cpu'][1]:.1f} s" if "cpu" in health else "")
+          + (f"; the server's event-loop lag p50 {health['event_loop_lag']['p50_ms']:.0f} ms, p99 "
+             f"{health['event_loop_lag']['p99_ms']:.0f} ms, max {health['event_loop_lag']['max_ms']:.0f} ms"
+             if "event_loop_lag" in health else "") + "\n")
     print("| requests | n | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|")
     aborted = len(lat.pop("aborted (left the view)", []))
-    for k in ["all"] + sorted(k for k in lat if k != "all"):
+    for k in ["all"] + sorted(k for k in lat if k != "all" and lat[k]):
         v = lat[k]
         print(f"| {k} | {len(v)} | {pct(v, 50):.0f} | {pct(v, 90):.0f} | {pct(v, 99):.0f} | {max(v):.0f} |")
     if aborted:
@@ -224,9 +320,9 @@ def one_run(title: str, a, scene: str, tmp: str, pythonpath: str | None, extra: 
         if base is None:
             print(f"{title}: geoseg serve did not start", file=sys.stderr)
             return 1
-        cpu0, me0 = cpu_seconds(proc.pid), cpu_seconds(os.getpid())
+        cpu0, me0 = cpu_seconds(proc.pid), cpu_seconds(os.getpid(), tree=False)
         lat, errors, wall, health = asyncio.run(run(base, a.clients, a.seconds, a.pause, a.browser))
-        health["cpu"] = (cpu_seconds(proc.pid) - cpu0, cpu_seconds(os.getpid()) - me0)
+        health["cpu"] = (cpu_seconds(proc.pid) - cpu0, cpu_seconds(os.getpid(), tree=False) - me0)
     finally:
         stop(proc)
     report(title, a, lat, errors, wall, health)

@@ -605,3 +605,10 @@ def test_rgb_tile_of_a_blue_green_red_nir_model_shows_red_as_red(tmp_path):
             blues.append(a[opaque][:, 2])
     red, blue = np.concatenate(reds), np.concatenate(blues)
     assert red.size and (red > blue).mean() > 0.8  # most of the scene is red-bright
+
+
+def test_health_reports_the_event_loop_lag(scenes_dir, model, tmp_path):
+    with make_client([scenes_dir], model, tmp_path) as c:
+        time.sleep(0.1)  # the loop samples its lag every 20 ms
+        lag = c.get("/api/health").json()["event_loop_lag"]
+    assert lag["samples"] >= 1 and 0 <= lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"]

@@ -168,3 +168,17 @@ def test_gather_mosaic_equals_block_by_block(monkeypatch, band):
     monkeypatch.setattr(T, "MOSAIC_MAX_CELLS", 0)
     np.testing.assert_array_equal(out, T.gather_cells(rows, cols, 4, blocks, 255))
     assert (out[..., rows < 0] == 255).all()
+
+
+@pytest.mark.parametrize("alpha", ["opaque", "holes"])
+def test_encode_rgba_round_trip(alpha):
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    rgba = rng.integers(0, 256, size=(37, 53, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    if alpha == "holes":
+        rgba[3:9, 10:20, 3] = 0
+    img = Image.open(io.BytesIO(T.encode_rgba(rgba)))
+    assert img.mode == ("RGB" if alpha == "opaque" else "RGBA")
+    assert np.array_equal(np.array(img.convert("RGBA")), rgba)

@@ -85,7 +85,9 @@ def app_from_settings(settings: Settings, model: ModelInfo | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server.loop_lag.start()
         yield
+        server.loop_lag.stop()
         server.close()
 
     app = FastAPI(title="geoseg serve", version=__version__, lifespan=lifespan, description=DESCRIPTION)

@@ -75,12 +75,22 @@ class CacheCounters(BaseModel):
     draws_dropped: int = Field(description="queued tile drawings dropped: the client had gone")
 
 
+class LoopLagSummary(BaseModel):
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    samples: int
+
+
 class Health(BaseModel):
     status: str
     version: str
     scenes: int
     cache: CacheCounters
     workers: int = Field(description="threads computing blocks")
+    event_loop_lag: LoopLagSummary = Field(
+        description="how late this process's event loop wakes from a 20 ms sleep (the last two minutes): "
+                    "what a cached tile waits for under load")
 
 
 class ClassInfo(BaseModel):

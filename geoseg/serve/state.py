@@ -15,6 +15,7 @@ from ..scheduling import available_cores
 from .cache import LRU, DiskCache
 from .engine import BlockEngine
 from .jobs import JobManager
+from .looplag import LoopLag
 from .scenes import SceneRegistry, ServedScene, ServeOptions
 from .service import TileService
 
@@ -83,6 +84,7 @@ class Server:
     token: str | None
     cache_dir: str
     service: TileService
+    loop_lag: LoopLag = field(default_factory=LoopLag)
 
     def close(self) -> None:
         self.jobs.close()

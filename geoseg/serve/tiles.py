@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import math
+import struct
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -277,12 +279,32 @@ def confidence_rgba(conf: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def encode_rgba(rgba: np.ndarray) -> bytes:
-    """PNG of a (h, w, 4) uint8 image."""
-    from PIL import Image
+    """PNG of a (h, w, 4) uint8 image: RGB where every pixel is opaque, else
+    RGBA; each row with the PNG "Sub" filter, zlib level 1.
 
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    Written here rather than by Pillow: a tile is the server's commonest
+    work, and Pillow's encoder (adaptive filters) took 2.4x as long for
+    the same compression (6.7 vs 2.8 ms a 256 px tile, ``bench/serve_load.py``);
+    both decode to the same pixels.
+    """
+    a = np.ascontiguousarray(rgba, dtype=np.uint8)
+    px = a[..., :3] if bool((a[..., 3] == 255).all()) else a
+    h, w, c = px.shape
+    flat = px.reshape(h, w * c)
+    raw = np.empty((h, w * c + 1), np.uint8)
+    raw[:, 0] = 1  # filter type 1 (Sub): each byte minus the same channel's byte of the pixel to the left
+    raw[:, 1:c + 1] = flat[:, :c]
+    np.subtract(flat[:, c:], flat[:, :-c], out=raw[:, c + 1:])  # uint8 arithmetic wraps modulo 256, as PNG's
+    header = struct.pack(">IIBBBBB", w, h, 8, 2 if c == 3 else 6, 0, 0, 0)  # 8 bits, RGB or RGBA
+    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)) + \
+        _chunk(b"IEND", b"")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def empty_tile(size: int = TILE_SIZE) -> bytes:

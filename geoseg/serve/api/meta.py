@@ -29,7 +29,7 @@ def health(server: ServerDep) -> dict:
             "cache": {**e.counters.to_dict(), "memory_blocks": len(e.mem), "memory_bytes": e.mem.nbytes,
                       "tiles": len(server.tiles), "not_modified": server.service.not_modified,
                       "draws_dropped": server.service.draw.dropped},
-            "workers": e.workers}
+            "workers": e.workers, "event_loop_lag": server.loop_lag.summary()}
 
 
 @router.get("/api/model", summary="The model contract: classes, colours, patch size", response_model=ModelAnswer)
