@@ -612,3 +612,19 @@ def test_health_reports_the_event_loop_lag(scenes_dir, model, tmp_path):
         time.sleep(0.1)  # the loop samples its lag every 20 ms
         lag = c.get("/api/health").json()["event_loop_lag"]
     assert lag["samples"] >= 1 and 0 <= lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"]
+
+
+def test_class_tile_given_too_few_blocks_fetches_the_rest(scenes_dir, model, tmp_path):
+    from geoseg.serve import render
+
+    with make_client([scenes_dir], model, tmp_path) as c:
+        s = scene_of(c)
+        z = s["native_zoom"]
+        x, y = scene_tiles(s, z)[0]
+        server = c.app.state.server
+        sc = server.registry.get(s["id"])
+        keys = render.tile_blocks(sc, z, x, y)
+        assert keys  # a superset of the tile's blocks
+        full = render.cell_tile(sc, server.engine, "classes", z, x, y, blocks=server.engine.get(sc, keys))
+        short = render.cell_tile(sc, server.engine, "classes", z, x, y, blocks={})
+        assert short.png == full.png and not short.partial

@@ -182,3 +182,33 @@ def test_encode_rgba_round_trip(alpha):
     img = Image.open(io.BytesIO(T.encode_rgba(rgba)))
     assert img.mode == ("RGB" if alpha == "opaque" else "RGBA")
     assert np.array_equal(np.array(img.convert("RGBA")), rgba)
+
+
+@pytest.mark.parametrize("z", [10, 12, 14, 16])
+def test_blocks_under_tile_hold_every_cell_of_the_tile(z):
+    """The blocks found from the lattice alone are a superset of the blocks
+    of every pixel's cell (UTM 33N scene, tiles over its edges and inside)."""
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(3857, 32633, always_xy=True)
+    cell = Affine(80.0, 0, 500000.0, 0, -80.0, 6000000.0)
+    n_cells, B = (40, 50), 4
+    to_ll = Transformer.from_crs(32633, 4326, always_xy=True)
+    w, n = T.lonlat_to_mercator(*to_ll.transform(500000.0, 6000000.0))
+    e, s = T.lonlat_to_mercator(*to_ll.transform(500000.0 + 50 * 80, 6000000.0 - 40 * 80))
+    checked = 0
+    for x, y in T.tiles_covering((w, s, e, n), z)[:60]:
+        ta = T.tile_transform(z, x, y)
+        rows, cols = T.pixel_to_cells(tr.transform, ta, cell, n_cells)
+        exact = set(T.blocks_of_cells(rows, cols, B))
+        found = T.blocks_under_tile(tr.transform, ta, cell, n_cells, B)
+        assert found is not None and exact <= set(found)
+        checked += bool(exact)
+    assert checked > 0
+
+
+def test_blocks_under_tile_outside_the_grid():
+    ident = lambda x, y: (x, y)  # noqa: E731 - the scene is in EPSG:3857
+    cell = Affine(10.0, 0, 1000.0, 0, -10.0, 2000.0)
+    ta = T.tile_transform(18, 0, 0)  # far from the grid
+    assert T.blocks_under_tile(ident, ta, cell, (4, 4), 2) == []

@@ -65,6 +65,15 @@ def tile_cells(scene: ServedScene, z: int, x: int, y: int) -> TileCells | None:
     return TileCells(rows, cols, keys) if keys else None
 
 
+def tile_blocks(scene: ServedScene, z: int, x: int, y: int) -> list[tuple[int, int]] | None:
+    """The blocks a tile may need (a superset, from a few projected points:
+    cheap enough for the event loop); None when only :func:`tile_cells` can tell."""
+    if not _meets(scene, z, x, y):
+        return []
+    return T.blocks_under_tile(scene.to_scene.transform, T.tile_transform(z, x, y), scene.cell_transform,
+                               scene.grid.n_cells, scene.block_cells)
+
+
 def cell_tile(scene: ServedScene, engine: BlockEngine, layer: str, z: int, x: int, y: int,
               max_blocks: int | None = None, cells: TileCells | None = None,
               blocks: dict[tuple[int, int], CellBlock] | None = None) -> Tile:
@@ -74,9 +83,20 @@ def cell_tile(scene: ServedScene, engine: BlockEngine, layer: str, z: int, x: in
     :data:`MAX_BLOCKS_PER_TILE`; zoomed far out) computes nothing: it draws
     the blocks already cached and is marked partial.  ``cells`` and
     ``blocks``: the tile's :func:`tile_cells` and all its blocks, when the
-    caller has them.
+    caller has them; ``blocks`` alone: those of :func:`tile_blocks` (the
+    blocks of the cells' bounding box are checked to be there, else the
+    missing ones are fetched).
     """
     max_blocks = MAX_BLOCKS_PER_TILE if max_blocks is None else max_blocks
+    if cells is None and blocks is not None:  # the blocks of tile_blocks: the pixels' cells are all that is missing
+        if not _meets(scene, z, x, y):
+            return Tile(T.empty_tile(), empty=True)
+        rows, cols = _cells(scene, z, x, y)
+        if not (rows >= 0).any():
+            return Tile(T.empty_tile(), empty=True)
+        if _covers(blocks, rows, cols, scene.block_cells):
+            return _draw_cells(engine, layer, rows, cols, scene.block_cells, blocks, False)
+        cells, blocks = TileCells(rows, cols, T.blocks_of_cells(rows, cols, scene.block_cells)), None
     cells = cells or tile_cells(scene, z, x, y)
     if cells is None:
         return Tile(T.empty_tile(), empty=True)
@@ -84,13 +104,25 @@ def cell_tile(scene: ServedScene, engine: BlockEngine, layer: str, z: int, x: in
     partial = len(keys) > max_blocks
     if blocks is None or partial:
         blocks = engine.peek(scene, keys) if partial else engine.get(scene, keys)
-    partial = partial and len(blocks) < len(keys)
+    return _draw_cells(engine, layer, rows, cols, scene.block_cells, blocks, partial and len(blocks) < len(keys))
+
+
+def _covers(blocks: dict[tuple[int, int], CellBlock], rows: np.ndarray, cols: np.ndarray, B: int) -> bool:
+    """True when ``blocks`` hold every block of the bounding box of the cells (``rows`` >= 0)."""
+    ok = rows >= 0
+    r, c = rows[ok], cols[ok]
+    return all((br, bc) in blocks for br in range(int(r.min()) // B, int(r.max()) // B + 1)
+               for bc in range(int(c.min()) // B, int(c.max()) // B + 1))
+
+
+def _draw_cells(engine: BlockEngine, layer: str, rows: np.ndarray, cols: np.ndarray, B: int,
+                blocks: dict[tuple[int, int], CellBlock], partial: bool) -> Tile:
     colors = engine.model.contract.rgb_colors()
     if layer == "classes":
-        cls = T.gather_cells(rows, cols, scene.block_cells, {k: b.classes for k, b in blocks.items()}, T.NODATA)
+        cls = T.gather_cells(rows, cols, B, {k: b.classes for k, b in blocks.items()}, T.NODATA)
         return Tile(T.encode_classes(cls, colors), partial)
     conf = {k: b.confidence() for k, b in blocks.items()}
-    c = T.gather_cells(rows, cols, scene.block_cells, conf, np.nan, np.float32)
+    c = T.gather_cells(rows, cols, B, conf, np.nan, np.float32)
     return Tile(T.encode_rgba(T.confidence_rgba(c, len(colors))), partial)
 
 

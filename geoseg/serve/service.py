@@ -8,9 +8,15 @@ A tile is answered in the first of these ways that applies:
    z/x/y), on the event loop, never queued;
 3. drawn on the bounded draw pool, after the blocks it needs have come from
    the block engine (memory, disk, or inference on the engine's own pool).
+   The blocks are asked for as the request arrives, from a few projected
+   points of the tile (:func:`geoseg.serve.render.tile_blocks`, a fraction
+   of a millisecond on the loop), so inference starts while earlier tiles
+   are still being drawn; the cells under every pixel are found when the
+   tile is drawn.
 
-Both pools serve requests in arrival order (a tile's cells, which say which
-blocks to compute, before any drawing).  A request whose client has
+Both pools serve requests in arrival order (where the blocks can only be
+told from every pixel's cell, zoomed far out, those cells come before any
+drawing).  A request whose client has
 disconnected stops waiting: its queued drawing is dropped, and so is a
 queued block no other request waits for.  A map client cancels the requests
 of tiles that leave its view (Leaflet does), so the queues hold the tiles of
@@ -137,12 +143,16 @@ class TileService:
         if layer == "rgb":
             return Drawn(await waiter.wait(self.draw.submit(render.rgb_tile, scene, z, x, y, priority=prio),
                                            self.draw), "")
-        # the cells under the tile come before any drawing: they say which blocks to compute
-        cells = await waiter.wait(self.draw.submit(render.tile_cells, scene, z, x, y, priority=prio - CELLS_FIRST),
-                                  self.draw)
+        # the blocks under the tile are asked for at once (a few projected points, on the loop); where
+        # only the cells under every pixel can tell, they are found first, before any drawing
+        cells, keys = None, render.tile_blocks(scene, z, x, y)
+        if keys is None or len(keys) > render.MAX_BLOCKS_PER_TILE:  # zoomed far out: the exact blocks decide
+            cells = await waiter.wait(self.draw.submit(render.tile_cells, scene, z, x, y,
+                                                       priority=prio - CELLS_FIRST), self.draw)
+            keys = [] if cells is None else cells.keys
         blocks, state = None, ""
-        if cells is not None and len(cells.keys) <= render.MAX_BLOCKS_PER_TILE:
-            blocks, state = await self._blocks(scene, cells.keys, prio, waiter)
+        if keys and len(keys) <= render.MAX_BLOCKS_PER_TILE:
+            blocks, state = await self._blocks(scene, keys, prio, waiter)
         tile = await waiter.wait(self.draw.submit(render.cell_tile, scene, self.engine, layer, z, x, y,
                                                   cells=cells, blocks=blocks, priority=prio), self.draw)
         return Drawn(tile, state)

@@ -165,6 +165,34 @@ def pixel_to_cells(
     return r, c
 
 
+def blocks_under_tile(
+    to_scene: Transform, tile_affine: Affine, cell_affine: Affine, n_cells: tuple[int, int], block_cells: int,
+    size: int = TILE_SIZE, step: int = LATTICE_STEP,
+) -> list[tuple[int, int]] | None:
+    """The blocks a tile's cells can lie in, from the projected lattice of
+    :func:`pixel_to_cells` alone (a fraction of its cost): every block of
+    the lattice's bounding box in cell space, widened by ``BOUNDARY_EPS``
+    (the interpolation error :func:`pixel_to_cells` allows), so a superset
+    of the blocks of the tile's pixels.  None where the lattice does not
+    project (then only :func:`pixel_to_cells` can tell)."""
+    k = size // step + 1
+    lat = 0.5 + step * np.arange(k, dtype=np.float64)
+    lx, ly = np.meshgrid(lat, lat)
+    mx, my = _apply(tile_affine, lx, ly)
+    sx, sy = to_scene(np.asarray(mx, np.float64).ravel(), np.asarray(my, np.float64).ravel())
+    cf = (np.asarray(sx) - cell_affine.c) / cell_affine.a
+    rf = (np.asarray(sy) - cell_affine.f) / cell_affine.e
+    if not (np.all(np.isfinite(cf)) and np.all(np.isfinite(rf))):
+        return None
+    rows, cols = n_cells
+    c0, c1 = max(cf.min() - BOUNDARY_EPS, 0.0), min(cf.max() + BOUNDARY_EPS, cols - 1e-9)
+    r0, r1 = max(rf.min() - BOUNDARY_EPS, 0.0), min(rf.max() + BOUNDARY_EPS, rows - 1e-9)
+    if c0 > c1 or r0 > r1:
+        return []
+    B = block_cells
+    return [(br, bc) for br in range(int(r0) // B, int(r1) // B + 1) for bc in range(int(c0) // B, int(c1) // B + 1)]
+
+
 def blocks_of_cells(rows: np.ndarray, cols: np.ndarray, block_cells: int) -> list[tuple[int, int]]:
     """The (block row, block col) of aligned ``block_cells``-square blocks that
     hold the given cells (entries < 0 are ignored), sorted."""
