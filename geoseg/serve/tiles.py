@@ -149,8 +149,7 @@ def pixel_to_cells(
     with np.errstate(invalid="ignore"):
         cf = _upsample((sx - cell_affine.c) / cell_affine.a, lo, t)  # (size, size) cell column, fractional
         rf = _upsample((sy - cell_affine.f) / cell_affine.e, lo, t)
-        near = (np.abs(cf - np.round(cf)) < BOUNDARY_EPS) | (np.abs(rf - np.round(rf)) < BOUNDARY_EPS)
-        near |= ~np.isfinite(cf) | ~np.isfinite(rf)
+        near = _near_edge(cf) | _near_edge(rf)  # NaN counts as near: projected exactly
     if near.any():
         ii, jj = np.nonzero(near)
         px, py = _apply(tile_affine, jj + 0.5, ii + 0.5)
@@ -159,10 +158,22 @@ def pixel_to_cells(
         rf[ii, jj] = (np.asarray(ey) - cell_affine.f) / cell_affine.e
     rows, cols = n_cells
     with np.errstate(invalid="ignore"):
-        inside = np.isfinite(cf) & np.isfinite(rf) & (cf >= 0) & (rf >= 0) & (cf < cols) & (rf < rows)
-    r = np.where(inside, np.floor(np.where(inside, rf, 0)), -1).astype(np.int64)
-    c = np.where(inside, np.floor(np.where(inside, cf, 0)), -1).astype(np.int64)
-    return r, c
+        # NaN fails every comparison: outside.  In place, a tile is 2 x 65,536 values a pass.
+        inside = cf >= 0
+        inside &= rf >= 0
+        inside &= cf < cols
+        inside &= rf < rows
+    r = np.floor(rf, out=rf)
+    c = np.floor(cf, out=cf)
+    r[~inside] = -1
+    c[~inside] = -1
+    return r.astype(np.int64), c.astype(np.int64)
+
+
+def _near_edge(f: np.ndarray) -> np.ndarray:
+    """Where ``f`` lies within ``BOUNDARY_EPS`` of an integer (or is not finite)."""
+    d = f - np.floor(f)
+    return ~((d >= BOUNDARY_EPS) & (d <= 1 - BOUNDARY_EPS))
 
 
 def blocks_under_tile(
