@@ -75,6 +75,8 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
                 key = f"{layer} (drawn, blocks {r.headers['x-geoseg-blocks']})"
             lat.setdefault(key, []).append(dt)
             lat.setdefault("all", []).append(dt)
+            if r.new_connection and key.endswith("(cached)"):
+                lat.setdefault("cached, on a new connection (connect included)", []).append(dt)
             loaded.add((layer, z if tz is None else tz, tx, ty))
             m = re.search(r"dur=([0-9.]+)", r.headers.get("server-timing", ""))
             if m:  # the time the server spent on it, from its handler's start
@@ -114,12 +116,16 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
     await http.close()
 
 
+CONNECT_MS: list[float] = []
+
+
 class Answer:
     """An HTTP answer: status, headers (lower-case names), body."""
 
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.status_code, self.headers, self.content = status, headers, body
         self.elapsed_ms = 0.0
+        self.new_connection = False  # the request opened its connection (a browser's connect time included)
 
     @property
     def text(self) -> str:
@@ -146,11 +152,15 @@ class Browser:
     async def get(self, url: str) -> Answer:
         async with self.sem:
             t0 = time.perf_counter()
+            new = not self.idle
             conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+            if new:
+                CONNECT_MS.append((time.perf_counter() - t0) * 1000)
             done = False
             try:
                 ans = await asyncio.wait_for(self._exchange(conn, url), self.timeout)
                 ans.elapsed_ms = (time.perf_counter() - t0) * 1000
+                ans.new_connection = new
                 done = True
             finally:
                 if done and ans.headers.get("connection", "").lower() != "close":
@@ -203,6 +213,7 @@ async def run(base: str, n_clients: int, seconds: float, pause: float, browser: 
         await asyncio.gather(*(client(i, base, scene, t0 + seconds, lat, errors, pause, browser)
                                for i in range(n_clients)))
         lag.cancel()
+        lat["TCP connect of a new connection"] = list(CONNECT_MS)
         wall = time.time() - t0
         health = (await http.get(f"{base}/api/health")).json()
     finally:
