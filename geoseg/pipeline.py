@@ -355,6 +355,18 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
             raise InputError(f"{path}: a STAC item needs an output folder for its VRT")
         si = stac_input(path, outdir, options.assets, options.gdal_config, c.bands)
         path, item_time, stac_so = si.vrt, si.datetime, si.scale_offset
+        try:
+            return _prepare_read(source, path, item_time, stac_so, model, options)
+        except InputError as exc:  # name the item the user gave, not only the VRT made of it
+            exc.args = (str(exc).replace(path, f"{source} (its assets stacked in {path})", 1),)
+            raise
+    return _prepare_read(source, path, item_time, stac_so, model, options)
+
+
+def _prepare_read(source: str, path: str, item_time: datetime | None, stac_so: tuple[tuple[float, float], ...] | None,
+                  model: ModelInfo, options: ClassifyOptions) -> SceneSetup:
+    """:func:`prepare_scene` once ``path`` is a raster (``source``: what the user gave)."""
+    c = model.contract
     config = scene_config(path, options.gdal_config)
     family = SENSORS[options.sensor].family if options.sensor else None
     with gdal_env(config):

@@ -193,3 +193,16 @@ def test_assets_option_counts_the_models_bands(tmp_path, rgb):
     item.write_text(json.dumps(item_doc(assets)))
     with pytest.raises(InputError, match=r"--assets names 3 assets; expected 4 \(blue,green,red,nir\) or 1"):
         choose_assets(load_item(str(item)), ("blue", "green", "red"), ("blue", "green", "red", "nir"))
+
+
+def test_an_item_too_small_for_the_model_is_named_in_the_error(tmp_path, model8):
+    img = np.zeros((3, 4, 4), np.uint8)  # 4 x 4 px: smaller than one 8 px patch
+    assets = {}
+    for i, n in enumerate(("red", "green", "blue")):
+        assets[n] = {"href": write_scene(tmp_path / f"{n}.tif", img[i:i + 1]), "eo:bands": [{"common_name": n}]}
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(item_doc(assets)))
+    run = classify_many([str(item)], tmp_path / "out", model8, ClassifyOptions(), scheduler="synchronous",
+                        progress=False)
+    err = run.scenes[0].error
+    assert not run.ok and err.startswith(f"{item} (its assets stacked in ") and "S2_TEST_ITEM.vrt" in err
