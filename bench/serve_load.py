@@ -51,7 +51,7 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
     w, s, e, n = scene["bounds"]
     nz = scene["native_zoom"]
     z = nz
-    http = Browser(base)  # 6 connections, like a browser
+    http = Browser(base, connects=lat.setdefault("TCP connect of a new connection", []))  # 6, like a browser
     x0, y0 = T.lonlat_to_mercator(w, s)
     x1, y1 = T.lonlat_to_mercator(e, n)
 
@@ -116,9 +116,6 @@ async def client(i: int, base: str, scene: dict, until: float, lat: dict, errors
     await http.close()
 
 
-CONNECT_MS: list[float] = []
-
-
 class Answer:
     """An HTTP answer: status, headers (lower-case names), body."""
 
@@ -143,7 +140,8 @@ class Browser:
     spent more CPU than the server under test on the same 2 cores, and its
     own queueing showed up as server latency."""
 
-    def __init__(self, base: str, per_host: int = 6, timeout: float = 60) -> None:
+    def __init__(self, base: str, per_host: int = 6, timeout: float = 60, connects: list[float] | None = None) -> None:
+        self.connects = [] if connects is None else connects  # ms to open each new connection
         u = urlsplit(base)
         self.host, self.port, self.timeout = u.hostname, u.port or 80, timeout
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -155,7 +153,7 @@ class Browser:
             new = not self.idle
             conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
             if new:
-                CONNECT_MS.append((time.perf_counter() - t0) * 1000)
+                self.connects.append((time.perf_counter() - t0) * 1000)
             done = False
             try:
                 ans = await asyncio.wait_for(self._exchange(conn, url), self.timeout)
@@ -192,28 +190,22 @@ class Browser:
         self.idle.clear()
 
 
-async def loop_lag(out: list[float], every: float = 0.02) -> None:
-    """How late this process's event loop wakes from a sleep (ms): when it is
-    large, the clients' own latencies include waiting for their process."""
-    while True:
-        t = time.perf_counter()
-        await asyncio.sleep(every)
-        out.append((time.perf_counter() - t - every) * 1000)
-
-
 async def run(base: str, n_clients: int, seconds: float, pause: float, browser: bool = False
               ) -> tuple[dict, list, float, dict]:
+    from geoseg.serve.looplag import LoopLag
+
     http = Browser(base)
     try:
         scene = (await http.get(f"{base}/api/scenes")).json()["scenes"][0]
         lat: dict[str, list[float]] = {}
         errors: list[str] = []
         t0 = time.time()
-        lag = asyncio.ensure_future(loop_lag(lat.setdefault("load generator's own event-loop lag", [])))
+        lag = LoopLag()  # the server's own measure, here of the load generator's loop: its clients wait for it
+        lag.start()
         await asyncio.gather(*(client(i, base, scene, t0 + seconds, lat, errors, pause, browser)
                                for i in range(n_clients)))
-        lag.cancel()
-        lat["TCP connect of a new connection"] = list(CONNECT_MS)
+        lag.stop()
+        lat["load generator's own event-loop lag"] = list(lag.samples)
         wall = time.time() - t0
         health = (await http.get(f"{base}/api/health")).json()
     finally:

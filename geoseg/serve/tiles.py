@@ -136,19 +136,14 @@ def pixel_to_cells(
     """
     if size % step:
         raise ValueError(f"tile size {size} must be a multiple of the lattice step {step}")
-    k = size // step + 1
-    lat = 0.5 + step * np.arange(k, dtype=np.float64)
-    lx, ly = np.meshgrid(lat, lat)  # (k, k): column, row positions in tile pixels
-    mx, my = _apply(tile_affine, lx, ly)
-    sx, sy = to_scene(np.asarray(mx, np.float64).ravel(), np.asarray(my, np.float64).ravel())
-    sx, sy = np.asarray(sx).reshape(k, k), np.asarray(sy).reshape(k, k)
-    lo, t = _interp_index(size, step)
     inv = ~cell_affine
     if inv.b != 0 or inv.d != 0:
         raise ValueError("the class grid must be north-up (no rotation)")
+    lcf, lrf = _lattice_cells(to_scene, tile_affine, cell_affine, size, step)
+    lo, t = _interp_index(size, step)
     with np.errstate(invalid="ignore"):
-        cf = _upsample((sx - cell_affine.c) / cell_affine.a, lo, t)  # (size, size) cell column, fractional
-        rf = _upsample((sy - cell_affine.f) / cell_affine.e, lo, t)
+        cf = _upsample(lcf, lo, t)  # (size, size) cell column, fractional
+        rf = _upsample(lrf, lo, t)
         near = _near_edge(cf) | _near_edge(rf)  # NaN counts as near: projected exactly
     if near.any():
         ii, jj = np.nonzero(near)
@@ -170,6 +165,21 @@ def pixel_to_cells(
     return r.astype(np.int64), c.astype(np.int64)
 
 
+def _lattice_cells(to_scene: Transform, tile_affine: Affine, cell_affine: Affine, size: int, step: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional cell column and row of the (k, k) lattice of tile pixel
+    positions 0.5, 0.5 + step, ... (k = size / step + 1), projected exactly."""
+    k = size // step + 1
+    lat = 0.5 + step * np.arange(k, dtype=np.float64)
+    lx, ly = np.meshgrid(lat, lat)  # (k, k): column, row positions in tile pixels
+    mx, my = _apply(tile_affine, lx, ly)
+    sx, sy = to_scene(np.asarray(mx, np.float64).ravel(), np.asarray(my, np.float64).ravel())
+    with np.errstate(invalid="ignore"):
+        cf = (np.asarray(sx).reshape(k, k) - cell_affine.c) / cell_affine.a
+        rf = (np.asarray(sy).reshape(k, k) - cell_affine.f) / cell_affine.e
+    return cf, rf
+
+
 def _near_edge(f: np.ndarray) -> np.ndarray:
     """Where ``f`` lies within ``BOUNDARY_EPS`` of an integer (or is not finite)."""
     d = f - np.floor(f)
@@ -186,13 +196,7 @@ def blocks_under_tile(
     (the interpolation error :func:`pixel_to_cells` allows), so a superset
     of the blocks of the tile's pixels.  None where the lattice does not
     project (then only :func:`pixel_to_cells` can tell)."""
-    k = size // step + 1
-    lat = 0.5 + step * np.arange(k, dtype=np.float64)
-    lx, ly = np.meshgrid(lat, lat)
-    mx, my = _apply(tile_affine, lx, ly)
-    sx, sy = to_scene(np.asarray(mx, np.float64).ravel(), np.asarray(my, np.float64).ravel())
-    cf = (np.asarray(sx) - cell_affine.c) / cell_affine.a
-    rf = (np.asarray(sy) - cell_affine.f) / cell_affine.e
+    cf, rf = _lattice_cells(to_scene, tile_affine, cell_affine, size, step)
     if not (np.all(np.isfinite(cf)) and np.all(np.isfinite(rf))):
         return None
     rows, cols = n_cells
