@@ -179,6 +179,8 @@ def test_export_refuses_what_a_reflectance_model_cannot_take(run, tmp_path, kw, 
     (["--input-kind", "reflectance", "--reflectance-offset", "-0.1"], "needs --reflectance-scale"),
     (["--input-kind", "reflectance", "--reflectance-scale", "-1"], "expected a positive scale"),
     (["--input-kind", "reflectance", "--arch", "scratch"], "does not take --arch scratch"),
+    (["--index-stats"], "only with --input-kind reflectance"),
+    (["--input-kind", "reflectance", "--feature-dropout", "0.5"], "only with --index-stats"),
 ])
 def test_train_cli_refuses_reflectance_options_that_cannot_work(chips, tmp_path, args, match):
     from helpers import run_cli
@@ -206,3 +208,33 @@ def test_spectral_indices_model_trains_and_exports_with_parity(chips, tmp_path):
                       fine_tune_epochs=0, batch_size=8, input_kind="reflectance", spectral_indices=True))
     res = export_model(str(run_dir / "model.keras"), str(tmp_path / "i.onnx"), input_dtype=None)
     assert res.parity.ok and res.contract["bands"] == ["blue", "green", "red", "nir"]
+
+
+def test_index_stats_layer_gives_index_shares_and_brightness():
+    from geoseg.training.models import IndexStats
+
+    water, land = (0.08, 0.06, 0.04, 0.02), (0.05, 0.08, 0.05, 0.35)
+    x = np.empty((1, 4, 4, 4), np.float32)
+    x[0, :, :1] = water  # a quarter of the patch is water
+    x[0, :, 1:] = land
+    out = np.asarray(IndexStats(0, 1, 2, 3)(x))[0]
+    assert out.shape == (14,)
+    np.testing.assert_allclose(out[1], 0.25, atol=1e-3)  # share of NDWI > 0
+    np.testing.assert_allclose(out[5], 0.75, atol=1e-3)  # share of NDVI > 0.3
+    np.testing.assert_allclose(out[11], 0.25 * 0.06 + 0.75 * 0.06, atol=1e-4)  # mean visible reflectance
+    np.testing.assert_allclose(out[12], 0.25 * 0.02 + 0.75 * 0.35, atol=1e-4)  # mean nir
+    np.testing.assert_allclose(np.asarray(IndexStats(0, 1, 2, 3)(x * 3.0))[0, :7], out[:7], atol=1e-3)  # gain-free
+
+
+def test_index_stats_model_trains_and_exports_with_parity(chips, tmp_path):
+    from geoseg.export.convert import export_model
+    from geoseg.training.train import TrainConfig, train
+
+    run_dir = tmp_path / "run"
+    train(TrainConfig(chips, str(run_dir), arch="mobilenetv2", weights=None, input_size=None, epochs=1,
+                      fine_tune_epochs=0, batch_size=8, input_kind="reflectance", spectral_indices=True,
+                      index_stats=True, feature_dropout=0.5))
+    assert json.loads((run_dir / "config.json").read_text())["index_stats"] is True
+    res = export_model(str(run_dir / "model.keras"), str(tmp_path / "s.onnx"), input_dtype=None)
+    assert res.parity.ok and res.contract["bands"] == ["blue", "green", "red", "nir"]
+

@@ -81,12 +81,14 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
 @click.option("--first-conv-init", type=click.Choice(["zero", "mean"]), default="zero", show_default=True, help="With --input-kind reflectance: first-convolution kernels of the bands an RGB backbone lacks (near-infrared): zeros, or the mean of the RGB kernels.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None, help="Start from the weights (head included) of this model.keras of a run of the same recipe; with --epochs 0 and --split-from its manifest.csv: fine-tuning runs that can be averaged (python -m geoseg.training.soup).")
 @click.option("--spectral-indices", is_flag=True, help="With --input-kind reflectance: NDWI and NDVI (from the bands named green, red, nir) as two more input channels of the backbone (they do not change with a common gain: uncalibrated 8-bit or hazy scenes).")
+@click.option("--index-stats", is_flag=True, help="With --input-kind reflectance (bands blue, green, red, nir): per-patch statistics (shares of pixels above NDWI and NDVI steps, index means and spreads, brightness) beside the backbone's features, read by the head.")
+@click.option("--feature-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="With --index-stats: probability that a training image's backbone features are dropped whole, so the head also learns to classify from the index statistics alone.")
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
               batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
               extra_limit, input_kind, reflectance_scale, reflectance_offset, uint8_scale, first_conv_init, spectral_indices,
-              init_from, verbose, quiet):
+              init_from, index_stats, feature_dropout, verbose, quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
     count with --arch scratch), train, and write the model and its evaluation
     report into RUN_DIR."""
@@ -99,8 +101,9 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
     if reflectance_scale is not None and reflectance_scale <= 0:
         raise click.BadParameter(f"{reflectance_scale}: expected a positive scale, e.g. 0.0001",
                                  param_hint="--reflectance-scale")
-    if spectral_indices and input_kind != "reflectance":
-        raise click.BadParameter("only with --input-kind reflectance", param_hint="--spectral-indices")
+    for name, flag in (("--spectral-indices", spectral_indices), ("--index-stats", index_stats)):
+        if flag and input_kind != "reflectance":
+            raise click.BadParameter("only with --input-kind reflectance", param_hint=name)
     if reflectance_offset is not None and reflectance_scale is None:
         raise click.BadParameter("needs --reflectance-scale", param_hint="--reflectance-offset")
     import_tensorflow()
@@ -119,7 +122,8 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
                       extra_data=extra_data, extra_map=mapping, extra_limit=extra_limit, input_kind=input_kind,
                       reflectance_scale=reflectance_scale, reflectance_offset=reflectance_offset,
                       uint8_scale=uint8_scale, first_conv_init=first_conv_init,
-                      spectral_indices=spectral_indices, init_from=init_from)
+                      spectral_indices=spectral_indices, init_from=init_from, index_stats=index_stats,
+                      feature_dropout=feature_dropout)
     try:
         rep = train(cfg)
     except (ValueError, FileNotFoundError, GeosegError) as exc:

@@ -127,6 +127,59 @@ class SpectralIndices(layers.Layer):
 INDEX_BANDS = ("ndwi", "ndvi")
 
 
+@keras.saving.register_keras_serializable(package="geoseg")
+class IndexStats(layers.Layer):
+    """Per-patch statistics of reflectance bands beside the backbone's
+    features (``--index-stats``): what a per-patch classifier of water and
+    vegetation indices reads, given to the head directly.
+
+    For a patch of blue, green, red, nir reflectance: the share of its pixels
+    with NDWI above -0.1, 0, 0.1, 0.2 and NDVI above 0.1, 0.3, 0.5 (soft
+    steps, 0.02 wide), the mean and spread of NDWI and NDVI, the mean
+    visible and near-infrared reflectance and the share of bright pixels
+    (visible mean above 0.3).  A cell's majority class is often a matter of
+    such a share (a cell half water is water or land by a few pixels), which
+    the convolutional features average away; the index shares do not change
+    with a common gain (uncalibrated 8-bit scenes)."""
+
+    NDWI_STEPS = (-0.1, 0.0, 0.1, 0.2)
+    NDVI_STEPS = (0.1, 0.3, 0.5)
+    WIDTH = 0.02
+    BRIGHT = 0.3
+
+    def __init__(self, blue: int, green: int, red: int, nir: int, **kw):
+        super().__init__(**kw)
+        self.blue, self.green, self.red, self.nir = int(blue), int(green), int(red), int(nir)
+
+    def call(self, x):
+        ops = keras.ops
+        x = ops.cast(x, "float32")
+        b, g = x[..., self.blue], x[..., self.green]
+        r, n = x[..., self.red], x[..., self.nir]
+        eps = 1e-3
+        ndwi = (g - n) / (g + n + eps)
+        ndvi = (n - r) / (n + r + eps)
+        vis = (b + g + r) / 3.0
+
+        def share(v, t):
+            return ops.mean(ops.sigmoid((v - t) / self.WIDTH), axis=(1, 2))
+
+        def spread(v):
+            m = ops.mean(v, axis=(1, 2), keepdims=True)
+            return ops.sqrt(ops.mean(ops.square(v - m), axis=(1, 2)) + 1e-6)
+
+        feats = [share(ndwi, t) for t in self.NDWI_STEPS] + [share(ndvi, t) for t in self.NDVI_STEPS]
+        feats += [ops.mean(ndwi, axis=(1, 2)), ops.mean(ndvi, axis=(1, 2)), spread(ndwi), spread(ndvi),
+                  ops.mean(vis, axis=(1, 2)), ops.mean(n, axis=(1, 2)), share(vis, self.BRIGHT)]
+        return ops.stack(feats, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.NDWI_STEPS) + len(self.NDVI_STEPS) + 7)
+
+    def get_config(self):
+        return {**super().get_config(), "blue": self.blue, "green": self.green, "red": self.red, "nir": self.nir}
+
+
 FIRST_CONV = {"mobilenetv2": "Conv1", "efficientnetb0": "stem_conv"}
 RGB_ORDER = ("red", "green", "blue")  # the band order of the Keras backbones' first kernel
 
@@ -210,7 +263,8 @@ def build_scratch(n_classes: int, size: int, seed: int = 0, bands: int = 3) -> k
 def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, seed: int = 0,
                    dropout: float = 0.2, bn_inference: bool = True, bands: int = 3,
                    band_names: list[str] | None = None, reflectance: bool = False,
-                   first_conv_init: str = "zero", spectral_indices: bool = False) -> tuple[keras.Model, keras.Model]:
+                   first_conv_init: str = "zero", spectral_indices: bool = False,
+                   index_stats: bool = False, feature_dropout: float = 0.0) -> tuple[keras.Model, keras.Model]:
     """Backbone + new head.  The backbone is called with ``training=False`` so its
     BatchNorm layers stay in inference mode, also when fine-tuned
     (``bn_inference=False`` only for pre-training a backbone from scratch,
@@ -222,15 +276,21 @@ def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, se
     count holding red, green and blue), scaled by
     :func:`reflectance_preprocessing`, and the backbone's first convolution
     is extended to the other bands (:func:`build_backbone_bands`);
-    ``spectral_indices`` adds NDWI and NDVI channels (:class:`SpectralIndices`)."""
+    ``spectral_indices`` adds NDWI and NDVI channels (:class:`SpectralIndices`);
+    ``index_stats`` gives the head per-patch index statistics beside the
+    backbone's features (:class:`IndexStats`); ``feature_dropout`` drops a
+    training image's backbone features whole with that probability, so the
+    head also learns to classify from the statistics alone (at inference
+    both are there)."""
     if reflectance:
         names = list(band_names or [])
         if len(names) != bands:
             raise ValueError(f"{bands} bands but {len(names)} band names ({', '.join(names)})")
-        if spectral_indices:
-            missing = [b for b in ("green", "red", "nir") if b not in names]
+        if spectral_indices or index_stats:
+            need = ("blue", "green", "red", "nir") if index_stats else ("green", "red", "nir")
+            missing = [b for b in need if b not in names]
             if missing:
-                raise ValueError(f"spectral indices need bands named green, red and nir (missing "
+                raise ValueError(f"spectral indices need bands named {', '.join(need)} (missing "
                                  f"{', '.join(missing)} in {', '.join(names)})")
         inp = keras.Input((size, size, bands), name="input")
         x = reflectance_preprocessing(arch)(inp)
@@ -241,6 +301,14 @@ def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, se
         backbone = build_backbone_bands(arch, size, weights, names, first_conv_init)
         x = backbone(x, training=False) if bn_inference else backbone(x)
         x = layers.Dropout(dropout, seed=seed)(x)
+        if index_stats:
+            if feature_dropout > 0:
+                x = layers.Dropout(feature_dropout, noise_shape=(None, 1), seed=seed + 1, name="feature_dropout")(x)
+            band = list(band_names or [])
+            stats = IndexStats(*(band.index(b) for b in ("blue", "green", "red", "nir")), name="index_stats")(inp)
+            # to unit spread, as the backbone's features have: else their 1280 weights outvote these 14
+            stats = layers.BatchNormalization(name="stats_norm")(stats)
+            x = layers.Concatenate(name="features_and_stats")([x, stats])
         out = layers.Dense(n_classes, activation="softmax", name="probs")(x)
         return keras.Model(inp, out, name=f"{arch}_reflectance"), backbone
     if bands != 3:

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 # what must agree between the runs of a soup (their config.json)
-SAME = ("arch", "classes", "bands", "input_kind", "input_size", "spectral_indices", "reflectance_scale",
-        "reflectance_offset", "uint8_scale")
+SAME = ("arch", "classes", "bands", "input_kind", "input_size", "spectral_indices", "index_stats",
+        "reflectance_scale", "reflectance_offset", "uint8_scale")
+FLAGS = ("spectral_indices", "index_stats")  # absent from the config.json of runs older than the flag: False
 
 
 def _load(path: str) -> Any:
@@ -85,7 +86,7 @@ def soup(run_dirs: list[str], out_dir: str) -> dict:
         raise ValueError(f"a soup needs at least two run folders, got {len(run_dirs)}")
     cfgs = [_config(d) for d in run_dirs]
     for d, c in zip(run_dirs[1:], cfgs[1:]):
-        bad = [k for k in SAME if c.get(k) != cfgs[0].get(k)]
+        bad = [k for k in SAME if c.get(k, False if k in FLAGS else None) != cfgs[0].get(k, False if k in FLAGS else None)]
         if bad:
             raise ValueError(f"{d}: not the recipe of {run_dirs[0]} ({', '.join(f'{k} {c.get(k)!r} vs {cfgs[0].get(k)!r}' for k in bad)}); "
                              "a soup averages runs of one recipe")

@@ -52,6 +52,8 @@ class TrainConfig:
     uint8_scale: float = 0.4 / 255  # the contract's rule for uncalibrated 8-bit scenes (reflectance per DN)
     first_conv_init: str = "zero"  # kernels of the bands the RGB backbone lacks: zero or mean
     spectral_indices: bool = False  # NDWI and NDVI as extra input channels of the backbone
+    index_stats: bool = False  # per-patch index statistics beside the backbone's features (models.IndexStats)
+    feature_dropout: float = 0.0  # with index_stats: probability that an image's backbone features are dropped whole
     init_from: str | None = None  # a model.keras of the same recipe whose weights start this run (soups)
 
 
@@ -245,8 +247,12 @@ def train(cfg: TrainConfig) -> dict:
     refl = cfg.input_kind == "reflectance"
     if refl:
         check_reflectance_config(cfg)
-    elif cfg.spectral_indices:
-        raise ValueError("--spectral-indices: only with --input-kind reflectance (indices of reflectance bands)")
+    elif cfg.spectral_indices or cfg.index_stats:
+        flag = "--spectral-indices" if cfg.spectral_indices else "--index-stats"
+        raise ValueError(f"{flag}: only with --input-kind reflectance (indices of reflectance bands)")
+    if cfg.feature_dropout and not cfg.index_stats:
+        raise ValueError(f"--feature-dropout {cfg.feature_dropout}: only with --index-stats (the head must have the "
+                         "statistics to classify from when the backbone's features are dropped)")
     os.makedirs(cfg.run_dir, exist_ok=True)
     _seed_everything(cfg.seed)
     t0 = time.perf_counter()
@@ -302,7 +308,8 @@ def train(cfg: TrainConfig) -> dict:
                                          bn_inference=pretrained, bands=n_bands,
                                          band_names=chips["band_names"] if refl else None, reflectance=refl,
                                          first_conv_init=cfg.first_conv_init,
-                                         spectral_indices=cfg.spectral_indices)
+                                         spectral_indices=cfg.spectral_indices, index_stats=cfg.index_stats,
+                                         feature_dropout=cfg.feature_dropout)
         # a random backbone has nothing to keep frozen: train it whole
         backbone.trainable = not pretrained
         if pretrained and refl:  # the new bands' kernels learn from the first phase on
