@@ -181,6 +181,7 @@ def test_export_refuses_what_a_reflectance_model_cannot_take(run, tmp_path, kw, 
     (["--input-kind", "reflectance", "--arch", "scratch"], "does not take --arch scratch"),
     (["--index-stats"], "only with --input-kind reflectance"),
     (["--input-kind", "reflectance", "--feature-dropout", "0.5"], "only with --index-stats"),
+    (["--haze", "0.15"], "only with --input-kind reflectance"),
 ])
 def test_train_cli_refuses_reflectance_options_that_cannot_work(chips, tmp_path, args, match):
     from helpers import run_cli
@@ -238,3 +239,13 @@ def test_index_stats_model_trains_and_exports_with_parity(chips, tmp_path):
     res = export_model(str(run_dir / "model.keras"), str(tmp_path / "s.onnx"), input_dtype=None)
     assert res.parity.ok and res.contract["bands"] == ["blue", "green", "red", "nir"]
 
+
+
+def test_haze_options_reach_the_reflectance_augmentation():
+    from geoseg.training.augment import ReflectanceAugment
+    from geoseg.training.cli import _reflectance_params
+
+    extra = _reflectance_params(0.15, 0.5)
+    aug = ReflectanceAugment(**extra["reflectance_params"])
+    assert (aug.haze, aug.p_haze) == (0.15, 0.5)
+    assert _reflectance_params(None, None) == {}  # the defaults stay ReflectanceAugment's
