@@ -182,6 +182,7 @@ def test_export_refuses_what_a_reflectance_model_cannot_take(run, tmp_path, kw, 
     (["--index-stats"], "only with --input-kind reflectance"),
     (["--input-kind", "reflectance", "--feature-dropout", "0.5"], "only with --index-stats"),
     (["--haze", "0.15"], "only with --input-kind reflectance"),
+    (["--input-kind", "reflectance", "--index-stats-pool", "4"], "only with --index-stats"),
 ])
 def test_train_cli_refuses_reflectance_options_that_cannot_work(chips, tmp_path, args, match):
     from helpers import run_cli
@@ -225,6 +226,9 @@ def test_index_stats_layer_gives_index_shares_and_brightness():
     np.testing.assert_allclose(out[11], 0.25 * 0.06 + 0.75 * 0.06, atol=1e-4)  # mean visible reflectance
     np.testing.assert_allclose(out[12], 0.25 * 0.02 + 0.75 * 0.35, atol=1e-4)  # mean nir
     np.testing.assert_allclose(np.asarray(IndexStats(0, 1, 2, 3)(x * 3.0))[0, :7], out[:7], atol=1e-3)  # gain-free
+    pooled = np.asarray(IndexStats(0, 1, 2, 3, pool=2)(x))[0]  # 2 x 2 means: the water column mixes with land
+    np.testing.assert_allclose(pooled[11:13], out[11:13], atol=1e-5)  # means unchanged
+    assert pooled[1] < 0.05  # every 2 x 2 mean of the water column takes as much land: NDWI < 0 there
 
 
 def test_index_stats_model_trains_and_exports_with_parity(chips, tmp_path):

@@ -89,6 +89,7 @@ def _reflectance_params(haze: float | None, haze_share: float | None) -> dict:
 @click.option("--spectral-indices", is_flag=True, help="With --input-kind reflectance: NDWI and NDVI (from the bands named green, red, nir) as two more input channels of the backbone (they do not change with a common gain: uncalibrated 8-bit or hazy scenes).")
 @click.option("--index-stats", is_flag=True, help="With --input-kind reflectance (bands blue, green, red, nir): per-patch statistics (shares of pixels above NDWI and NDVI steps, index means and spreads, brightness) beside the backbone's features, read by the head.")
 @click.option("--feature-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="With --index-stats: probability that a training image's backbone features are dropped whole, so the head also learns to classify from the index statistics alone.")
+@click.option("--index-stats-pool", type=click.IntRange(1, 16), default=1, show_default=True, help="With --index-stats: compute the statistics on the means of POOL x POOL pixels (4: 16 times less work at run time).")
 @click.option("--haze", type=click.FloatRange(0, 0.5), default=None, help="With --input-kind reflectance: haze augmentation, path radiance added up to this reflectance in blue (0.75, 0.55, 0.35 of it in green, red, nir) [default: 0.08].")
 @click.option("--haze-share", type=click.FloatRange(0, 1), default=None, help="With --input-kind reflectance: share of the training images given haze [default: 0.3].")
 @verbose_opt
@@ -96,7 +97,7 @@ def _reflectance_params(haze: float | None, haze_share: float | None) -> dict:
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
               batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
               extra_limit, input_kind, reflectance_scale, reflectance_offset, uint8_scale, first_conv_init, spectral_indices,
-              init_from, index_stats, feature_dropout, haze, haze_share, verbose, quiet):
+              init_from, index_stats, feature_dropout, index_stats_pool, haze, haze_share, verbose, quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
     count with --arch scratch), train, and write the model and its evaluation
     report into RUN_DIR."""
@@ -132,7 +133,8 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
                       reflectance_scale=reflectance_scale, reflectance_offset=reflectance_offset,
                       uint8_scale=uint8_scale, first_conv_init=first_conv_init,
                       spectral_indices=spectral_indices, init_from=init_from, index_stats=index_stats,
-                      feature_dropout=feature_dropout, extra=_reflectance_params(haze, haze_share))
+                      feature_dropout=feature_dropout, index_stats_pool=index_stats_pool,
+                      extra=_reflectance_params(haze, haze_share))
     try:
         rep = train(cfg)
     except (ValueError, FileNotFoundError, GeosegError) as exc:

@@ -147,13 +147,16 @@ class IndexStats(layers.Layer):
     WIDTH = 0.02
     BRIGHT = 0.3
 
-    def __init__(self, blue: int, green: int, red: int, nir: int, **kw):
+    def __init__(self, blue: int, green: int, red: int, nir: int, pool: int = 1, **kw):
         super().__init__(**kw)
         self.blue, self.green, self.red, self.nir = int(blue), int(green), int(red), int(nir)
+        self.pool = int(pool)
 
     def call(self, x):
         ops = keras.ops
         x = ops.cast(x, "float32")
+        if self.pool > 1:  # statistics of pool x pool means: pool**2 times less work
+            x = ops.average_pool(x, self.pool, strides=self.pool, padding="valid", data_format="channels_last")
         b, g = x[..., self.blue], x[..., self.green]
         r, n = x[..., self.red], x[..., self.nir]
         eps = 1e-3
@@ -177,7 +180,8 @@ class IndexStats(layers.Layer):
         return (input_shape[0], len(self.NDWI_STEPS) + len(self.NDVI_STEPS) + 7)
 
     def get_config(self):
-        return {**super().get_config(), "blue": self.blue, "green": self.green, "red": self.red, "nir": self.nir}
+        return {**super().get_config(), "blue": self.blue, "green": self.green, "red": self.red, "nir": self.nir,
+                "pool": self.pool}
 
 
 FIRST_CONV = {"mobilenetv2": "Conv1", "efficientnetb0": "stem_conv"}
@@ -264,7 +268,8 @@ def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, se
                    dropout: float = 0.2, bn_inference: bool = True, bands: int = 3,
                    band_names: list[str] | None = None, reflectance: bool = False,
                    first_conv_init: str = "zero", spectral_indices: bool = False,
-                   index_stats: bool = False, feature_dropout: float = 0.0) -> tuple[keras.Model, keras.Model]:
+                   index_stats: bool = False, feature_dropout: float = 0.0,
+                   index_stats_pool: int = 1) -> tuple[keras.Model, keras.Model]:
     """Backbone + new head.  The backbone is called with ``training=False`` so its
     BatchNorm layers stay in inference mode, also when fine-tuned
     (``bn_inference=False`` only for pre-training a backbone from scratch,
@@ -278,7 +283,8 @@ def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, se
     is extended to the other bands (:func:`build_backbone_bands`);
     ``spectral_indices`` adds NDWI and NDVI channels (:class:`SpectralIndices`);
     ``index_stats`` gives the head per-patch index statistics beside the
-    backbone's features (:class:`IndexStats`); ``feature_dropout`` drops a
+    backbone's features (:class:`IndexStats`, of ``index_stats_pool`` squared
+    pixel means); ``feature_dropout`` drops a
     training image's backbone features whole with that probability, so the
     head also learns to classify from the statistics alone (at inference
     both are there)."""
@@ -305,7 +311,8 @@ def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, se
             if feature_dropout > 0:
                 x = layers.Dropout(feature_dropout, noise_shape=(None, 1), seed=seed + 1, name="feature_dropout")(x)
             band = list(band_names or [])
-            stats = IndexStats(*(band.index(b) for b in ("blue", "green", "red", "nir")), name="index_stats")(inp)
+            stats = IndexStats(*(band.index(b) for b in ("blue", "green", "red", "nir")), pool=index_stats_pool,
+                               name="index_stats")(inp)
             # to unit spread, as the backbone's features have: else their 1280 weights outvote these 14
             stats = layers.BatchNormalization(name="stats_norm")(stats)
             x = layers.Concatenate(name="features_and_stats")([x, stats])

@@ -54,6 +54,7 @@ class TrainConfig:
     spectral_indices: bool = False  # NDWI and NDVI as extra input channels of the backbone
     index_stats: bool = False  # per-patch index statistics beside the backbone's features (models.IndexStats)
     feature_dropout: float = 0.0  # with index_stats: probability that an image's backbone features are dropped whole
+    index_stats_pool: int = 1  # with index_stats: statistics of pool x pool pixel means (4: 16 times less work)
     init_from: str | None = None  # a model.keras of the same recipe whose weights start this run (soups)
 
 
@@ -250,6 +251,8 @@ def train(cfg: TrainConfig) -> dict:
     elif cfg.spectral_indices or cfg.index_stats:
         flag = "--spectral-indices" if cfg.spectral_indices else "--index-stats"
         raise ValueError(f"{flag}: only with --input-kind reflectance (indices of reflectance bands)")
+    if cfg.index_stats_pool != 1 and not cfg.index_stats:
+        raise ValueError(f"--index-stats-pool {cfg.index_stats_pool}: only with --index-stats")
     if cfg.feature_dropout and not cfg.index_stats:
         raise ValueError(f"--feature-dropout {cfg.feature_dropout}: only with --index-stats (the head must have the "
                          "statistics to classify from when the backbone's features are dropped)")
@@ -309,7 +312,8 @@ def train(cfg: TrainConfig) -> dict:
                                          band_names=chips["band_names"] if refl else None, reflectance=refl,
                                          first_conv_init=cfg.first_conv_init,
                                          spectral_indices=cfg.spectral_indices, index_stats=cfg.index_stats,
-                                         feature_dropout=cfg.feature_dropout)
+                                         feature_dropout=cfg.feature_dropout,
+                                         index_stats_pool=cfg.index_stats_pool)
         # a random backbone has nothing to keep frozen: train it whole
         backbone.trainable = not pretrained
         if pretrained and refl:  # the new bands' kernels learn from the first phase on
