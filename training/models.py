@@ -102,6 +102,11 @@ def reflectance_preprocessing(arch: str) -> layers.Layer:
     raise ValueError(f"--arch {arch}: reflectance input is supported for mobilenetv2 and efficientnetb0")
 
 
+def normalized_difference(a, b, eps: float = 1e-3):
+    """(a - b) / (a + b), -1 to 1; 0 where both are 0 (NDWI: green, nir; NDVI: nir, red)."""
+    return (a - b) / (a + b + eps)
+
+
 @keras.saving.register_keras_serializable(package="geoseg")
 class SpectralIndices(layers.Layer):
     """Normalised-difference indices of reflectance bands as extra channels:
@@ -117,8 +122,7 @@ class SpectralIndices(layers.Layer):
     def call(self, x):
         x = keras.ops.cast(x, "float32")
         g, r, n = x[..., self.green : self.green + 1], x[..., self.red : self.red + 1], x[..., self.nir : self.nir + 1]
-        eps = 1e-3
-        return keras.ops.concatenate([(g - n) / (g + n + eps), (n - r) / (n + r + eps)], axis=-1)
+        return keras.ops.concatenate([normalized_difference(g, n), normalized_difference(n, r)], axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "green": self.green, "red": self.red, "nir": self.nir}
@@ -159,9 +163,7 @@ class IndexStats(layers.Layer):
             x = ops.average_pool(x, self.pool, strides=self.pool, padding="valid", data_format="channels_last")
         b, g = x[..., self.blue], x[..., self.green]
         r, n = x[..., self.red], x[..., self.nir]
-        eps = 1e-3
-        ndwi = (g - n) / (g + n + eps)
-        ndvi = (n - r) / (n + r + eps)
+        ndwi, ndvi = normalized_difference(g, n), normalized_difference(n, r)
         vis = (b + g + r) / 3.0
 
         def share(v, t):
@@ -298,6 +300,7 @@ def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, se
             if missing:
                 raise ValueError(f"spectral indices need bands named {', '.join(need)} (missing "
                                  f"{', '.join(missing)} in {', '.join(names)})")
+        rgbn = [names.index(b) for b in ("blue", "green", "red", "nir")] if index_stats else []
         inp = keras.Input((size, size, bands), name="input")
         x = reflectance_preprocessing(arch)(inp)
         if spectral_indices:
@@ -310,9 +313,7 @@ def build_transfer(arch: str, n_classes: int, size: int, weights: str | None, se
         if index_stats:
             if feature_dropout > 0:
                 x = layers.Dropout(feature_dropout, noise_shape=(None, 1), seed=seed + 1, name="feature_dropout")(x)
-            band = list(band_names or [])
-            stats = IndexStats(*(band.index(b) for b in ("blue", "green", "red", "nir")), pool=index_stats_pool,
-                               name="index_stats")(inp)
+            stats = IndexStats(*rgbn, pool=index_stats_pool, name="index_stats")(inp)
             # to unit spread, as the backbone's features have: else their 1280 weights outvote these 14
             stats = layers.BatchNormalization(name="stats_norm")(stats)
             x = layers.Concatenate(name="features_and_stats")([x, stats])

@@ -34,6 +34,11 @@ SAME = ("arch", "classes", "bands", "input_kind", "input_size", "spectral_indice
 FLAGS = ("spectral_indices", "index_stats")  # absent from the config.json of runs older than the flag: False
 
 
+def _setting(cfg: dict, key: str) -> Any:
+    """A run's ``config.json`` value of ``key`` (a flag newer than the run: False)."""
+    return cfg.get(key, False if key in FLAGS else None)
+
+
 def _load(path: str) -> Any:
     import keras
 
@@ -86,9 +91,9 @@ def soup(run_dirs: list[str], out_dir: str) -> dict:
         raise ValueError(f"a soup needs at least two run folders, got {len(run_dirs)}")
     cfgs = [_config(d) for d in run_dirs]
     for d, c in zip(run_dirs[1:], cfgs[1:]):
-        bad = [k for k in SAME if c.get(k, False if k in FLAGS else None) != cfgs[0].get(k, False if k in FLAGS else None)]
+        bad = [k for k in SAME if _setting(c, k) != _setting(cfgs[0], k)]
         if bad:
-            raise ValueError(f"{d}: not the recipe of {run_dirs[0]} ({', '.join(f'{k} {c.get(k)!r} vs {cfgs[0].get(k)!r}' for k in bad)}); "
+            raise ValueError(f"{d}: not the recipe of {run_dirs[0]} ({', '.join(f'{k} {_setting(c, k)!r} vs {_setting(cfgs[0], k)!r}' for k in bad)}); "
                              "a soup averages runs of one recipe")
     models = [_load(os.path.join(d, "model.keras")) for d in run_dirs]
     weights = [m.get_weights() for m in models]
