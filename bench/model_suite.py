@@ -108,9 +108,6 @@ OSM_MAP = {"forest": "green_area", "farm": "green_area", "meadow": "green_area",
 # TOA reflectance of Landsat-8 Collection 1 L1 digital numbers
 L8_SCALE, L8_OFFSET = 2.0e-5, -0.1
 U8_GAIN = 255 / 0.4  # 8-bit true-colour product: reflectance 0-0.4 -> 0-255
-# s2cloudless (Sentinel Hub's Sentinel-2 cloud detector): its ten L1C bands and its documented 10 m settings
-S2_CLOUD_BANDS = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
-S2_CLOUD_SETTINGS = {"threshold": 0.65, "average_over": 4, "dilation_size": 2}
 
 NO_REFERENCE = {
     "RGB.byte.tif": "Landsat-7 RGB only (no NIR band, no labels): no reference can be derived",
@@ -245,31 +242,12 @@ def _spain(out: str) -> list[Part]:
 
 
 def brandenburg_clouds(window) -> tuple[np.ndarray, object]:
-    """s2cloudless's cloud mask of the Brandenburg L1C tile inside ``window`` (10 m grid) and its transform.
+    """s2cloudless's cloud mask of the Brandenburg L1C tile inside ``window`` (10 m grid) and its transform:
+    :func:`geoseg.training.msdata.s2cloudless_mask` over the whole tile (the window's edges see their
+    neighbours), cut to the window.  Independent of every geoseg model."""
+    from geoseg.training.msdata import s2cloudless_mask
 
-    Sentinel Hub's pixel cloud detector (LightGBM on the ten bands of S2_CLOUD_BANDS as L1C reflectance,
-    DN / 10000: this product's baseline 02.04 has no offset), every band brought to the 10 m grid
-    (bilinear) over the whole tile so the window's edges see their neighbours, with the detector's
-    documented settings for 10 m (S2_CLOUD_SETTINGS).  Independent of every geoseg model.
-    """
-    import rasterio
-    from affine import Affine
-    from rasterio.enums import Resampling
-    from s2cloudless import S2PixelCloudDetector
-
-    with rasterio.open(f"{BRB}B04.jp2") as s:
-        w, h = s.width, s.height
-        t = s.transform  # (rasterio's window_transform multiplies Affines: affine 3 warns about it)
-    c, r = window.col_off, window.row_off
-    transform = Affine(t.a, t.b, t.c + c * t.a + r * t.b, t.d, t.e, t.f + c * t.d + r * t.e)
-    sl = window.toslices()
-    bands = []
-    for b in S2_CLOUD_BANDS:
-        with rasterio.open(f"{BRB}{b}.jp2") as s:
-            a = s.read(1, out_shape=(h, w), resampling=Resampling.bilinear).astype(np.float32) / 10000.0
-        bands.append(a[sl])
-    det = S2PixelCloudDetector(all_bands=False, **S2_CLOUD_SETTINGS)
-    return det.get_cloud_masks(np.stack(bands, axis=-1)[None])[0].astype(bool), transform
+    return s2cloudless_mask(BRB, window)
 
 
 def _brandenburg_reference(out: str, window) -> str:

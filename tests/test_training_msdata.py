@@ -25,6 +25,12 @@ def test_majority_label_by_ndwi_then_ndvi(x, want):
     assert M.majority_label(x) == want
 
 
+@pytest.mark.parametrize("x, cloud, want", [(flat(LAND), 0.5, "cloudy"), (flat(WATER), 0.0, "water"),
+                                            (flat(WATER), 0.2, None), (flat(LAND), 0.0, None)])
+def test_index_label_takes_cloud_then_clear_water_only(x, cloud, want):
+    assert M.index_label(x, cloud) == want
+
+
 @pytest.mark.parametrize("share", [0.1, 0.5, 0.9])
 def test_mix_mask_covers_the_share(share):
     m = M.mix_mask_np(np.random.default_rng(0), 64, share)

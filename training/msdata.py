@@ -22,6 +22,16 @@ left out is written to ``DATA_DIR/sources.json``.  Sources:
   the 10 m grid cut by ``geoseg chips`` with the OSM polygons
   (``--stride 16 --min-purity 0.5``), relabelled by :data:`OSM_MAP` (the
   suite's map); the east half is the suite's.
+- Brandenburg by index (``--brandenburg-index-chips``, off by default): the
+  same west half cut into 64 px tiles at a 32 px step inside 256 px blocks
+  (a block is a split group) and labelled by the 38-Cloud rule, with the
+  clouds of s2cloudless (:func:`s2cloudless_mask`, computed on the west
+  half only) in place of a cloud mask: cloud share >= 0.5 -> cloudy; clear
+  tiles (cloud < 0.05) with 60 % of their pixels NDWI > 0 -> water; others
+  left out (green_area and desert come from the OSM chips).  Real
+  Sentinel-2 winter lakes and cloud, which EuroSAT (no cloud) and the OSM
+  chips (no water chip passes their purity) lack.  Added after the
+  mixtures, so the mixtures are the same with and without them.
 - Arid land: the 4-class set's desert images (8-bit RGB, no near-infrared):
   reflectance = DN x 0.275/255 (the EuroSAT RGB encoding, measured on
   EuroSAT MS vs RGB class medians) x a brightness gain (log-uniform 1.0-1.8:
@@ -67,6 +77,12 @@ SOIL_LINES = ((1.087, 0.0133), (1.216, -0.0017))  # (slope, intercept): EuroSAT 
 SOIL_RESIDUAL_SD = 0.018
 DESERT_GAIN = (1.0, 1.8)
 BRANDENBURG_WEST_COLS = 768  # of the 1536 columns of the 10 m bands
+BRANDENBURG_PREFIX = "T33UUU_20170216T102101_"
+# s2cloudless (Sentinel Hub's Sentinel-2 cloud detector): its ten L1C bands; its 10 m averaging and dilation with
+# the probability threshold of Earth Engine's s2cloudless tutorial (the library's 0.4 takes bright bare winter fields
+# of the Brandenburg tile for cloud: docs/training.md, "The Brandenburg reference gets its clouds")
+S2_CLOUD_BANDS = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
+S2_CLOUD_THRESHOLD, S2_CLOUD_AVERAGE_OVER, S2_CLOUD_DILATION = 0.65, 4, 2
 
 
 def indices(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +232,91 @@ def add_brandenburg(w: Writer, chips_dir: str, doc: dict) -> None:
         w.add(x, cls, "brandenburg", f"{r['class']}_{stem}", f"brandenburg:{r['group']}", r["crs"], None, 10.0)
     doc["brandenburg"] = {"chips": chips_dir, "map": OSM_MAP, "left_out": left,
                           "region": f"columns 0-{BRANDENBURG_WEST_COLS - 1} of the 10 m grid (west half)"}
+
+
+def s2cloudless_mask(prefix: str, window, read_window=None):
+    """s2cloudless's cloud mask (bool, ``window`` of the 10 m grid) of the L1C product whose band files are
+    ``{prefix}{band}.jp2``, and the window's transform.
+
+    The ten bands of S2_CLOUD_BANDS as reflectance (DN / 10000: baselines before 04.00), every band brought to
+    the 10 m grid by bilinear resampling over ``read_window`` (default: the whole product, so the window's
+    edges see their neighbours), the detector run with S2_CLOUD_THRESHOLD, S2_CLOUD_AVERAGE_OVER and
+    S2_CLOUD_DILATION.  Needs ``s2cloudless`` (dev extra).
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+    from s2cloudless import S2PixelCloudDetector
+
+    with rasterio.open(f"{prefix}B04.jp2") as s:
+        w, h, t = s.width, s.height, s.transform
+    rw = read_window or Window(0, 0, w, h)
+    bands = []
+    for b in S2_CLOUD_BANDS:
+        with rasterio.open(f"{prefix}{b}.jp2") as s:
+            a = s.read(1, out_shape=(h, w), resampling=Resampling.bilinear).astype(np.float32) / 10000.0
+        bands.append(a[rw.toslices()])
+    det = S2PixelCloudDetector(threshold=S2_CLOUD_THRESHOLD, average_over=S2_CLOUD_AVERAGE_OVER,
+                               dilation_size=S2_CLOUD_DILATION, all_bands=False)
+    mask = det.get_cloud_masks(np.stack(bands, axis=-1)[None])[0].astype(bool)
+    r, c = int(window.row_off - rw.row_off), int(window.col_off - rw.col_off)
+    return mask[r : r + int(window.height), c : c + int(window.width)], _offset(t, window.col_off, window.row_off)
+
+
+def _offset(t, col: float, row: float):
+    """``t`` moved to pixel (col, row) (rasterio's window_transform multiplies Affines: affine 3 warns about it)."""
+    from affine import Affine
+
+    return Affine(t.a, t.b, t.c + col * t.a + row * t.b, t.d, t.e, t.f + col * t.d + row * t.e)
+
+
+def index_label(tile: np.ndarray, cloud_share: float) -> str | None:
+    """The class of a tile of the Brandenburg index chips: cloudy where half of it is cloud, water where it is
+    clear (< 5 % cloud) and 60 % of its pixels have NDWI > 0, else None (left out)."""
+    if cloud_share >= 0.5:
+        return "cloudy"
+    if cloud_share < 0.05 and majority_label(tile, 0.6) == "water":
+        return "water"
+    return None
+
+
+def add_brandenburg_index(w: Writer, shared: str, doc: dict, step: int = 32, block: int = 256) -> None:
+    """Water and cloud tiles of the Brandenburg west half by NDWI and s2cloudless (module docstring)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    prefix = os.path.join(shared, "scenes", "s2_brandenburg", BRANDENBURG_PREFIX)
+    with rasterio.open(f"{prefix}B04.jp2") as s:
+        height, crs = s.height, s.crs
+    west = Window(0, 0, BRANDENBURG_WEST_COLS, height)
+    cloud, transform = s2cloudless_mask(prefix, west, read_window=west)
+    bands = []
+    for b in ("B02", "B03", "B04", "B08"):
+        with rasterio.open(f"{prefix}{b}.jp2") as s:
+            bands.append(s.read(1, window=west))
+    x = np.stack(bands)
+    valid = (x > 0).all(0)
+    x = x.astype(np.float32) * 1e-4
+    counts: dict[str, int] = {"cloudy": 0, "water": 0, "left_out": 0}
+    for br in range(0, height - block + 1, block):
+        for bc in range(0, BRANDENBURG_WEST_COLS - block + 1, block):
+            for r in range(br, br + block - SIZE + 1, step):
+                for c in range(bc, bc + block - SIZE + 1, step):
+                    if not valid[r : r + SIZE, c : c + SIZE].all():
+                        continue
+                    tile = x[:, r : r + SIZE, c : c + SIZE]
+                    cls = index_label(tile, float(cloud[r : r + SIZE, c : c + SIZE].mean()))
+                    if cls is None:
+                        counts["left_out"] += 1
+                        continue
+                    counts[cls] += 1
+                    w.add(tile, cls, "brandenburg_index", f"r{r:04d}_c{c:04d}", f"brandenburg_index:{br}:{bc}",
+                          crs, _offset(transform, c, r), 10.0)
+    doc["brandenburg_index"] = {"region": f"columns 0-{BRANDENBURG_WEST_COLS - 1} of the 10 m grid (west half)",
+                                "tile_step": step, "group_block": block, "counts": counts,
+                                "cloud": f"s2cloudless, threshold {S2_CLOUD_THRESHOLD}, average_over "
+                                f"{S2_CLOUD_AVERAGE_OVER}, dilation {S2_CLOUD_DILATION}, on the west half",
+                                "rule": "cloud share >= 0.5: cloudy; < 0.05 and 60 % NDWI > 0: water; else left out"}
 
 
 def brandenburg_west(shared: str, work: str) -> tuple[str, str]:
@@ -409,7 +510,8 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
 
 def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None, seed: int = 0,
           desert_limit: int | None = 400, brandenburg_scene: str | None = None, mixtures: int = 600,
-          colour_jitter: bool = False, brightness_max: float = 2.0, desert_veg_max: float = 0.0) -> dict:
+          colour_jitter: bool = False, brightness_max: float = 2.0, desert_veg_max: float = 0.0,
+          brandenburg_index: bool = False) -> dict:
     w = Writer(out)
     doc: dict = {"bands": list(BANDS), "units": "top-of-atmosphere reflectance (float32)", "size": SIZE,
                  "held_back_never_read": ["scenes/sen1floods11_spain", "scenes/s2_amsterdam", "scenes/naip_*",
@@ -422,6 +524,8 @@ def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None,
     if mixtures:
         spectra, doc["water_spectra"] = water_spectra(shared, split_file, brandenburg_scene, seed=seed)
         add_water_mixtures(w, doc, spectra, mixtures, seed, colour_jitter, brightness_max)
+    if brandenburg_index:  # after the mixtures: they draw from the chips written so far
+        add_brandenburg_index(w, shared, doc)
     w.close(doc)
     return doc
 
@@ -445,13 +549,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="mixtures' re-coloured water: brightness gain 0.7 to this")
     p.add_argument("--water-colour-jitter", action="store_true",
                    help="mixtures' water takes other colours (per-band gains, NDWI kept above 0.05)")
+    p.add_argument("--brandenburg-index-chips", action="store_true",
+                   help="also water (NDWI) and cloud (s2cloudless) tiles of the Brandenburg west half")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if a.work and not a.brandenburg_chips:
         a.brandenburg_scene, a.brandenburg_chips = brandenburg_west(a.shared, a.work)
     doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit, a.brandenburg_scene,
-                a.mixtures, a.water_colour_jitter, a.water_brightness_max, a.desert_veg_max)
+                a.mixtures, a.water_colour_jitter, a.water_brightness_max, a.desert_veg_max,
+                a.brandenburg_index_chips)
     print(json.dumps(doc["counts"], indent=1))
     return 0
 
