@@ -12,6 +12,7 @@ is given and checks nothing again.
   the Earth: not a local (engineering) system.
 - :func:`check_vector_crs` - a vector file's CRS: present, readable, on the Earth.
 - :func:`check_nodata_value` - a ``--nodata`` value a dtype can hold.
+- :func:`check_pixel_dtype` - real-valued bands (no complex SAR data).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from affine import Affine
 from .errors import InputError
 from .windows import is_north_up
 
-__all__ = ["check_earth_crs", "check_georeferenced", "check_nodata_value", "check_vector_crs"]
+__all__ = ["check_earth_crs", "check_georeferenced", "check_nodata_value", "check_pixel_dtype", "check_vector_crs"]
 
 
 def check_earth_crs(crs: Any, path: str) -> None:
@@ -52,6 +53,13 @@ def check_georeferenced(src: Any, path: str, role: str = "scene", north_up: bool
     if src.crs is None and gcps and gcp_crs is not None:
         raise InputError(f"{path}: the {role} is georeferenced by {len(gcps)} ground control points only; "
                          "expected a north-up grid with a CRS: warp it first (`gdalwarp -r bilinear in.tif out.tif`)")
+    driver = str(getattr(src, "driver", "GTiff") or "GTiff")
+    if src.crs is None and driver not in ("GTiff", "COG", "VRT"):  # a photo renamed .tif, a PNG export...
+        lacks = "no CRS or geotransform" if src.transform == Affine.identity() else "no CRS"
+        raise InputError(f"{path}: the {role} is a {driver} image, not a GeoTIFF, and has {lacks}; expected a "
+                         f"georeferenced GeoTIFF {role}: georeference it "
+                         "(`gdal_translate -a_srs EPSG:XXXX -a_ullr ULX ULY LRX LRY in out.tif`) or use the "
+                         "original GeoTIFF")
     if src.crs is None:
         raise InputError(f"{path}: the {role} has no CRS; expected a georeferenced {role}: assign one "
                          "(e.g. `rio edit-info --crs EPSG:XXXX`)")
@@ -95,10 +103,20 @@ def check_vector_crs(crs: Any, path: str, role: str = "reference") -> str:
 
 def check_nodata_value(path: str, nodata: float | None, dtype: str, option: str = "--nodata") -> None:
     """Refuse a nodata value that cannot occur in a raster of ``dtype``
-    (300 or 0.5 for uint8); None and NaN pass (NaN only matches floats)."""
-    if nodata is None or np.isnan(nodata) or np.dtype(dtype).kind not in "ui":
+    (300, 0.5 or NaN for uint8: NaN only matches floats); None passes."""
+    if nodata is None or np.dtype(dtype).kind not in "ui":
         return
     info = np.iinfo(np.dtype(dtype))
     if not (info.min <= nodata <= info.max and float(nodata).is_integer()):
         raise InputError(f"{path}: {option} {nodata:g} cannot occur in a {dtype} scene ({info.min}..{info.max}, "
                          f"whole numbers); expected one of its pixel values, e.g. {option} 0")
+
+
+def check_pixel_dtype(path: str, dtype: str, role: str = "scene") -> None:
+    """Refuse bands of complex values (SAR single-look complex, interferograms:
+    ``complex64``, ``complex128``, rasterio's ``complex_int16``...), which no
+    scaling rule reads (numpy does not even know ``complex_int16``)."""
+    if str(dtype).startswith("complex"):
+        raise InputError(f"{path}: the {role}'s bands are {dtype} (complex values, e.g. SAR); expected real-valued "
+                         "optical bands (uint8, uint16, int16, float32...): classify an optical scene, or convert "
+                         "this one to real values first (e.g. its amplitude)")

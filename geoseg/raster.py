@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from . import styles
 from .bands import check_sensor_family, choose_bands, family_from_tags
-from .checks import check_georeferenced, check_nodata_value
+from .checks import check_georeferenced, check_nodata_value, check_pixel_dtype
 from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line, ignoring
 from .naming import scene_stem
@@ -199,6 +199,7 @@ def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
     if len(dtypes) != 1:
         raise InputError(f"{path}: chosen bands have mixed dtypes {sorted(dtypes)}")
     dtype = dtypes.pop()
+    check_pixel_dtype(path, dtype)
     check_nodata_value(path, nodata, dtype)
     alpha = "alpha" in ci
     mask_kind: MaskKind

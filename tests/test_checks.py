@@ -12,7 +12,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 
-from geoseg.checks import check_georeferenced, check_nodata_value, check_vector_crs
+from geoseg.checks import check_georeferenced, check_nodata_value, check_pixel_dtype, check_vector_crs
 from geoseg.errors import InputError
 from geoseg.raster import open_raster
 
@@ -53,6 +53,19 @@ def test_check_georeferenced_refuses(tmp_path, case):
     assert "\n" not in str(e.value)
 
 
+def test_check_georeferenced_names_an_image_that_is_not_a_geotiff(tmp_path):
+    from PIL import Image
+
+    p = tmp_path / "photo.tif"  # a PNG saved under a GeoTIFF's name
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(p, format="PNG")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with open_raster(str(p)) as src, pytest.raises(InputError) as e:
+            check_georeferenced(src, str(p), "scene")
+    assert str(e.value).startswith(f"{p}: the scene is a PNG image, not a GeoTIFF, and has no CRS or geotransform")
+    assert "gdal_translate -a_srs" in str(e.value)
+
+
 def test_check_georeferenced_north_up_only_when_asked(tmp_path):
     p = _write(tmp_path / "rot.tif", crs="EPSG:32633", transform=Affine(10, 2, 500000, 2, -10, 6e6))
     with open_raster(p) as src:
@@ -83,7 +96,8 @@ def test_check_vector_crs_gives_wkt():
     assert "UTM zone 33N" in check_vector_crs("EPSG:32633", "l.gpkg")
 
 
-@pytest.mark.parametrize("value, dtype", [(300, "uint8"), (-1, "uint8"), (0.5, "uint8"), (70000, "int16")])
+@pytest.mark.parametrize("value, dtype", [(300, "uint8"), (-1, "uint8"), (0.5, "uint8"), (70000, "int16"),
+                                          (float("nan"), "uint16")])
 def test_check_nodata_value_refuses(value, dtype):
     with pytest.raises(InputError, match=rf"s.tif: --nodata {value:g} cannot occur in a {dtype} scene"):
         check_nodata_value("s.tif", value, dtype)
@@ -93,3 +107,16 @@ def test_check_nodata_value_refuses(value, dtype):
                                           (-9999.5, "float32"), (65535, "uint16")])
 def test_check_nodata_value_accepts(value, dtype):
     assert check_nodata_value("s.tif", value, dtype) is None
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex128", "complex_int16"])
+def test_check_pixel_dtype_refuses_complex(dtype):
+    with pytest.raises(InputError) as e:
+        check_pixel_dtype("sar.tif", dtype)
+    assert str(e.value).startswith(f"sar.tif: the scene's bands are {dtype} (complex values, e.g. SAR); expected "
+                                   "real-valued optical bands")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "int32", "float32", "float64"])
+def test_check_pixel_dtype_accepts_real(dtype):
+    assert check_pixel_dtype("s.tif", dtype) is None

@@ -89,13 +89,18 @@ def _bad_scenes(tmp_path, truth):
     out["rotated"] = (write_scene(d / "rotated.tif", good, transform=Affine(10, 2, 0, 2, -10, 0)), "rotated, sheared")
     out["twoband"] = (write_scene(d / "twoband.tif", good[:2], colorinterp=False), "model expects 3")
     out["tiny"] = (write_scene(d / "tiny.tif", good[:, :5, :40]), "smaller than one")
+    out["complex"] = (write_scene(d / "complex.tif", good.astype(np.complex64)), "bands are complex64 (complex values")
+    from PIL import Image
+
+    Image.fromarray(np.moveaxis(good, 0, -1)).save(d / "photo.tif", format="PNG")  # a PNG named .tif
+    out["png"] = (d / "photo.tif", "the scene is a PNG image, not a GeoTIFF, and has no CRS or geotransform")
     allnd = np.zeros_like(good)
     out["allnodata"] = (write_scene(d / "allnodata.tif", allnd, nodata=0), "")  # classified as all-nodata
     return out
 
 
 @pytest.mark.parametrize("case", ["text", "empty", "truncated", "nocrs", "localcrs", "gcps", "rotated", "twoband",
-                                  "tiny"])
+                                  "tiny", "complex", "png"])
 def test_bad_scene_one_line_error(tmp_path, model8, truth, case):
     path, msg = _bad_scenes(tmp_path, truth)[case]
     r = run("classify", path, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
