@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Literal
@@ -111,10 +111,10 @@ class ClassifyOptions:
             raise InputError(f"--reflectance-offset {self.reflectance_offset:g} needs --reflectance-scale "
                              "(reflectance = DN x SCALE + OFFSET)")
         if self.reflectance_scale is not None and not (
-                math.isfinite(self.reflectance_scale) and self.reflectance_scale != 0
+                math.isfinite(self.reflectance_scale) and self.reflectance_scale > 0
                 and math.isfinite(self.reflectance_offset or 0.0)):
             raise InputError(f"--reflectance-scale {self.reflectance_scale:g} --reflectance-offset "
-                             f"{self.reflectance_offset or 0:g}: expected a finite, non-zero scale and a finite "
+                             f"{self.reflectance_offset or 0:g}: expected a finite, positive scale and a finite "
                              "offset (e.g. --reflectance-scale 0.0001)")
         if self.scaling is not None and (self.reflectance_scale is not None or self.sensor is not None):
             raise InputError("--scaling maps pixel values to the model input itself; give it or "
@@ -353,12 +353,16 @@ def prepare_scene(path: str, model: ModelInfo, options: ClassifyOptions, outdir:
 
         if outdir is None:
             raise InputError(f"{path}: a STAC item needs an output folder for its VRT")
+        before = set(os.listdir(outdir)) if os.path.isdir(outdir) else set()
         si = stac_input(path, outdir, options.assets, options.gdal_config, c.bands)
         path, item_time, stac_so = si.vrt, si.datetime, si.scale_offset
         try:
             return _prepare_read(source, path, item_time, stac_so, model, options)
         except InputError as exc:  # name the item the user gave, not only the VRT made of it
             exc.args = (str(exc).replace(path, f"{source} (its assets stacked in {path})", 1),)
+            if os.path.basename(path) not in before:  # a refused item leaves no VRT of its own behind
+                with suppress(OSError):
+                    os.remove(path)
             raise
     return _prepare_read(source, path, item_time, stac_so, model, options)
 

@@ -138,12 +138,16 @@ def decide(
         return (float(v),) * n_bands
 
     if scale is not None:
-        if not (math.isfinite(scale) and scale != 0 and math.isfinite(offset or 0.0)):
+        if not (math.isfinite(scale) and scale > 0 and math.isfinite(offset or 0.0)):
             raise InputError(f"{path}: --reflectance-scale {scale:g} / --reflectance-offset {offset or 0:g}: "
-                             "expected a finite, non-zero scale and a finite offset (e.g. 0.0001)")
+                             "expected a finite, positive scale and a finite offset (e.g. 0.0001)")
         return Reflectance("--reflectance-scale", each(scale), each(offset or 0.0)), None
     if sensor is not None:
         return _preset(path, dtype, is8, n_bands, sensor, tags or {})
+    _check_calibration(path, file_scale_offset, "the file's band scale/offset (GDAL metadata)",
+                       "fix the file's (`gdal_edit.py -scale S -offset O FILE`)")
+    if stac_scale_offset:
+        _check_calibration(path, stac_scale_offset, "the STAC item's raster:bands", "fix the item's raster:bands")
     if any((s, o) != (1.0, 0.0) for s, o in file_scale_offset):
         return Reflectance("the file's band scale/offset", tuple(float(s) for s, _ in file_scale_offset),
                            tuple(float(o) for _, o in file_scale_offset)), None
@@ -163,6 +167,18 @@ def decide(
         f"{path}: {dtype} scene without a calibration (no --reflectance-scale, --sensor, band scale/offset); "
         f"assuming reflectance = DN x {ASSUMED_SCALE:g} (Sentinel-2 before 2022); say otherwise with --sensor "
         f"{'|'.join(n for n, p in SENSORS.items() if p.wide)} or --reflectance-scale S [--reflectance-offset O]")
+
+
+def _check_calibration(path: str, scale_offset: Sequence[tuple[float, float]], what: str, fix: str) -> None:
+    """Refuse a stored calibration that cannot be one (a scale of 0 makes
+    every pixel the same reflectance; NaN, infinite or negative ones none)."""
+    if all(math.isfinite(s) and s > 0 and math.isfinite(o) for s, o in scale_offset):
+        return
+    found = ", ".join(f"{s:g}" for s, _ in scale_offset)
+    offs = ", ".join(f"{o:g}" for _, o in scale_offset)
+    raise InputError(f"{path}: {what} gives the chosen bands scale ({found}), offset ({offs}); expected a finite, "
+                     "positive scale and a finite offset per band: pass the calibration with --reflectance-scale S "
+                     f"[--reflectance-offset O] or --sensor NAME (they override it), or {fix}")
 
 
 def _preset(path: str, dtype: str, is8: bool, n: int, sensor: str, tags: Mapping[str, str]

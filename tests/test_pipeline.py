@@ -663,7 +663,8 @@ def test_reflectance_scene_errors(tmp_path, ms_model, truth, sync, case, msg):
 @pytest.mark.parametrize("kw,msg", [
     ({"sensor": "modis"}, r"--sensor 'modis' is not a preset"),
     ({"reflectance_offset": -0.1}, r"--reflectance-offset -0.1 needs --reflectance-scale"),
-    ({"reflectance_scale": 0.0}, r"--reflectance-scale 0 --reflectance-offset 0: expected a finite, non-zero"),
+    ({"reflectance_scale": 0.0}, r"--reflectance-scale 0 --reflectance-offset 0: expected a finite, positive"),
+    ({"reflectance_scale": -1e-4}, r"--reflectance-scale -0.0001 --reflectance-offset 0: expected a finite, positive"),
     ({"reflectance_scale": 1e-4, "scaling": Scaling("identity")}, r"give it or --reflectance-scale/--sensor"),
 ])
 def test_reflectance_options_are_checked(kw, msg):

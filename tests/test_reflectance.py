@@ -73,6 +73,36 @@ def test_file_band_scale_offset_before_stac():
     assert (r.source, r.scale, r.offset) == ("the file's band scale/offset", (1e-4, 2e-4), (-0.1, -0.1))
 
 
+@pytest.mark.parametrize("file_so,stac_so,what", [
+    (((0.0, 0.0),) * 4, None, "the file's band scale/offset (GDAL metadata) gives the chosen bands scale (0, 0, 0, 0)"),
+    (((1e-4, 0.0), (1e-4, 0.0), (0.0, 0.0), (1e-4, 0.0)), None, "scale (0.0001, 0.0001, 0, 0.0001)"),
+    (((float("nan"), 0.0),) * 4, None, "scale (nan, nan, nan, nan)"),
+    (((-1e-4, 0.0),) * 4, None, "scale (-0.0001, -0.0001, -0.0001, -0.0001)"),
+    (((1e-4, float("inf")),) * 4, None, "offset (inf, inf, inf, inf)"),
+    (ONE, ((0.0, 0.0),) * 4, "the STAC item's raster:bands gives the chosen bands scale (0, 0, 0, 0)"),
+], ids=["file_zero", "file_one_band_zero", "file_nan", "file_negative", "file_offset_inf", "stac_zero"])
+def test_stored_calibrations_that_cannot_be_one_are_refused(file_so, stac_so, what):
+    with pytest.raises(InputError) as e:
+        decide("s.tif", "uint16", 4, file_scale_offset=file_so, stac_scale_offset=stac_so)
+    msg = str(e.value)
+    assert msg.startswith("s.tif: ") and what in msg
+    assert "expected a finite, positive scale and a finite offset per band" in msg and "--reflectance-scale S" in msg
+
+
+def test_options_override_a_stored_calibration_that_cannot_be_one():
+    r, _ = decide("s.tif", "uint16", 4, 1e-4, file_scale_offset=((0.0, 0.0),) * 4)
+    assert (r.source, r.scale) == ("--reflectance-scale", (1e-4,) * 4)
+    r, _ = decide("s.tif", "uint16", 4, sensor="landsat-c2-l2", file_scale_offset=((0.0, 0.0),) * 4)
+    assert r.source == "--sensor landsat-c2-l2"
+
+
+@pytest.mark.parametrize("scale", [0.0, -1e-4, float("nan"), float("inf")])
+def test_reflectance_scale_must_be_finite_and_positive(scale):
+    with pytest.raises(InputError, match=r"s.tif: --reflectance-scale \S+ / --reflectance-offset 0: expected a "
+                                         r"finite, positive scale"):
+        decide("s.tif", "uint16", 4, scale)
+
+
 def test_stac_raster_bands_where_the_file_has_none():
     r, _ = decide("s.tif", "uint16", 4, file_scale_offset=ONE, stac_scale_offset=((1e-4, -0.1),) * 4)
     assert (r.source, r.scale[0], r.offset[0]) == ("the STAC item's raster:bands", 1e-4, -0.1)

@@ -206,3 +206,22 @@ def test_an_item_too_small_for_the_model_is_named_in_the_error(tmp_path, model8)
                         progress=False)
     err = run.scenes[0].error
     assert not run.ok and err.startswith(f"{item} (its assets stacked in ") and "S2_TEST_ITEM.vrt" in err
+
+
+def test_an_item_with_a_zero_raster_bands_scale_is_refused_and_leaves_no_vrt(tmp_path):
+    from helpers import make_model, paint_reflectance
+
+    img = paint_reflectance(np.random.default_rng(3).integers(0, 4, (5, 6)), 8)
+    assets = {}
+    for i, name in enumerate(("blue", "green", "red", "nir")):
+        assets[name] = {"href": write_scene(tmp_path / f"{name}.tif", img[i:i + 1], colorinterp=False),
+                        "eo:bands": [{"common_name": name}], "raster:bands": [{"scale": 0, "offset": 0}]}
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(item_doc(assets)))
+    model = make_model(tmp_path / "ms.onnx", 8, reflectance=True)
+    run = classify_many([str(item)], tmp_path / "out", model, ClassifyOptions(), scheduler="synchronous",
+                        progress=False)
+    err = run.scenes[0].error
+    assert not run.ok and err.startswith(f"{item} (its assets stacked in ")
+    assert "the STAC item's raster:bands gives the chosen bands scale (0, 0, 0, 0)" in err
+    assert sorted(os.listdir(tmp_path / "out")) == ["run.json"]
