@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 from . import __version__
-from .errors import GeosegError, InputError
+from .errors import GeosegError, InputError, OutputError
 from .model import ModelInfo, file_sha256, load_model, resolve_model_path
 from .naming import RUN_REPORT, manifest_name, product_name, scene_stem
 from .outputs import write_json_atomic
@@ -269,8 +269,12 @@ def classify_many(
     outdir = str(outdir)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     tasks = find_inputs([str(i) for i in inputs], outdir, recursive, pattern, options.gdal_config)
+    if not tasks:  # before anything is written: an earlier run's run.json stays
+        raise InputError(f"{', '.join(inputs)}: no scene found; expected GeoTIFF files, folders holding them "
+                         "(--pattern, --recursive), .txt lists of them or STAC item .json files: check the path")
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
     check_options(info, options)  # once, before any scene
+    _make_outdir(outdir)
     from .providers import provider_name
 
     run = RunResult(provider=provider_name(options.provider))  # an unavailable provider stops the run here
@@ -279,6 +283,24 @@ def classify_many(
         with Runner(scheduler, workers, ort_threads) as r:
             return _run(tasks, outdir, info, options, r, concurrent_scenes, progress, run, t0, scene_tasks)
     return _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0, scene_tasks)
+
+
+def _make_outdir(outdir: str) -> None:
+    """Create the output folder once, before any scene: a run that cannot
+    write there stops with one line (not one failed scene per input and a
+    run report that cannot be written either)."""
+    if not outdir.strip():
+        raise OutputError("the output folder is an empty path; expected a folder to write into, e.g. -o results")
+    try:
+        os.makedirs(outdir, exist_ok=True)
+        probe = os.path.join(outdir, f".geoseg-write-test-{os.getpid()}-{time.monotonic_ns()}")
+        with open(probe, "w") as f:
+            f.write("x")
+        os.remove(probe)
+    except OSError as exc:
+        what = "cannot create output folder" if not os.path.isdir(outdir) else "output folder is not writable"
+        raise OutputError(f"{outdir}: {what} ({exc.strerror}); expected a folder geoseg can write into: choose "
+                          "another -o folder or fix its permissions") from None
 
 
 def classify_scene_task(path: str, outdir: str, model_path: str, options: ClassifyOptions,

@@ -273,3 +273,33 @@ def test_existing_cluster_by_address(scenes, tmp_path, model8):
     with Runner("synchronous") as sync:
         classify_many([str(scenes)], tmp_path / "sync", model8, runner=sync)
     assert digests(tmp_path / "tcp") == digests(tmp_path / "sync")
+
+
+@pytest.mark.parametrize("case", ["empty_folder", "blank_list", "no_match"])
+def test_a_run_with_no_scene_writes_nothing(tmp_path, scenes, model8, case):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "blank.txt").write_text("\n   \n")
+    given, pattern = {"empty_folder": (tmp_path / "empty", None), "blank_list": (tmp_path / "blank.txt", None),
+                      "no_match": (scenes, "*.jp2")}[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text("an earlier run")
+    with pytest.raises(InputError) as e:
+        classify_many([str(given)], out, model8, ClassifyOptions(), scheduler="synchronous", pattern=pattern,
+                      progress=False)
+    assert str(e.value).startswith(f"{given}: no scene found; expected GeoTIFF files")
+    assert os.listdir(out) == ["run.json"] and (out / "run.json").read_text() == "an earlier run"
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("case", ["below_a_file", "empty_path"])
+def test_an_output_folder_that_cannot_be_made_stops_the_run_in_one_line(tmp_path, scenes, model8, case):
+    from geoseg.errors import OutputError
+
+    (tmp_path / "afile").write_text("x")
+    out, msg = {"below_a_file": (str(tmp_path / "afile" / "sub"), f"{tmp_path / 'afile' / 'sub'}: cannot create "
+                                 "output folder (Not a directory); expected a folder geoseg can write into"),
+                "empty_path": ("", "the output folder is an empty path; expected a folder")}[case]
+    with pytest.raises(OutputError) as e:
+        classify_many([str(scenes)], out, model8, ClassifyOptions(), scheduler="synchronous", progress=False)
+    assert str(e.value).startswith(msg)

@@ -126,6 +126,26 @@ def test_all_nodata_scene_gives_nodata_raster(tmp_path, model8, truth):
         assert (s.read(1) == 255).all()
 
 
+@pytest.mark.filterwarnings("always::geoseg.errors.MaskWarning")
+def test_all_nodata_scene_has_no_main_class_in_the_table(tmp_path, model8, truth):
+    path, _ = _bad_scenes(tmp_path, truth)["allnodata"]
+    r = run("classify", path, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
+    row = next(ln for ln in r.stdout.splitlines() if ln.startswith("allnodata "))
+    assert row.split()[:2] == ["allnodata", "done"] and "%" not in row, r.stdout
+
+
+def test_no_scene_found_is_one_line_and_keeps_the_earlier_run_report(tmp_path, model8):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "run.json").write_text("an earlier run")
+    r = run("classify", tmp_path / "empty", "-o", tmp_path / "out", "-m", model8, "-q")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert err_lines(r) == [f"geoseg: error: {tmp_path / 'empty'}: no scene found; expected GeoTIFF files, folders "
+                            "holding them (--pattern, --recursive), .txt lists of them or STAC item .json files: "
+                            "check the path"]
+    assert (tmp_path / "out" / "run.json").read_text() == "an earlier run"
+
+
 def test_mixed_run_goes_on_and_fails_overall(tmp_path, model8, truth, scene_u8):
     bad = _bad_scenes(tmp_path, truth)
     r = run("classify", bad["text"][0], scene_u8, bad["nocrs"][0], "-o", tmp_path / "out", "-m", model8,
@@ -164,6 +184,7 @@ def test_unwritable_outdir(tmp_path, model8, scene_u8):
     r = run("classify", scene_u8, "-o", out, "-m", model8, "--scheduler", "synchronous")
     assert r.exit_code == 1
     assert "cannot create output folder" in (r.stderr or r.output) or "not writable" in (r.stderr or r.output)
+    assert len(err_lines(r)) == 1, r.output  # the run stops at once: no failed scene, no run report error
 
 
 def test_existing_output_without_overwrite(tmp_path, model8, scene_u8):

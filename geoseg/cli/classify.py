@@ -167,7 +167,8 @@ def _print_table(run) -> None:
         main_cls = ""
         if s.stats.get("classes"):
             top = max(s.stats["classes"], key=lambda c: c["area_km2"])
-            main_cls = f"{top['name']} {100 * top['area_fraction']:.0f}%"
+            if top["area_fraction"] > 0:  # not "cloudy 0%" for a scene whose every cell is nodata
+                main_cls = f"{top['name']} {100 * top['area_fraction']:.0f}%"
         rows.append((_short_path(s.path) if same_names else s.name, s.status, f"{s.seconds:.1f}", f"{s.patches_per_s:.0f}" if s.patches_per_s else "",
                      main_cls, (s.error or "")[:120]))
     w = [max(len(r[i]) for r in rows) for i in range(5)]
