@@ -100,7 +100,11 @@ class Scaling:
                     f"scaling {text!r}: targets must be OUT_LOW-OUT_HIGH pairs, one per band "
                     "(percentile:2,98:25-222,46-189,67-182)"
                 ) from None
-        vals = [float(v) for v in args.split(",") if v.strip()] if args else []
+        try:
+            vals = [float(v) for v in args.split(",") if v.strip()] if args else []
+        except ValueError:
+            raise ValueError(f"scaling {text!r}: {args!r} is not a list of numbers; expected identity, linear:SCALE"
+                             "[,OFFSET] or percentile:LOW,HIGH (e.g. linear:0.0255, percentile:2,98)") from None
         if name == "identity" and not vals:
             return cls("identity")
         if name == "linear" and 1 <= len(vals) <= 2:
@@ -110,7 +114,11 @@ class Scaling:
                 raise ValueError(f"scaling {text!r}: {str(exc).partition(': ')[2]} (e.g. linear:0.0255)") from None
         if name == "percentile" and len(vals) in (0, 2):
             lo, hi = vals if vals else (2.0, 98.0)
-            return cls.from_dict({"method": "percentile", "low": lo, "high": hi})
+            try:
+                return cls.from_dict({"method": "percentile", "low": lo, "high": hi})
+            except ModelError as exc:
+                raise ValueError(f"scaling {text!r}: {str(exc).partition(': ')[2]} "
+                                 "(e.g. percentile:2,98)") from None
         raise ValueError(
             f"scaling {text!r} is not identity, linear:SCALE[,OFFSET] or percentile:LOW,HIGH"
         )

@@ -50,6 +50,20 @@ def test_scaling_parse():
         Scaling.from_dict({"method": "linear", "scale": 0}, where="model.onnx")
 
 
+@pytest.mark.parametrize("text,msg", [
+    ("linear:x", "scaling 'linear:x': 'x' is not a list of numbers; expected identity, linear:SCALE[,OFFSET] or "
+                 "percentile:LOW,HIGH"),
+    ("percentile:2,high", "scaling 'percentile:2,high': '2,high' is not a list of numbers"),
+    ("percentile:98,2", "scaling 'percentile:98,2': percentile scaling needs 0 <= low < high <= 100 "
+                        "(e.g. percentile:2,98)"),
+    ("percentile:-5,200", "scaling 'percentile:-5,200': percentile scaling needs 0 <= low < high <= 100"),
+], ids=["linear_word", "percentile_word", "percentile_reversed", "percentile_beyond"])
+def test_scaling_parse_errors_name_the_spec(text, msg):
+    with pytest.raises(ValueError) as e:
+        Scaling.parse(text)
+    assert str(e.value).startswith(msg)
+
+
 def test_percentile_targets_round_trip_and_parse():
     s = Scaling.parse("percentile:2,98:25-222,46-189,67-182")
     assert s.method == "percentile" and (s.low, s.high) == (2.0, 98.0)
