@@ -162,7 +162,10 @@ def decide(
     if kind == "f":
         return Reflectance("float scene: values are reflectance", each(1.0), each(0.0)), None
     if is8:
-        return Reflectance("8-bit scene without calibration"), None
+        return Reflectance("8-bit scene without calibration"), None if kind == "u" else (
+            f"{path}: {dtype} scene (signed 8-bit) without a calibration; reading it by the model's rule for "
+            "uncalibrated 8-bit data, made for values 0-255: negative values become negative reflectance; convert "
+            "it to uint8 or pass its calibration (--reflectance-scale S [--reflectance-offset O])")
     return Reflectance(f"assumed for {dtype}", each(ASSUMED_SCALE), each(0.0)), (
         f"{path}: {dtype} scene without a calibration (no --reflectance-scale, --sensor, band scale/offset); "
         f"assuming reflectance = DN x {ASSUMED_SCALE:g} (Sentinel-2 before 2022); say otherwise with --sensor "

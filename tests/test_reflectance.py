@@ -118,6 +118,13 @@ def test_uncalibrated_8bit_scene_follows_the_uint8_rule():
     assert r.uint8_rule and w is None
 
 
+def test_uncalibrated_signed_8bit_scene_follows_the_uint8_rule_with_a_warning():
+    r, w = decide("s.tif", "int8", 4)
+    assert r.uint8_rule and w is not None
+    assert w.startswith("s.tif: int8 scene (signed 8-bit) without a calibration; reading it by the model's rule")
+    assert "--reflectance-scale S" in w
+
+
 def test_uncalibrated_uint16_scene_is_assumed_and_warned():
     r, w = decide("s.tif", "uint16", 4, file_scale_offset=ONE)
     assert r.scale == (1e-4,) * 4
