@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .sources import GdalConfig, gdal_env, gdal_path, is_remote, read_json, scene_config
 
 RGB = ("red", "green", "blue")
@@ -140,7 +140,9 @@ def load_item(source: str, config: GdalConfig = ()) -> Any:
     try:
         item = pystac.Item.from_dict(doc, migrate=False)
     except (KeyError, ValueError, TypeError, pystac.STACError) as exc:
-        raise InputError(f"{source}: not a valid STAC Item ({exc})") from None
+        raise InputError(f"{source}: not a valid STAC Item ({first_line(exc)}); expected a STAC Item with an id, "
+                         "a geometry, properties.datetime (or start_datetime and end_datetime) and assets: fix the "
+                         "document, or classify the asset files themselves") from None
     item.set_self_href(source if is_remote(source) else os.path.abspath(source))
     return item
 
@@ -162,7 +164,9 @@ def _describe_asset(pick: _Pick, config: GdalConfig) -> dict[str, Any]:
         if err is not None:
             raise err from None
         raise InputError(f"{pick.href}: asset {pick.key!r} is not a readable raster "
-                         f"({str(exc).splitlines()[0][:160]})") from None
+                         f"({str(exc).splitlines()[0][:160]}); expected a GeoTIFF at the asset's href (a relative "
+                         "href is read from the item's folder): fix the href, or choose other assets with "
+                         "--assets") from None
 
 
 def vrt_xml(picks: list[_Pick], config: GdalConfig = ()) -> str:

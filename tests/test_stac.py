@@ -225,3 +225,21 @@ def test_an_item_with_a_zero_raster_bands_scale_is_refused_and_leaves_no_vrt(tmp
     assert not run.ok and err.startswith(f"{item} (its assets stacked in ")
     assert "the STAC item's raster:bands gives the chosen bands scale (0, 0, 0, 0)" in err
     assert sorted(os.listdir(tmp_path / "out")) == ["run.json"]
+
+
+@pytest.mark.parametrize("case", ["no_datetime", "missing_asset_file"])
+def test_bad_items_are_one_line_with_the_fix(tmp_path, model8, case):
+    doc = item_doc({n: {"href": f"missing_{n}.tif", "eo:bands": [{"common_name": n}]} for n in ("red", "green", "blue")})
+    if case == "no_datetime":
+        doc["properties"] = {}
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(doc))
+    run = classify_many([str(item)], tmp_path / "out", model8, ClassifyOptions(), scheduler="synchronous",
+                        progress=False)
+    err = run.scenes[0].error
+    assert not run.ok and "\n" not in err
+    if case == "no_datetime":
+        assert err.startswith(f"{item}: not a valid STAC Item (") and "expected a STAC Item with an id" in err
+    else:
+        assert err.startswith(f"{tmp_path / 'missing_red.tif'}: asset 'red' is not a readable raster (")
+        assert "expected a GeoTIFF at the asset's href" in err and "--assets" in err
