@@ -105,6 +105,8 @@ class ClassifyOptions:
             object.__setattr__(self, "assets", tuple(self.assets))
 
     def _check_reflectance(self) -> None:
+        if self.sensor is not None:  # `--sensor Sentinel2-L2A` is the preset sentinel2-l2a
+            object.__setattr__(self, "sensor", self.sensor.strip().lower())
         if self.sensor is not None and self.sensor not in SENSORS:
             raise InputError(f"--sensor {self.sensor!r} is not a preset; expected one of {', '.join(SENSORS)}")
         if self.reflectance_offset is not None and self.reflectance_scale is None:

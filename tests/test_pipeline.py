@@ -672,6 +672,10 @@ def test_reflectance_options_are_checked(kw, msg):
         ClassifyOptions(**kw)
 
 
+def test_sensor_names_ignore_case_and_spaces():
+    assert ClassifyOptions(sensor=" Sentinel2-L2A ").sensor == "sentinel2-l2a"
+
+
 @pytest.mark.parametrize("kw,words", [
     ({"sensor": "sentinel2-l1c"}, "--sensor applies only to reflectance models (e.g. -m multispectral): drop it,"),
     ({"sensor": "sentinel2-l1c", "reflectance_scale": 1e-4},
