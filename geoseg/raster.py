@@ -120,8 +120,19 @@ def raise_unreadable(path: str, col: int, row: int, exc: BaseException) -> NoRet
     ``path``: a remote source's network failure named as such, else a
     truncated or corrupt file (scenes, references, chips alike)."""
     _raise_remote(path, exc)
+    _raise_missing_source(path, exc)
     raise InputError(f"{path}: cannot read the pixels at column {col}, row {row} ({first_line(exc)}); the file may "
                      "be truncated or corrupt: re-download or re-export it") from None
+
+
+def _raise_missing_source(path: str, exc: BaseException) -> None:
+    """Raise the one-line error of a file the scene refers to (a VRT's
+    source) that is missing; return otherwise."""
+    msg = first_line(exc)
+    if "no such file or directory" in msg.lower() and os.path.basename(path) not in msg.split(":")[0]:
+        raise InputError(f"{path}: a file it refers to cannot be opened ({msg}); expected every source file of "
+                         f"{os.path.basename(path)} to exist: restore the file or fix the paths in "
+                         f"{os.path.basename(path)}") from None
 
 
 def _raise_remote(path: str, exc: BaseException) -> None:
@@ -197,7 +208,9 @@ def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
     chosen = choice.bidx
     dtypes = {src.dtypes[b - 1] for b in chosen}
     if len(dtypes) != 1:
-        raise InputError(f"{path}: chosen bands have mixed dtypes {sorted(dtypes)}")
+        raise InputError(f"{path}: the chosen bands {','.join(map(str, chosen))} have mixed dtypes "
+                         f"({', '.join(sorted(dtypes))}); expected bands of one dtype: choose such bands with --bidx, "
+                         "or convert the file to one dtype (`gdal_translate -ot UInt16 in out.tif`)")
     dtype = dtypes.pop()
     check_pixel_dtype(path, dtype)
     check_nodata_value(path, nodata, dtype)
@@ -514,6 +527,7 @@ def check_readable(scene: SceneInfo) -> None:
                 src.read(scene.bidx, window=Window(c, r, 1, 1))
     except RasterioError as exc:
         _raise_remote(scene.path, exc)
+        _raise_missing_source(scene.path, exc)
         raise InputError(
             f"{scene.path}: cannot read pixel data ({first_line(exc)}); the file is truncated "
             "or corrupt: re-download or re-export it"

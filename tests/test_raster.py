@@ -158,3 +158,35 @@ def test_integer_nodata_validity_from_values_equals_gdal_masks(tmp_path, truth, 
     with rasterio.open(p) as src:
         gdal = np.any(src.read_masks(s.bidx) > 0, axis=0)
     assert np.array_equal(valid, gdal) and not valid[:5, :7].any() and valid[20:30, 3:9].all()
+
+
+def _vrt(path, sources):
+    """A 3-band VRT of (file, band, GDAL data type) sources on the test grid (16 x 16 px)."""
+    bands = "".join(
+        f'<VRTRasterBand dataType="{t}" band="{i}"><SimpleSource><SourceFilename relativeToVRT="0">{f}'
+        f"</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+        for i, (f, b, t) in enumerate(sources, 1))
+    path.write_text(f'<VRTDataset rasterXSize="16" rasterYSize="16"><SRS>EPSG:32633</SRS>'
+                    f"<GeoTransform>500000, 10, 0, 6000000, 0, -10</GeoTransform>{bands}</VRTDataset>")
+    return str(path)
+
+
+@pytest.mark.parametrize("case", ["mixed_dtypes", "missing_source"])
+def test_vrt_scene_errors_say_what_to_fix(tmp_path, contract, case):
+    from geoseg.raster import check_readable
+
+    p8 = write_scene(tmp_path / "u8.tif", np.ones((3, 16, 16), np.uint8))
+    p16 = write_scene(tmp_path / "u16.tif", np.ones((3, 16, 16), np.uint16))
+    gone = str(tmp_path / "gone.tif")
+    srcs = {"mixed_dtypes": [(p8, 1, "Byte"), (p16, 2, "UInt16"), (p8, 3, "Byte")],
+            "missing_source": [(p8, 1, "Byte"), (gone, 2, "Byte"), (p8, 3, "Byte")]}[case]
+    vrt = _vrt(tmp_path / "s.vrt", srcs)
+    with pytest.raises(InputError) as e:
+        check_readable(open_scene(vrt, contract, bidx=(1, 2, 3)))
+    msg = str(e.value)
+    assert msg.startswith(f"{vrt}: ") and "\n" not in msg
+    if case == "mixed_dtypes":
+        assert "the chosen bands 1,2,3 have mixed dtypes (uint16, uint8); expected bands of one dtype" in msg
+    else:
+        assert f"a file it refers to cannot be opened ({gone}: No such file or directory)" in msg
+        assert "restore the file or fix the paths in s.vrt" in msg
