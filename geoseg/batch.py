@@ -92,7 +92,7 @@ def _expand_folder(item: str, outdir: str, pats: tuple[str, ...], recursive: boo
     for root, dirs, files in os.walk(item):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         for f in sorted(files):
-            if any(fnmatch.fnmatch(f, p) for p in pats):
+            if any(fnmatch.fnmatch(f, p) for p in pats) and not _is_output(root, f):
                 found.append(os.path.join(root, f))
     if not found:
         log.warning("%s: no file matching %s in this folder", item, " or ".join(pats))
@@ -101,6 +101,17 @@ def _expand_folder(item: str, outdir: str, pats: tuple[str, ...], recursive: boo
         rel = os.path.relpath(os.path.dirname(f), item)
         out.append(SceneTask(f, os.path.normpath(os.path.join(outdir, rel))))
     return out
+
+
+def _is_output(folder: str, name: str) -> bool:
+    """A class or probability raster geoseg wrote (its scene's manifest lies
+    beside it): not a scene, when a folder is classified into itself again."""
+    for product in ("classes", "probs"):
+        suffix = product_name("", product)  # "_classes.tif"
+        if name.endswith(suffix) and os.path.exists(os.path.join(folder, manifest_name(name[: -len(suffix)]))):
+            log.info("%s: an output of geoseg, not a scene: skipped", os.path.join(folder, name))
+            return True
+    return False
 
 
 def _expand_list_file(item: str, outdir: str) -> list[SceneTask]:

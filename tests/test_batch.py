@@ -303,3 +303,13 @@ def test_an_output_folder_that_cannot_be_made_stops_the_run_in_one_line(tmp_path
     with pytest.raises(OutputError) as e:
         classify_many([str(scenes)], out, model8, ClassifyOptions(), scheduler="synchronous", progress=False)
     assert str(e.value).startswith(msg)
+
+
+def test_a_folder_classified_into_itself_again_skips_its_outputs(tmp_path, model8):
+    d = tmp_path / "scenes"
+    d.mkdir()
+    write_scene(d / "s.tif", paint(np.random.default_rng(1).integers(0, 4, (4, 5)), 8))
+    first = classify_many([str(d)], d, model8, ClassifyOptions(), scheduler="synchronous", progress=False)
+    assert first.ok and (d / "s_classes.tif").exists() and (d / "s_probs.tif").exists()
+    again = classify_many([str(d)], d, model8, ClassifyOptions(), scheduler="synchronous", progress=False)
+    assert [(r.name, r.status) for r in again.scenes] == [("s", "skipped")]
