@@ -187,6 +187,10 @@ def _read_frame(path: str, field_name: str | None, layer: str | None, bbox, role
     except Exception as exc:  # noqa: BLE001 - GDAL/OGR errors of many kinds
         raise InputError(f"{path}: not a readable vector file ({first_line(exc)}); expected a {_FORMATS} "
                          "with a class field") from None
+    if info.get("features") == 0:
+        raise InputError(f"{path}: layer {info.get('layer_name') or layer!r} of the {role} holds no features; "
+                         "expected polygons (or points) with a class field: check the file, or choose another "
+                         "layer with --layer")
     crs_wkt = check_vector_crs(info.get("crs"), path, role)
     fname = choose_field(path, [str(f) for f in info["fields"]], [str(d) for d in info["dtypes"]], field_name)
     try:

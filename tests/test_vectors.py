@@ -243,3 +243,15 @@ def test_lines_among_polygons_are_named_as_such(tmp_path):
     with pytest.warns(GeosegWarning, match=r"lines.gpkg: 1 feature\(s\) that are not polygons were left out"):
         f = read_class_features(str(p), points=True)
     assert f.classes == ["lake"] and f.dropped == {"not a polygon": 1}
+
+
+@pytest.mark.parametrize("field", [None, "class"], ids=["field_guessed", "field_given"])
+def test_a_file_without_features_says_so(tmp_path, field):
+    from geoseg.errors import InputError
+    from geoseg.vectors import read_class_features
+
+    p = tmp_path / "empty.geojson"
+    p.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    with pytest.raises(InputError, match=r"empty.geojson: layer 'empty' of the labels holds no features; expected "
+                                         r"polygons \(or points\) with a class field"):
+        read_class_features(str(p), field, role="labels")
