@@ -483,6 +483,11 @@ def _resample_for(scene: SceneInfo, c: ModelContract, stride: int, ground: float
     else:
         log.info("%s: resampled from %.3g m to %.4g m (%d source px per %d px patch, %s)", scene.path, ground,
                  rs.resolution_m, rs.src_patch, rs.patch, "average" if rs.reducing else "bilinear")
+        if not rs.reducing and ground > 8 * c.training_resolution_m:  # a 60 m scene (x 6) still has texture
+            warnings.warn(f"{scene.path}: --resample auto enlarges its {ground:.4g} m pixels to the model's "
+                          f"{c.training_resolution_m:g} m: a {rs.patch} px patch covers only {rs.src_patch} x "
+                          f"{rs.src_patch} source pixel(s), too few for the texture the model reads; results may be "
+                          "poor: use a scene with finer pixels for this model", ResolutionWarning, stacklevel=3)
     return rs
 
 

@@ -507,6 +507,19 @@ def test_resample_auto_geographic_and_enlarging(tmp_path, truth, sync):
     assert os.path.exists(res.outputs["quicklook"])
 
 
+def test_resample_auto_warns_when_it_enlarges_more_than_eight_times(tmp_path, truth, sync):
+    # a 100 m scene for a 10 m model: an 8 px patch covers 1 source pixel, no texture left to read
+    from geoseg.errors import ResolutionWarning
+    from helpers import make_contract
+
+    m = make_model(tmp_path / "m.onnx", 8, contract=make_contract(8, training_resolution_m=10.0))
+    p = write_scene(tmp_path / "coarse.tif", paint(truth, 8), transform=Affine(100, 0, 500000, 0, -100, 6e6))
+    with pytest.warns(ResolutionWarning, match=r"coarse.tif: --resample auto enlarges its 100(\.\d+)? m pixels to the model's "
+                                               r"10 m: a 8 px patch covers only 1 x 1 source pixel\(s\)"):
+        res = classify_scene(p, tmp_path / "out", m, ClassifyOptions(resample="auto"), sync)
+    assert res.stats["options"]["patch_source_px"] == 1
+
+
 def test_resample_auto_refuses_a_scene_smaller_than_one_patch(tmp_path, truth, sync):
     # a 2 cm drone scene for a 10 m model: one patch would read about 4000 x 4000 px of a 56 x 48 px scene
     from helpers import make_contract
