@@ -180,16 +180,23 @@ def scale_pixels(
     bit for bit the same values); the clip is skipped where the rule cannot
     leave ``out_range`` for any value of an integer dtype (:func:`_within`).
     """
-    lo_out, hi_out = out_range
     x = np.array(arr, dtype=np.float32, order="C", copy=True)  # the one copy: the steps below work in place
     if scaling.method == "identity":
         return x
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 (1e38s) saturate, then are clipped
+        return _scale_in_place(x, arr.dtype, scaling, out_range, stats, band_axis)
+
+
+def _scale_in_place(x: np.ndarray, dtype: np.dtype, scaling: Scaling, out_range: tuple[float, float],
+                    stats: np.ndarray | None, band_axis: int) -> np.ndarray:
+    """:func:`scale_pixels`'s steps on its float32 copy ``x`` of pixels of ``dtype``."""
+    lo_out, hi_out = out_range
     if scaling.method == "linear":
         s32, o32 = np.float32(scaling.scale), np.float32(scaling.offset)
         np.multiply(x, s32, out=x)
-        if o32 != 0 or s32 < 0 or arr.dtype.kind not in "ui":  # + 0 changes nothing else (no -0.0 to turn +0.0)
+        if o32 != 0 or s32 < 0 or dtype.kind not in "ui":  # + 0 changes nothing else (no -0.0 to turn +0.0)
             np.add(x, o32, out=x)
-        if _within(arr.dtype, s32, o32, lo_out, hi_out):
+        if _within(dtype, s32, o32, lo_out, hi_out):
             return x
     else:
         if stats is None:

@@ -198,3 +198,17 @@ def test_clip_is_skipped_only_where_no_value_can_leave_the_range(dtype, scale, o
     from geoseg.patches import _within
 
     assert _within(np.dtype(dtype), np.float32(scale), np.float32(offset), 0.0, 1.5) is within
+
+
+@pytest.mark.parametrize("scaling", [Scaling("linear", scale=1000.0), Scaling("percentile", low=2, high=98)],
+                         ids=["linear", "percentile"])
+def test_values_beyond_float32_saturate_without_a_warning(scaling):
+    # a float scene of values near float32's limits: the products overflow to inf, then the clip bounds them
+    from geoseg.patches import scale_pixels
+
+    a = np.array([[[3e38, -3e38], [0.1, 0.2]]] * 3, np.float32)
+    stats = np.array([[-1e38, 1e38]] * 3) if scaling.method == "percentile" else None
+    y = scale_pixels(a, scaling, (0.0, 255.0), stats)  # warnings are errors in the tests
+    assert np.isfinite(y).all() and y.min() >= 0 and y.max() <= 255
+    if scaling.method == "linear":
+        assert (y[:, 0, 0] == 255).all() and (y[:, 0, 1] == 0).all()
