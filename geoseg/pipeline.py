@@ -427,7 +427,10 @@ def _scene_scaling(scene: SceneInfo, c: ModelContract, options: ClassifyOptions,
     reflectance model, the scene's rule to reflectance (decided and checked
     on a sample of the scene once, here) and the per-band rules, if any."""
     if c.input_kind != "reflectance":
-        return scaling_for(scene, c, options.scaling), None, None
+        scaling = scaling_for(scene, c, options.scaling)
+        if options.scaling is None:
+            _check_float_rule(scene, c, scaling, rs)
+        return scaling, None, None
     if options.scaling is not None:
         return options.scaling, Reflectance("--scaling", direct=options.scaling.describe()), None
     so = None
@@ -450,6 +453,27 @@ def _scene_scaling(scene: SceneInfo, c: ModelContract, options: ClassifyOptions,
                 warnings.warn(warning, ScalingWarning, stacklevel=4)
     scaling, affine = reflectance.model_scaling(rule, c, scene.path)
     return scaling, rule, affine
+
+
+def _check_float_rule(scene: SceneInfo, c: ModelContract, scaling: Scaling, rs: Resample | None) -> None:
+    """A float scene read by a pixel-value model's linear float rule (made
+    for reflectance 0-1): warn where the median value is above 1.5, no
+    reflectance (8-bit or DN values stored as float), and the rule would
+    saturate most pixels to the top of the input range (all cloud)."""
+    if np.dtype(scene.dtype).kind != "f" or scaling.method != "linear" or scaling.scale <= 0:
+        return
+    try:
+        median = scene_quantiles(scene, (50,), factor=rs.factor if rs else None)[:, 0]
+    except InputError:  # every sampled pixel is nodata: nothing to check
+        return
+    m = float(np.median(median))
+    top = c.input_range[1]
+    if m > 1.5 and m * scaling.scale + scaling.offset >= top:
+        fix = ("--scaling linear:1 (values 0-255)" if m <= 255 else
+               "--scaling percentile:2,98 (other values, e.g. DN), or convert the scene to reflectance")
+        warnings.warn(f"{scene.path}: {scene.dtype} scene with median value {m:.4g}; the model's rule for float "
+                      f"scenes ({scaling.describe()}) is for reflectance 0-1 and saturates most pixels at "
+                      f"{top:g} (read as cloud); expected reflectance: pass {fix}", ScalingWarning, stacklevel=4)
 
 
 def _ground_size(scene: SceneInfo, c: ModelContract) -> float | None:

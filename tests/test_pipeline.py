@@ -721,3 +721,36 @@ def test_scaling_option_with_a_reflectance_model_is_recorded(tmp_path, ms_model,
                          ClassifyOptions(bidx=(1, 2, 3, 4), scaling=Scaling("linear", scale=1e-4)), sync)
     assert (read(res.outputs["classes"])[0] == truth).all()
     assert res.stats["reflectance"]["rule"] == "none: linear:0.0001,0 to the model input (--scaling)"
+
+
+@pytest.fixture(scope="module")
+def float_rule_model(tmp_path_factory):
+    """An RGB test model whose contract reads float scenes x 1000 (reflectance 0-1 to 0-255), as the default's."""
+    from helpers import make_contract
+
+    c = make_contract(8, scaling={"uint8": Scaling("identity"), "float": Scaling("linear", scale=1000.0)})
+    return make_model(tmp_path_factory.mktemp("f") / "f8.onnx", 8, contract=c)
+
+
+@pytest.mark.parametrize("case,low,high,fix", [
+    ("bytes_as_float", 0.0, 255.0, "pass --scaling linear:1 (values 0-255)"),
+    ("dn_as_float", 300.0, 3000.0, "pass --scaling percentile:2,98 (other values, e.g. DN)"),
+])
+def test_float_scene_that_is_not_reflectance_warns(tmp_path, float_rule_model, sync, case, low, high, fix):
+    img = np.random.default_rng(5).uniform(low, high, (3, 16, 16)).astype(np.float32)
+    p = write_scene(tmp_path / f"{case}.tif", img)
+    with pytest.warns(ScalingWarning) as rec:
+        classify_scene(p, tmp_path / "out", float_rule_model, ClassifyOptions(), sync)
+    msg = str(rec[0].message)
+    assert msg.startswith(f"{p}: float32 scene with median value ") and fix in msg
+    assert "the model's rule for float scenes (linear:1000,0) is for reflectance 0-1 and saturates most pixels" in msg
+
+
+@pytest.mark.parametrize("low,high", [(0.0, 0.3), (0.5, 0.9)], ids=["land", "mostly_cloud"])
+def test_float_reflectance_scene_does_not_warn(tmp_path, float_rule_model, sync, low, high):
+    img = np.random.default_rng(5).uniform(low, high, (3, 16, 16)).astype(np.float32)
+    p = write_scene(tmp_path / "refl.tif", img)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = classify_scene(p, tmp_path / "out", float_rule_model, ClassifyOptions(), sync)
+    assert res.status == "done"
