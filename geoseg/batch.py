@@ -8,12 +8,13 @@ import json
 import logging
 import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 from . import __version__
-from .errors import GeosegError, InputError, OutputError
+from .errors import GeosegError, GeosegWarning, InputError, OutputError
 from .model import ModelInfo, file_sha256, load_model, resolve_model_path
 from .naming import RUN_REPORT, manifest_name, product_name, scene_stem
 from .outputs import write_json_atomic
@@ -283,6 +284,9 @@ def classify_many(
     if not tasks:  # before anything is written: an earlier run's run.json stays
         raise InputError(f"{', '.join(inputs)}: no scene found; expected GeoTIFF files, folders holding them "
                          "(--pattern, --recursive), .txt lists of them or STAC item .json files: check the path")
+    if options.assets and not any(is_stac_item(t.path) for t in tasks):
+        warnings.warn(f"--assets {','.join(options.assets)} applies to STAC item inputs (.json) only; no input is "
+                      "one, so it is ignored (choose a GeoTIFF's bands with --bidx)", GeosegWarning, stacklevel=2)
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
     check_options(info, options)  # once, before any scene
     _make_outdir(outdir)

@@ -313,3 +313,13 @@ def test_a_folder_classified_into_itself_again_skips_its_outputs(tmp_path, model
     assert first.ok and (d / "s_classes.tif").exists() and (d / "s_probs.tif").exists()
     again = classify_many([str(d)], d, model8, ClassifyOptions(), scheduler="synchronous", progress=False)
     assert [(r.name, r.status) for r in again.scenes] == [("s", "skipped")]
+
+
+def test_assets_without_a_stac_item_input_warns(tmp_path, scenes, model8):
+    from geoseg.errors import GeosegWarning
+
+    with pytest.warns(GeosegWarning, match=r"--assets red,green,blue applies to STAC item inputs \(.json\) only; "
+                                           r"no input is one, so it is ignored"):
+        run = classify_many([str(scenes / "s1.tif")], tmp_path / "out", model8,
+                            ClassifyOptions(assets=("red", "green", "blue")), scheduler="synchronous", progress=False)
+    assert run.ok
