@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import InputError, first_line
+from .errors import GeosegError, InputError, first_line
 
 if TYPE_CHECKING:
     import ctypes
@@ -172,7 +172,11 @@ class Runner:
         """``fn(*args)`` as one task (on a worker where the runner has them), waited for."""
         if self._executor is None:
             return fn(*args)
-        return self._executor.submit(fn, *args).result()
+        return self._executor.submit(self._task(fn), *args).result()
+
+    def _task(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` as submitted: on a Dask cluster, its geoseg errors travel back as they are (:class:`_Portable`)."""
+        return _Portable(fn) if self.client is not None else fn
 
     def stream(self, fn: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int | None = None) -> Iterator[Any]:
         """Yield ``fn(job)`` for every job as tasks complete (any order).
@@ -189,6 +193,7 @@ class Runner:
                 yield fn(j)
             return
         ex = self._executor
+        fn = self._task(fn)
         limit = in_flight or 2 * self.slots + 2
         it = iter(jobs)
         live: set[Future] = set()
@@ -209,6 +214,27 @@ class Runner:
 
 
 _END = object()
+
+
+class _Portable:
+    """A task function whose geoseg errors reach the client as they were
+    raised.  A geoseg error raised while handling a library's (a failed
+    rasterio read) carries that exception as its context; Dask pickles the
+    whole chain, rasterio's CPLE errors cannot be unpickled, and Dask then
+    sends ``Exception("InputError('...')")`` instead: the one-line error
+    became "unexpected Exception: InputError(...)".  Here the chain is
+    dropped (the message already says what the library said)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self.fn(*args)
+        except GeosegError as exc:
+            err = exc
+        err.__cause__ = err.__context__ = None
+        raise err.with_traceback(None)  # outside the handler: no new context
 
 
 class _ReportOn:

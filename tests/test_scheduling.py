@@ -2,6 +2,7 @@
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,47 @@ def test_progress_bar_enabled_flags():
         bar.update(3)
     with progress_bar(3, "x", "it", enabled=True) as bar:
         assert not bar.disable and bar.total == 3
+
+
+def _read_corrupt(path):
+    """A geoseg error raised while handling rasterio's (a failed pixel read), as in a block task."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from geoseg.raster import raise_unreadable
+
+    with rasterio.open(path) as src:
+        try:
+            src.read(1, window=Window(0, 0, 16, 16))
+        except rasterio.errors.RasterioError as exc:
+            raise_unreadable(path, 0, 0, exc)
+
+
+def test_a_geoseg_error_with_a_rasterio_context_crosses_to_a_dask_client_as_itself(tmp_path):
+    # Dask pickles a task's exception with its chain (tblib); rasterio's CPLE errors cannot be unpickled, and
+    # Dask then sent Exception("InputError('...')"): "unexpected Exception" instead of the one-line error
+    import dask
+    import numpy as np
+    import tifffile
+    from distributed.core import error_message
+    from distributed.protocol.pickle import loads
+
+    from geoseg.errors import InputError
+    from geoseg.scheduling import _Portable
+    from helpers import write_scene
+
+    p = write_scene(tmp_path / "s.tif", np.ones((1, 32, 32), np.uint8), tiled=True, block=16)
+    with tifffile.TiffFile(p) as tf:
+        off, n = tf.pages[0].dataoffsets[0], tf.pages[0].databytecounts[0]
+    data = bytearray(Path(p).read_bytes())
+    data[off:off + n] = b"\xff" * n  # the first tile is no deflate stream
+    Path(p).write_bytes(bytes(data))
+    for fn, portable in ((_read_corrupt, False), (_Portable(_read_corrupt), True)):
+        try:
+            fn(p)
+        except Exception as exc:  # noqa: BLE001 - the worker side of Dask
+            with dask.config.set({"distributed.admin.max-error-length": 10000}):  # an earlier test's config.set
+                msg = error_message(exc)  # may have dropped distributed's defaults
+        got = loads(msg["exception"].data)  # the client side
+        assert (type(got) is InputError) is portable, repr(got)
+    assert str(got).startswith(f"{p}: cannot read the pixels at column 0, row 0 (")
