@@ -146,6 +146,20 @@ def test_no_scene_found_is_one_line_and_keeps_the_earlier_run_report(tmp_path, m
     assert (tmp_path / "out" / "run.json").read_text() == "an earlier run"
 
 
+def test_ctrl_c_is_one_line_saying_what_is_left(tmp_path, model8, scene_u8, monkeypatch):
+    import geoseg.batch
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(geoseg.batch, "classify_many", interrupted)
+    r = run("classify", scene_u8, "-o", tmp_path / "out", "-m", model8, "--scheduler", "synchronous")
+    assert r.exit_code == 1 and "Aborted" not in r.output
+    assert err_lines(r) == [f"geoseg: error: interrupted; {tmp_path / 'out'}: the scenes finished before are complete, "
+                            "the scene in progress wrote nothing under its final names (earlier outputs stay as they "
+                            "were): run the command again to finish (without --overwrite, finished scenes are skipped)"]
+
+
 def test_mixed_run_goes_on_and_fails_overall(tmp_path, model8, truth, scene_u8):
     bad = _bad_scenes(tmp_path, truth)
     r = run("classify", bad["text"][0], scene_u8, bad["nocrs"][0], "-o", tmp_path / "out", "-m", model8,

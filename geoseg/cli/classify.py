@@ -99,6 +99,10 @@ def classify(inputs, outdir, model, stride, nodata, bidx, batch_size, scheduler,
                                     pattern=pattern, progress=progress)
     except GeosegError as exc:
         fail(exc)
+    except KeyboardInterrupt:  # Ctrl-C: say what is left, not click's bare "Aborted!"
+        fail(f"interrupted; {outdir}: the scenes finished before are complete, the scene in progress wrote nothing "
+             "under its final names (earlier outputs stay as they were): run the command again to finish (without "
+             "--overwrite, finished scenes are skipped)")
     if performance_report and not quiet:
         click.echo(f"performance report: {performance_report}", err=True)
     if not run.scenes:
