@@ -59,3 +59,23 @@ def test_writer_and_mixtures_label_cells_by_their_majority(tmp_path):
         assert (r["class"] == "water") == (water_share >= 0.5), (r, water_share)
         assert r["group"].startswith("gw")  # in its water chip's split group
     assert json.loads((tmp_path / "sources.json").read_text())["counts"]["mixture/water"] > 0
+
+
+def test_cloud_mixtures_are_cloudy_where_the_cloud_is_opaque_enough(tmp_path):
+    cloud = np.array([0.45, 0.44, 0.43, 0.42], np.float32)
+    w = M.Writer(str(tmp_path))
+    w.add(flat(cloud), "cloudy", "cloud38", "c0", "gc0")
+    for i in range(3):
+        w.add(flat(LAND), "green_area", "t", f"l{i}", f"gl{i}")
+    doc: dict = {}
+    M.add_cloud_mixtures(w, doc, n=30, seed=0)
+    mixed = [r for r in w.rows if r["scene"] == "cloudmix"]
+    assert len(mixed) == 30 and sum(doc["cloud_mixtures"]["counts"].values()) == 30
+    from geoseg.chips import read_chip
+
+    for r in mixed:
+        x = read_chip(str(tmp_path / r["chip"]))[0]
+        a = float((x[0, 0, 0] - LAND[0]) / (cloud[0] - LAND[0]))  # opacity back from the blue band
+        assert 0.2 - 1e-4 <= a <= 0.8 + 1e-4
+        assert (r["class"] == "cloudy") == (a >= 0.5), (r, a)
+        assert r["group"].startswith("gl")  # in its ground chip's split group

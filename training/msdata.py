@@ -32,6 +32,10 @@ left out is written to ``DATA_DIR/sources.json``.  Sources:
   Sentinel-2 winter lakes and cloud, which EuroSAT (no cloud) and the OSM
   chips (no water chip passes their purity) lack.  Added after the
   mixtures, so the mixtures are the same with and without them.
+- Thin cloud (``--cloud-mixtures N``, off by default): ground chips seen
+  through a 38-Cloud training tile of cloud, x = (1 - a) ground + a cloud,
+  a uniform in 0.2-0.8, cloudy where a >= 0.5 (:func:`add_cloud_mixtures`);
+  written last, so every other chip is the same with and without them.
 - Arid land: the 4-class set's desert images (8-bit RGB, no near-infrared):
   reflectance = DN x 0.275/255 (the EuroSAT RGB encoding, measured on
   EuroSAT MS vs RGB class medians) x a brightness gain (log-uniform 1.0-1.8:
@@ -508,10 +512,40 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
                        if add_water_mixtures.__doc__ else "", "water_spectra": doc.get("water_spectra")}
 
 
+def add_cloud_mixtures(w: Writer, doc: dict, n: int = 400, seed: int = 0, alpha: tuple[float, float] = (0.2, 0.8)
+                       ) -> None:
+    """Synthetic thin-cloud cells from the chips already written: a land or water chip seen through a
+    38-Cloud cloud chip (the training patches' cloudy tiles) with opacity ``a`` (uniform in ``alpha``), by
+    the linear mixing model x = (1 - a) x ground + a x cloud; a cell is cloudy where a >= 0.5 (the cloud
+    is more of what the sensor sees than the ground), else its ground chip's class.  In the ground chip's
+    split group."""
+    from geoseg.chips import read_chip
+
+    rng = np.random.default_rng(seed + 7)
+    clouds = [r for r in w.rows if r["class"] == "cloudy" and r["scene"] == "cloud38"]
+    ground = [r for r in w.rows if r["class"] in ("green_area", "desert", "water") and r["scene"] != "mixture"]
+    if not clouds or not ground:
+        raise ValueError("cloud mixtures need 38-Cloud cloudy tiles and ground chips")
+    counts = {"cloudy": 0, "ground": 0}
+    for i in range(n):
+        rc, rg = clouds[rng.integers(len(clouds))], ground[rng.integers(len(ground))]
+        c = read_chip(os.path.join(w.out, rc["chip"]))[0].astype(np.float32)
+        g = read_chip(os.path.join(w.out, rg["chip"]))[0].astype(np.float32)
+        if c.shape != g.shape:
+            continue
+        a = float(rng.uniform(*alpha))
+        cls = "cloudy" if a >= 0.5 else rg["class"]
+        counts["cloudy" if cls == "cloudy" else "ground"] += 1
+        w.add((1 - a) * g + a * c, cls, "cloudmix", f"{i:04d}", rg["group"], pixel_size=None)
+    doc["cloud_mixtures"] = {"n": n, "alpha": list(alpha), "counts": counts,
+                             "rule": "x = (1 - a) ground + a cloud (38-Cloud training tiles); a >= 0.5: cloudy, "
+                             "else the ground chip's class; the ground chip's split group"}
+
+
 def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None, seed: int = 0,
           desert_limit: int | None = 400, brandenburg_scene: str | None = None, mixtures: int = 600,
           colour_jitter: bool = False, brightness_max: float = 2.0, desert_veg_max: float = 0.0,
-          brandenburg_index: bool = False) -> dict:
+          brandenburg_index: bool = False, cloud_mixtures: int = 0) -> dict:
     w = Writer(out)
     doc: dict = {"bands": list(BANDS), "units": "top-of-atmosphere reflectance (float32)", "size": SIZE,
                  "held_back_never_read": ["scenes/sen1floods11_spain", "scenes/s2_amsterdam", "scenes/naip_*",
@@ -526,6 +560,8 @@ def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None,
         add_water_mixtures(w, doc, spectra, mixtures, seed, colour_jitter, brightness_max)
     if brandenburg_index:  # after the mixtures: they draw from the chips written so far
         add_brandenburg_index(w, shared, doc)
+    if cloud_mixtures:  # last: every chip before is the same with and without them
+        add_cloud_mixtures(w, doc, cloud_mixtures, seed)
     w.close(doc)
     return doc
 
@@ -551,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="mixtures' water takes other colours (per-band gains, NDWI kept above 0.05)")
     p.add_argument("--brandenburg-index-chips", action="store_true",
                    help="also water (NDWI) and cloud (s2cloudless) tiles of the Brandenburg west half")
+    p.add_argument("--cloud-mixtures", type=int, default=0,
+                   help="synthetic thin-cloud cells: ground chips seen through 38-Cloud cloud (opacity 0.2-0.8)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -558,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         a.brandenburg_scene, a.brandenburg_chips = brandenburg_west(a.shared, a.work)
     doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit, a.brandenburg_scene,
                 a.mixtures, a.water_colour_jitter, a.water_brightness_max, a.desert_veg_max,
-                a.brandenburg_index_chips)
+                a.brandenburg_index_chips, a.cloud_mixtures)
     print(json.dumps(doc["counts"], indent=1))
     return 0
 
