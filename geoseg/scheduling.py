@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
@@ -172,10 +174,11 @@ class Runner:
         """``fn(*args)`` as one task (on a worker where the runner has them), waited for."""
         if self._executor is None:
             return fn(*args)
-        return self._executor.submit(self._task(fn), *args).result()
+        return _arrived(self._executor.submit(self._task(fn), *args))
 
     def _task(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``fn`` as submitted: on a Dask cluster, its geoseg errors travel back as they are (:class:`_Portable`)."""
+        """``fn`` as submitted: on a Dask cluster, its geoseg errors and its
+        warnings travel back to this process (:class:`_Portable`)."""
         return _Portable(fn) if self.client is not None else fn
 
     def stream(self, fn: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int | None = None) -> Iterator[Any]:
@@ -203,7 +206,7 @@ class Runner:
             while live:
                 done, live = wait(live, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    res = fut.result()
+                    res = _arrived(fut)
                     nxt = next(it, _END)
                     if nxt is not _END:
                         live.add(ex.submit(fn, nxt))
@@ -217,24 +220,85 @@ _END = object()
 
 
 class _Portable:
-    """A task function whose geoseg errors reach the client as they were
-    raised.  A geoseg error raised while handling a library's (a failed
+    """A task function for a Dask cluster whose geoseg errors and warnings
+    reach the client as they were raised.
+
+    Errors: a geoseg error raised while handling a library's (a failed
     rasterio read) carries that exception as its context; Dask pickles the
     whole chain, rasterio's CPLE errors cannot be unpickled, and Dask then
     sends ``Exception("InputError('...')")`` instead: the one-line error
     became "unexpected Exception: InputError(...)".  Here the chain is
-    dropped (the message already says what the library said)."""
+    dropped (the message already says what the library said).
+
+    Warnings: a worker process printed its task's warnings itself, raw
+    (``file.py:762: ScalingWarning: ...`` and the source line), past the
+    command's one-line printer and ``-q``.  Here they are collected (per
+    thread: a worker may run tasks in threads) and sent back with the result
+    or the error, and :func:`_arrived` issues them again in the client."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
 
     def __call__(self, *args: Any) -> Any:
+        _collect_warnings()
+        caught: list[tuple[type[Warning], str]] = []
+        _caught.list = caught
         try:
-            return self.fn(*args)
+            return _Reply(self.fn(*args), caught)
         except GeosegError as exc:
             err = exc
+        finally:
+            _caught.list = None
         err.__cause__ = err.__context__ = None
+        err.task_warnings = caught  # type: ignore[attr-defined]
         raise err.with_traceback(None)  # outside the handler: no new context
+
+
+class _Reply:
+    """A task's result with the warnings its function raised."""
+
+    def __init__(self, value: Any, caught: list[tuple[type[Warning], str]]) -> None:
+        self.value, self.caught = value, caught
+
+
+def _arrived(fut: Future) -> Any:
+    """A finished task's result, its warnings issued here first (see :class:`_Portable`)."""
+    try:
+        res = fut.result()
+    except GeosegError as exc:
+        _warn_again(getattr(exc, "task_warnings", ()))
+        raise
+    if isinstance(res, _Reply):
+        _warn_again(res.caught)
+        return res.value
+    return res
+
+
+def _warn_again(caught: Iterable[tuple[type[Warning], str]]) -> None:
+    for category, message in caught:
+        warnings.warn(message, category, stacklevel=3)
+
+
+_caught = threading.local()
+
+
+def _collect_warnings() -> None:
+    """Hook this process's ``warnings.showwarning`` (unless hooked): a
+    warning shown while a :class:`_Portable` task runs in this thread joins
+    its list; others go to the showwarning that was there."""
+    inner = warnings.showwarning
+    if getattr(inner, "geoseg_collects", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings API
+        buf = getattr(_caught, "list", None)
+        if buf is None:
+            return inner(message, category, filename, lineno, file, line)
+        buf.append((category, str(message)))
+        return None
+
+    show.geoseg_collects = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 class _ReportOn:

@@ -2,6 +2,7 @@
 
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,36 @@ def test_a_geoseg_error_with_a_rasterio_context_crosses_to_a_dask_client_as_itse
         got = loads(msg["exception"].data)  # the client side
         assert (type(got) is InputError) is portable, repr(got)
     assert str(got).startswith(f"{p}: cannot read the pixels at column 0, row 0 (")
+
+
+def _warns_then(x):
+    from geoseg.errors import InputError, ScalingWarning
+
+    warnings.warn(f"{x}.tif: assumed x 0.0001", ScalingWarning, stacklevel=1)
+    if x == "bad":
+        raise InputError(f"{x}.tif: refused")
+    return x * 2
+
+
+@pytest.mark.parametrize("x", ["ok", "bad"], ids=["result", "error"])
+def test_a_dask_tasks_warnings_are_issued_again_in_the_client(x):
+    # a worker process printed its task's warnings raw ("pipeline.py:762: ScalingWarning: ..." and the source line)
+    import pickle
+    from concurrent.futures import Future
+
+    from geoseg.errors import InputError, ScalingWarning
+    from geoseg.scheduling import _arrived, _Portable
+
+    fut: Future = Future()
+    with warnings.catch_warnings():  # the worker: nothing shown there
+        warnings.simplefilter("always")
+        try:
+            fut.set_result(pickle.loads(pickle.dumps(_Portable(_warns_then)(x))))
+        except InputError as exc:
+            fut.set_exception(pickle.loads(pickle.dumps(exc)))
+    with pytest.warns(ScalingWarning, match=rf"^{x}.tif: assumed x 0.0001$"):  # the client
+        if x == "ok":
+            assert _arrived(fut) == "okok"
+        else:
+            with pytest.raises(InputError, match="bad.tif: refused"):
+                _arrived(fut)
