@@ -105,6 +105,11 @@ def band_family(descriptions: Sequence[str | None], hint: str | None = None) -> 
             return "landsat-tm"
         if "10" in nums or ("sr", "6") in codes:
             return "landsat-oli"
+    if {"5", "7"} <= nums <= {"1", "2", "3", "4", "5", "7"} and (hint is None or hint.startswith("landsat")):
+        # Landsat 4-7 surface reflectance as delivered: bands 1-5 and 7, band 6 (thermal) apart; Landsat
+        # 8/9's stack has its band 6 (swir16) between them.  Read by the Landsat 8/9 numbering, B2-B5
+        # would feed green, red, nir and swir as blue, green, red and nir.
+        return "landsat-tm"
     return hint
 
 

@@ -201,8 +201,10 @@ def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
     ci = [c.name for c in src.colorinterp]
     if family is not None:  # from --sensor: the file must not say it is of another sensor
         check_sensor_family(path, family, list(src.descriptions), src.tags())
-    choice = choose_bands(path, contract.bands, src.count, ci, list(src.descriptions), bidx,
-                          family or family_from_tags(src.tags()))
+    said = family_from_tags(src.tags())
+    if family is not None and said is not None and family.startswith("landsat") and said.startswith("landsat"):
+        family = said  # a Landsat preset on a Landsat 4-7 file (SPACECRAFT_ID=LANDSAT_5): its own numbering
+    choice = choose_bands(path, contract.bands, src.count, ci, list(src.descriptions), bidx, family or said)
     if choice.warning:
         warnings.warn(choice.warning, BandWarning, stacklevel=3)
     chosen = choice.bidx

@@ -36,10 +36,22 @@ def test_unpadded_sentinel2_codes_with_b8a_read_as_sentinel2():
 @pytest.mark.parametrize("descs,family,want", [
     (("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7"), "landsat-oli", (2, 3, 4, 5)),
     (("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "ST_B6", "SR_B7"), "landsat-tm", (1, 2, 3, 4)),
+    (("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7"), "landsat-tm", (1, 2, 3, 4)),  # Landsat 4-7 SR
+    (("B1", "B2", "B3", "B4", "B5", "B7"), "landsat-tm", (1, 2, 3, 4)),
 ])
 def test_landsat_codes_by_their_collection_names(descs, family, want):
     assert band_family(descs) == family
-    assert choose_bands("ls.tif", MS, 7, grey(7), descs).bidx == want
+    assert choose_bands("ls.tif", MS, len(descs), grey(len(descs)), descs).bidx == want
+
+
+@pytest.mark.parametrize("hint", ["landsat-oli", None])
+def test_landsat_4_to_7_layout_wins_over_the_landsat_8_numbering(hint):
+    # a Landsat 5 SR stack (band 6, thermal, apart) with --sensor landsat-c2-l2 was read by Landsat 8/9's
+    # numbering: B2-B5 (green, red, nir, swir16) fed blue, green, red, nir
+    descs = ("B1", "B2", "B3", "B4", "B5", "B7")
+    assert band_family(descs, hint) == "landsat-tm"
+    assert choose_bands("l5.tif", MS, 6, grey(6), descs, family=hint).bidx == (1, 2, 3, 4)
+    assert choose_bands("l5.tif", RGB, 6, grey(6), descs, family=hint).bidx == (3, 2, 1)
 
 
 def test_codes_that_differ_between_sensors_need_a_family():

@@ -190,3 +190,14 @@ def test_vrt_scene_errors_say_what_to_fix(tmp_path, contract, case):
     else:
         assert f"a file it refers to cannot be opened ({gone}: No such file or directory)" in msg
         assert "restore the file or fix the paths in s.vrt" in msg
+
+
+def test_a_landsat_preset_on_a_landsat_5_file_reads_its_own_numbering(tmp_path):
+    # --sensor landsat-c2-l2 (Landsat 8/9 numbering) on a file whose SPACECRAFT_ID says LANDSAT_5
+    from helpers import make_reflectance_contract
+
+    descs = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+    p = write_scene(tmp_path / "l5.tif", np.ones((7, 16, 16), np.uint16), colorinterp=False, descriptions=descs,
+                    tags={"SPACECRAFT_ID": "LANDSAT_5"})
+    scene = open_scene(p, make_reflectance_contract(8), family="landsat-oli")
+    assert scene.bidx == (1, 2, 3, 4) and scene.band_names == ("blue", "green", "red", "nir")
