@@ -68,6 +68,32 @@ class SceneInfo:
         return scene_stem(self.path)
 
 
+def _not_found_hint(path: str, what: str) -> str:
+    """The way out of a local path that does not exist, for the usual slips:
+    a URL scheme geoseg does not read, a GDAL /vsi path of an archive, an
+    unexpanded ``~``, a trailing ``/``, a name that differs only in case."""
+    scheme = path.split("://", 1)[0] if "://" in path else ""
+    if scheme == "file":
+        return f"expected a path: pass {path[len('file://'):] or '/'} (without file://)"
+    if scheme:
+        return (f"{scheme}:// is not a source geoseg reads; expected a local path, http(s)://, s3://, gs:// or "
+                "az://: download the file first")
+    if path.startswith("/vsi"):
+        return f"expected a local path or a URL ({path.split('/')[1]} paths are not read): extract the file first"
+    if path.startswith("~"):
+        return f"the ~ was not expanded (quoted?): pass {os.path.expanduser(path)}"
+    if path.endswith(("/", os.sep)) and os.path.isfile(path.rstrip("/" + os.sep)):
+        return f"{path.rstrip('/' + os.sep)} is a file: drop the trailing /"
+    folder, name = os.path.split(path)
+    try:
+        same = [f for f in os.listdir(folder or ".") if f.lower() == name.lower()]
+    except OSError:
+        same = []
+    if same:
+        return f"did you mean {os.path.join(folder, same[0])}? (names are case-sensitive)"
+    return f"check the path of the {what}"
+
+
 def open_raster(path: str, what: str = "scene"):
     """``rasterio.open`` for reading, with geoseg's one-line errors: a missing
     or empty local file, an unreadable raster, or a remote source's 404/403/
@@ -76,7 +102,7 @@ def open_raster(path: str, what: str = "scene"):
     path = str(path)
     if not is_remote(path):
         if not os.path.exists(path):
-            raise InputError(f"{path}: file not found; check the path of the {what}")
+            raise InputError(f"{path}: file not found; {_not_found_hint(path, what)}")
         if os.path.isfile(path) and os.path.getsize(path) == 0:
             raise InputError(f"{path}: empty file (0 bytes); expected a GeoTIFF {what}")
     io_errors = _GdalIoErrors()

@@ -201,3 +201,20 @@ def test_a_landsat_preset_on_a_landsat_5_file_reads_its_own_numbering(tmp_path):
                     tags={"SPACECRAFT_ID": "LANDSAT_5"})
     scene = open_scene(p, make_reflectance_contract(8), family="landsat-oli")
     assert scene.bidx == (1, 2, 3, 4) and scene.band_names == ("blue", "green", "red", "nir")
+
+
+@pytest.mark.parametrize("given,hint", [
+    ("{d}/s.tif/", "{d}/s.tif is a file: drop the trailing /"),
+    ("file://{d}/s.tif", "expected a path: pass {d}/s.tif (without file://)"),
+    ("ftp://host/s.tif", "ftp:// is not a source geoseg reads; expected a local path, http(s)://, s3://, gs:// or az://"),
+    ("/vsizip/{d}/a.zip/s.tif", "expected a local path or a URL (vsizip paths are not read): extract the file first"),
+    ("~/nowhere/s.tif", "the ~ was not expanded (quoted?): pass "),
+    ("{d}/S.TIF", "did you mean {d}/s.tif? (names are case-sensitive)"),
+    ("{d}/other.tif", "check the path of the scene"),
+], ids=["trailing_slash", "file_url", "ftp", "vsizip", "tilde", "case", "plain"])
+def test_a_missing_scene_path_says_what_to_fix(tmp_path, contract, given, hint):
+    write_scene(tmp_path / "s.tif", np.ones((3, 16, 16), np.uint8))
+    path = given.format(d=tmp_path)
+    with pytest.raises(InputError) as e:
+        open_scene(path, contract)
+    assert str(e.value).startswith(f"{path}: file not found; {hint.format(d=tmp_path)}")
