@@ -407,10 +407,21 @@ def _prepare_read(source: str, path: str, item_time: datetime | None, stac_so: t
                       affine)
 
 
+_MAX_BATCH_BYTES = 64 * 2**20  # one batch of model input (float32); a task holds about ten times that
+
+
 def check_options(model: ModelInfo, options: ClassifyOptions) -> None:
     """Options that do not fit the model, once at the entry: reflectance
-    options for a model that reads pixel values as they are."""
+    options for a model that reads pixel values as they are; a
+    ``--batch-size`` whose batches (each padded to that size) would not fit
+    in memory (100000 patches of 64 px took 22 GB for a 4-patch scene)."""
     c = model.contract
+    per_patch = c.patch_size ** 2 * len(c.bands) * 4
+    if not model.fixed_batch and options.batch_size * per_patch > _MAX_BATCH_BYTES:
+        most = _MAX_BATCH_BYTES // per_patch
+        raise InputError(f"--batch-size {options.batch_size}: each batch is padded to that many {c.patch_size} px "
+                         f"patches, {options.batch_size * per_patch / 2**30:.2g} GiB of model input for {c.name!r}; "
+                         f"expected at most {most}: pass a smaller --batch-size (the default, 32, suits a CPU)")
     given = [o for o, v in (("--reflectance-scale", options.reflectance_scale), ("--sensor", options.sensor))
              if v is not None]
     if given and c.input_kind != "reflectance":

@@ -754,3 +754,21 @@ def test_float_reflectance_scene_does_not_warn(tmp_path, float_rule_model, sync,
         warnings.simplefilter("error")
         res = classify_scene(p, tmp_path / "out", float_rule_model, ClassifyOptions(), sync)
     assert res.status == "done"
+
+
+@pytest.mark.parametrize("ok", [True, False], ids=["at_the_limit", "over"])
+def test_batch_size_whose_padded_batches_would_not_fit_is_refused(model8, ok):
+    # --batch-size 100000 took 22 GB (then SIGKILL) for a 4-patch scene: every batch is padded to the full size
+    from geoseg.model import load_model
+    from geoseg.pipeline import check_options
+
+    info = load_model(model8)
+    most = 64 * 2**20 // (8 * 8 * 3 * 4)
+    opts = ClassifyOptions(batch_size=most if ok else most + 1)
+    if ok:
+        assert check_options(info, opts) is None
+    else:
+        with pytest.raises(InputError, match=rf"^--batch-size {most + 1}: each batch is padded to that many 8 px "
+                                             rf"patches, .* GiB of model input for 'test-colour-model'; expected at "
+                                             rf"most {most}: pass a smaller --batch-size"):
+            check_options(info, opts)

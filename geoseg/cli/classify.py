@@ -20,7 +20,7 @@ from .options import fail, parse_bidx, parse_nodata, parse_scaling, quiet_opt, s
 @click.option("--stride", type=click.IntRange(1), default=None, help="Pixels between patches; must divide the patch size [default: patch size]. Smaller = finer map, overlapping patches averaged.")
 @click.option("--nodata", callback=parse_nodata, default=None, metavar="NUMBER|nan", help="Treat this value as nodata (overrides the file's nodata, alpha and masks).")
 @click.option("-b", "--bidx", callback=parse_bidx, default=None, metavar="1,2,3", help="Source bands in the model's band order (`geoseg info`: e.g. blue,green,red,nir for multispectral) [default: by band names (descriptions such as B02/blue/nir) or colour interpretation, else, for an RGB model, the first bands].")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Patches per onnxruntime call (fixed: the last batch of a block is padded).")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Patches per onnxruntime call (fixed: the last batch of a block is padded; at most 64 MiB of model input, 1365 patches of 64 px RGB).")
 @click.option("--scheduler", default=None, metavar="threads|processes|synchronous|tcp://HOST:PORT", help="Where block tasks run [default: threads; processes when --workers is given].")
 @click.option("--scene-tasks", is_flag=True, help="Run each scene whole as one task on a worker, which writes its outputs itself (folders of many scenes on a cluster; workers must see OUTDIR).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Workers of the local Dask cluster: N worker processes, or N threads with --scheduler threads [default: cores].")
