@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import GeosegError, InputError, first_line
+from .errors import GeosegError, GeosegWarning, InputError, first_line
 
 if TYPE_CHECKING:
     import ctypes
@@ -97,6 +97,12 @@ class Runner:
         self.remote = self.client is not None or "://" in self.scheduler
         if ort_threads:
             self.ort_threads = int(ort_threads)
+            if not self.remote and self.ort_threads > 4 * cores:
+                warnings.warn(f"--ort-threads {self.ort_threads} with {self.workers} worker(s) runs "
+                              f"{self.ort_threads * self.workers} onnxruntime threads on {cores} core(s); expected "
+                              f"at most {max(1, cores // self.workers)} per worker (the default): so many threads "
+                              "take turns on the cores and the run is many times slower", GeosegWarning,
+                              stacklevel=2)
         elif self.remote:
             self.ort_threads = 1
         else:
