@@ -289,7 +289,8 @@ def classify_many(
                       "one, so it is ignored (choose a GeoTIFF's bands with --bidx)", GeosegWarning, stacklevel=2)
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
     check_options(info, options)  # once, before any scene
-    _make_outdir(outdir)
+    remote = runner.remote if runner is not None else "://" in str(scheduler)
+    _make_outdir(outdir, here=not (scene_tasks and remote))  # remote scene tasks: the workers write OUTDIR
     from .providers import provider_name
 
     run = RunResult(provider=provider_name(options.provider))  # an unavailable provider stops the run here
@@ -300,12 +301,16 @@ def classify_many(
     return _run(tasks, outdir, info, options, runner, concurrent_scenes, progress, run, t0, scene_tasks)
 
 
-def _make_outdir(outdir: str) -> None:
+def _make_outdir(outdir: str, here: bool = True) -> None:
     """Create the output folder once, before any scene: a run that cannot
     write there stops with one line (not one failed scene per input and a
-    run report that cannot be written either)."""
+    run report that cannot be written either).  ``here=False``: the outputs
+    are written by a remote cluster's workers, which may see a folder this
+    machine does not: only the path is checked."""
     if not outdir.strip():
         raise OutputError("the output folder is an empty path; expected a folder to write into, e.g. -o results")
+    if not here:
+        return
     try:
         os.makedirs(outdir, exist_ok=True)
         probe = os.path.join(outdir, f".geoseg-write-test-{os.getpid()}-{time.monotonic_ns()}")

@@ -323,3 +323,15 @@ def test_assets_without_a_stac_item_input_warns(tmp_path, scenes, model8):
         run = classify_many([str(scenes / "s1.tif")], tmp_path / "out", model8,
                             ClassifyOptions(assets=("red", "green", "blue")), scheduler="synchronous", progress=False)
     assert run.ok
+
+
+def test_remote_scene_tasks_leave_the_output_folder_to_the_workers(tmp_path):
+    # --scene-tasks on a tcp:// cluster: the workers write OUTDIR, which this machine may not see
+    from geoseg.batch import _make_outdir
+    from geoseg.errors import OutputError
+
+    (tmp_path / "afile").write_text("x")
+    out = str(tmp_path / "afile" / "sub")
+    assert _make_outdir(out, here=False) is None and not os.path.exists(out)
+    with pytest.raises(OutputError, match="cannot create output folder"):
+        _make_outdir(out)
