@@ -178,6 +178,20 @@ def band_name(description: str | None, colorinterp: str, family: str | None) -> 
     return _CI.get(colorinterp), False
 
 
+def unused_nir(want: Sequence[str], colorinterp: Sequence[str], descriptions: Sequence[str | None],
+               family: str | None = None) -> int | None:
+    """The scene band (1-based) named near-infrared (``nir``, else ``nir08``) when the model does not read
+    one (``want`` has no ``nir``), else None: a scene a near-infrared model would read better."""
+    if "nir" in want or "nir08" in want:
+        return None
+    fam = band_family(descriptions, family)
+    names = [band_name(d, c, fam)[0] for d, c in zip(descriptions, colorinterp)]
+    for n in ("nir", "nir08"):
+        if n in names:
+            return names.index(n) + 1
+    return None
+
+
 def _code_name(code: str, family: str | None) -> str | None:
     code = code.lstrip("0") or "0"
     if family is not None:

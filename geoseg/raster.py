@@ -23,7 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from . import styles
-from .bands import check_sensor_family, choose_bands, family_from_tags
+from .bands import check_sensor_family, choose_bands, family_from_tags, unused_nir
 from .checks import check_georeferenced, check_nodata_value, check_pixel_dtype
 from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line, ignoring
@@ -233,6 +233,10 @@ def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
     choice = choose_bands(path, contract.bands, src.count, ci, list(src.descriptions), bidx, family or said)
     if choice.warning:
         warnings.warn(choice.warning, BandWarning, stacklevel=3)
+    nir = unused_nir(contract.bands, ci, list(src.descriptions), family or said)
+    if nir is not None:
+        log.info("%s: band %d is near-infrared, which this model does not read; `-m multispectral` reads it and "
+                 "tells water and cloud apart better (docs/multispectral.md)", path, nir)
     chosen = choice.bidx
     dtypes = {src.dtypes[b - 1] for b in chosen}
     if len(dtypes) != 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from geoseg.bands import band_family, choose_bands, family_from_tags
+from geoseg.bands import band_family, choose_bands, family_from_tags, unused_nir
 from geoseg.errors import InputError
 
 RGB = ("red", "green", "blue")
@@ -220,3 +220,13 @@ def test_sensor_preset_agreeing_with_the_file_passes(family, descs, tags):
     from geoseg.bands import check_sensor_family
 
     check_sensor_family("s.tif", family, descs, tags)
+
+
+@pytest.mark.parametrize("want,ci,descs,expect", [
+    (RGB, grey(10), S2_10, 7),  # an RGB model on a named Sentinel-2 stack: B08_nir unread
+    (MS, grey(10), S2_10, None),  # the multispectral model reads it
+    (RGB, ["red", "green", "blue", "undefined"], [None] * 4, None),  # nothing says band 4 is near-infrared
+    (RGB, grey(4), ("red", "green", "blue", "nir08"), 4),
+], ids=["rgb_on_s2", "ms_on_s2", "unnamed_fourth", "narrow_nir"])
+def test_unused_nir_names_the_band_an_rgb_model_leaves(want, ci, descs, expect):
+    assert unused_nir(want, ci, list(descs)) == expect
