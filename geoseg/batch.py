@@ -89,13 +89,18 @@ def _expand(item: str, outdir: str, pats: tuple[str, ...], recursive: bool, conf
 
 def _expand_folder(item: str, outdir: str, pats: tuple[str, ...], recursive: bool) -> list[SceneTask]:
     """The matching files of a local folder, each keeping its sub-folder under ``outdir``."""
-    found = []
+    found, outputs = [], 0
     for root, dirs, files in os.walk(item):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         for f in sorted(files):
-            if any(fnmatch.fnmatch(f, p) for p in pats) and not _is_output(root, f):
-                found.append(os.path.join(root, f))
-    if not found:
+            if any(fnmatch.fnmatch(f, p) for p in pats):
+                if _is_output(root, f):
+                    outputs += 1
+                else:
+                    found.append(os.path.join(root, f))
+    if not found and outputs:
+        log.warning("%s: holds only geoseg's outputs (%d class or probability raster(s)), no scene", item, outputs)
+    elif not found:
         log.warning("%s: no file matching %s in this folder", item, " or ".join(pats))
     out = []
     for f in found:
