@@ -176,3 +176,16 @@ def test_mix_cells_minority_share_and_label_kept():
     xs = mix_cells(tf, x, y, 1.0, skip=(3,))[0].numpy()
     np.testing.assert_array_equal(xs[3:5], x.numpy()[3:5])
     assert all((xs[i] != i).any() for i in (0, 1, 2, 5, 6, 7))
+
+
+def test_target_stretch_turns_bright_cloud_into_the_targets_top():
+    tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
+    from geoseg.training.augment import TARGETS, target_stretch
+
+    x = np.full((64, 64, 3), 0.3, np.float32)
+    x[:40] = 0.95  # a mostly-cloud image: its 98th percentile is the cloud
+    for _ in range(5):
+        y = target_stretch(tf, tf.constant(x)).numpy() * 255
+        top = np.array([t[1] for t in TARGETS])
+        assert (y[:40] >= top - 1e-3).all() and (y <= 255).all() and (y >= 0).all()
+        assert y[0, 0, 0] > y[0, 0, 2]  # red's target top (222) above blue's (182): the pinkish grey

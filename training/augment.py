@@ -48,6 +48,7 @@ class SensorAugment:
     p_jpeg: float = 0.0  # probability of JPEG compression artefacts (quality 30-90), as 8-bit products carry
     p_water_colour: float = 0.0  # probability that a water image is given another water colour
     water_class: int = -1  # the label that :func:`water_colour` applies to (-1: none)
+    p_target_stretch: float = 0.0  # probability of the runtime's uint16 rule (:func:`target_stretch`), applied last
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,15 +179,41 @@ def water_colour(tf, x):
     return tf.clip_by_value((x - mean) * u(0.6, 1.4) + target[None, None, :], 0.0, 1.0)
 
 
+TARGETS = ((25.0, 222.0), (46.0, 189.0), (67.0, 182.0))
+"""The default model's uint16 rule: each band's 2nd-98th scene percentiles to these 8-bit values (red, green,
+blue), then clipped to 0-255 (``percentile:2,98:25-222,46-189,67-182``)."""
+
+
+def target_stretch(tf, x, targets=TARGETS):
+    """One (h, w, 3) image 0-1 as the runtime's uint16 rule would show it in a scene: each band's 2nd and
+    98th percentiles of the scene to ``targets``, then clipped.  The scene's percentiles are the image's own
+    moved by a random amount (its 2nd percentile x 0.3-1.0, its 98th towards the 2nd by up to 30 %): from a
+    scene like the image (a cloud image: the cloud at the top target, the pinkish grey the rule makes of
+    bright cloud) to one darker than it (the bright parts above the top target, towards white)."""
+    bands = int(x.shape[-1])
+    v = tf.sort(tf.reshape(x, [-1, bands]), axis=0)
+    last = tf.cast(tf.shape(v)[0] - 1, tf.float32)
+    lo_img = tf.gather(v, tf.cast(tf.round(0.02 * last), tf.int32))
+    hi_img = tf.gather(v, tf.cast(tf.round(0.98 * last), tf.int32))
+    lo = lo_img * tf.random.uniform([], 0.3, 1.0)
+    hi = lo + (hi_img - lo) * tf.random.uniform([], 0.7, 1.0)
+    t = tf.constant(targets, tf.float32) / 255.0
+    return tf.clip_by_value((x - lo) / tf.maximum(hi - lo, 1e-3) * (t[:, 1] - t[:, 0]) + t[:, 0], 0.0, 1.0)
+
+
 def sensor_augment(tf, x, a: SensorAugment, y=None):
-    """Scale (with probability ``p_zoom``) then colour, on one (h, w, c) image 0-1."""
+    """Scale (with probability ``p_zoom``) then colour, on one (h, w, c) image 0-1; last, with probability
+    ``p_target_stretch``, the runtime's uint16 rule (:func:`target_stretch`)."""
     if a.p_zoom and a.zoom != (1.0, 1.0):
         z = tf.exp(tf.random.uniform([], math.log(a.zoom[0]), math.log(a.zoom[1])))
         x = tf.cond(tf.random.uniform([]) < a.p_zoom, lambda: rescale(tf, x, z), lambda: x)
     if y is not None and a.p_water_colour and a.water_class >= 0 and int(x.shape[-1]) == 3:
         hit = tf.logical_and(tf.equal(tf.cast(y, tf.int32), a.water_class), tf.random.uniform([]) < a.p_water_colour)
         x = tf.cond(hit, lambda: water_colour(tf, x), lambda: x)
-    return colour(tf, x, a)
+    x = colour(tf, x, a)
+    if a.p_target_stretch and int(x.shape[-1]) == 3:
+        x = tf.cond(tf.random.uniform([]) < a.p_target_stretch, lambda: target_stretch(tf, x), lambda: x)
+    return x
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ def _reflectance_params(haze: float | None, haze_share: float | None) -> dict:
 @click.option("--scale-augment", is_flag=True, help="Augment the ground scale only: a 64 px image resampled to cover 0.5-2x its ground (anti-aliased), half the time.")
 @click.option("--sensor-augment", is_flag=True, help="Augment for other sensors: ground scale 0.5-2x and radiometry (gains, offsets, gamma, saturation, hue, haze, blur, noise); see training/augment.py.")
 @click.option("--stretch-augment", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="With --sensor-augment: probability of a contrast stretch like the runtime's per-scene percentile stretch of uint16 scenes.")
+@click.option("--target-stretch", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Probability that a training image is shown as the runtime's uint16 rule shows a scene (2-98 %% per band to the default contract's targets 25-222, 46-189, 67-182): bright cloud as the pinkish grey of 16-bit scenes. RGB models.")
 @click.option("--patience", type=click.IntRange(1), default=3, show_default=True, help="Early stopping: epochs without a better validation loss before a phase stops (the scratch CNN gets one more).")
 @click.option("--mix-cells", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Probability that an image takes a minority part (5-45 %%) of another image of its batch, a blob or a band, keeping its own label: mixed cells as in a scene, scored by their majority class.")
 @click.option("--mix-skip", default="", help="Comma-separated classes that --mix-cells leaves out (neither taking nor giving a part), e.g. cloudy.")
@@ -95,7 +96,7 @@ def _reflectance_params(haze: float | None, haze_share: float | None) -> dict:
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
-              batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
+              batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, target_stretch, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
               extra_limit, input_kind, reflectance_scale, reflectance_offset, uint8_scale, first_conv_init, spectral_indices,
               init_from, index_stats, feature_dropout, index_stats_pool, haze, haze_share, verbose, quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
@@ -127,7 +128,7 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
     cfg = TrainConfig(data_dir, run_dir, arch, _weights(weights), input_size, epochs, fine_tune_epochs,
                       fine_tune_fraction, batch_size, lr=lr, fine_tune_lr=fine_tune_lr, seed=seed,
                       split_from=split_from, augment=not no_augment, sensor_augment=sensor_augment,
-                      stretch_augment=stretch_augment, scale_augment=scale_augment, water_colour=water_colour, mix_cells=mix_cells, jpeg_augment=jpeg_augment,
+                      stretch_augment=stretch_augment, target_stretch=target_stretch, scale_augment=scale_augment, water_colour=water_colour, mix_cells=mix_cells, jpeg_augment=jpeg_augment,
                       mix_skip=tuple(c.strip() for c in mix_skip.split(",") if c.strip()), patience=patience,
                       extra_data=extra_data, extra_map=mapping, extra_limit=extra_limit, input_kind=input_kind,
                       reflectance_scale=reflectance_scale, reflectance_offset=reflectance_offset,

@@ -56,6 +56,7 @@ class TrainConfig:
     feature_dropout: float = 0.0  # with index_stats: probability that an image's backbone features are dropped whole
     index_stats_pool: int = 1  # with index_stats: statistics of pool x pool pixel means (4: 16 times less work)
     init_from: str | None = None  # a model.keras of the same recipe whose weights start this run (soups)
+    target_stretch: float = 0.0  # probability of the runtime's uint16 rule on a training image (augment.target_stretch)
 
 
 def _tf():
@@ -190,6 +191,8 @@ def _sensor_augment(cfg: TrainConfig, classes: list[str]):
     extra: dict = {}
     if cfg.jpeg_augment:
         extra["p_jpeg"] = cfg.jpeg_augment
+    if cfg.target_stretch:
+        extra["p_target_stretch"] = cfg.target_stretch
     if cfg.water_colour:
         if "water" not in classes:
             raise ValueError("--water-colour needs a class called water")
@@ -207,8 +210,10 @@ def check_reflectance_config(cfg: TrainConfig) -> None:
         bad.append(f"--arch {cfg.arch} (use mobilenetv2 or efficientnetb0)")
     if cfg.extra_data:
         bad.append("--extra-data (8-bit images; add reflectance chips to the chips folder instead)")
-    if cfg.sensor_augment or cfg.scale_augment or cfg.water_colour or cfg.jpeg_augment or cfg.stretch_augment:
-        bad.append("--sensor-augment/--scale-augment/--water-colour/--jpeg-augment/--stretch-augment (8-bit "
+    if (cfg.sensor_augment or cfg.scale_augment or cfg.water_colour or cfg.jpeg_augment or cfg.stretch_augment
+            or cfg.target_stretch):
+        bad.append("--sensor-augment/--scale-augment/--water-colour/--jpeg-augment/--stretch-augment/"
+                   "--target-stretch (8-bit "
                    "augmentations; reflectance input has its own: gain, offset, haze, ground scale)")
     if cfg.first_conv_init not in ("zero", "mean"):
         bad.append(f"first-conv init {cfg.first_conv_init!r} (zero or mean)")
