@@ -296,6 +296,10 @@ def _too_few(path: str, want: tuple[str, ...], count: int, data: list[int], name
     alpha = [b for b in range(1, count + 1) if b not in data]
     if alpha:
         msg += f"band(s) {','.join(map(str, alpha))} are marked alpha: if they hold data, name them in --bidx; "
+    if count < 3:  # fewer bands than any model reads: --bidx or another model cannot help
+        return msg + ("Landsat and Sentinel-2 products come one file per band: stack the bands into one file "
+                      f"in the model's order first (`gdalbuildvrt -separate stack.vrt` with the {', '.join(want)} "
+                      "files), or pass the product's STAC item")
     if "nir" in want and "nir" not in names and "nir08" not in names:
         return msg + "a scene without near-infrared: classify it with -m default (red, green, blue)" + \
             (", or choose the bands with --bidx" if alpha else "")

@@ -230,3 +230,14 @@ def test_sensor_preset_agreeing_with_the_file_passes(family, descs, tags):
 ], ids=["rgb_on_s2", "ms_on_s2", "unnamed_fourth", "narrow_nir"])
 def test_unused_nir_names_the_band_an_rgb_model_leaves(want, ci, descs, expect):
     assert unused_nir(want, ci, list(descs)) == expect
+
+
+@pytest.mark.parametrize("want", [MS, RGB], ids=["multispectral", "rgb"])
+def test_a_single_band_file_is_told_to_stack_the_bands(want):
+    # Landsat and Sentinel-2 come one file per band: -m default or --bidx were suggested, neither can help
+    with pytest.raises(InputError) as e:
+        choose_bands("LC08_SR_B2.TIF", want, 1, grey(1), (None,))
+    msg = str(e.value)
+    assert msg.startswith(f"LC08_SR_B2.TIF: raster has 1 data band(s) (1=?), the model expects {len(want)} ")
+    assert msg.endswith(f"stack the bands into one file in the model's order first (`gdalbuildvrt -separate "
+                        f"stack.vrt` with the {', '.join(want)} files), or pass the product's STAC item")
