@@ -337,13 +337,16 @@ def test_remote_scene_tasks_leave_the_output_folder_to_the_workers(tmp_path):
         _make_outdir(out)
 
 
-def test_a_folder_of_outputs_only_says_so(tmp_path, model8, caplog):
+def test_a_folder_of_outputs_only_says_so(tmp_path, model8, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("geoseg"), "propagate", True)  # CLI tests turn it off (and set -q)
     d = tmp_path / "scenes"
     d.mkdir()
     write_scene(d / "s.tif", paint(np.random.default_rng(1).integers(0, 4, (4, 5)), 8))
     assert classify_many([str(d)], tmp_path / "out", model8, ClassifyOptions(), scheduler="synchronous",
                          progress=False).ok
-    with pytest.raises(InputError, match="no scene found"):
+    with caplog.at_level(logging.WARNING, logger="geoseg"), pytest.raises(InputError, match="no scene found"):
         classify_many([str(tmp_path / "out")], tmp_path / "again", model8, ClassifyOptions(),
                       scheduler="synchronous", progress=False)
     assert f"{tmp_path / 'out'}: holds only geoseg's outputs (2 class or probability raster(s)), no scene" in caplog.text
