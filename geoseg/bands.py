@@ -238,6 +238,8 @@ def choose_bands(
     for w in want:
         for n in (w, *_FALLBACK.get(w, ())):
             hits = [b for b in data if names[b - 1] == n]
+            if len(hits) > 1:  # PlanetScope 8-band: coastal_blue/blue, green_i/green: the band named just so
+                hits = [b for b in hits if _tokens(descriptions[b - 1]) == [n]] or hits
             if len(hits) > 1:
                 raise InputError(f"{path}: bands {', '.join(map(str, hits))} are all named {n!r}; expected one "
                                  f"band per model band ({txt}): choose them with --bidx")

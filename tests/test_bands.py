@@ -241,3 +241,15 @@ def test_a_single_band_file_is_told_to_stack_the_bands(want):
     assert msg.startswith(f"LC08_SR_B2.TIF: raster has 1 data band(s) (1=?), the model expects {len(want)} ")
     assert msg.endswith(f"stack the bands into one file in the model's order first (`gdalbuildvrt -separate "
                         f"stack.vrt` with the {', '.join(want)} files), or pass the product's STAC item")
+
+
+@pytest.mark.parametrize("want,bidx", [(MS, (2, 4, 6, 8)), (RGB, (6, 4, 2))], ids=["multispectral", "rgb"])
+def test_planetscope_8_band_names_pick_the_band_named_just_so(want, bidx):
+    # SuperDove: coastal_blue and blue, green_i and green were refused as two bands of one name
+    descs = ("coastal_blue", "blue", "green_i", "green", "yellow", "red", "rededge", "nir")
+    assert choose_bands("ps8.tif", want, 8, grey(8), descs).bidx == bidx
+
+
+def test_two_bands_both_named_just_so_stay_ambiguous():
+    with pytest.raises(InputError, match=r"x.tif: bands 1, 2 are all named 'blue'"):
+        choose_bands("x.tif", MS, 5, grey(5), ("blue", "blue", "green", "red", "nir"))
