@@ -208,10 +208,9 @@ def _preset(path: str, dtype: str, is8: bool, n: int, sensor: str, tags: Mapping
             q = 1.0 / quantification(tags, 1.0 / p.scale)
             return Reflectance(f"--sensor {sensor}, offset {found:g} DN from the file's metadata",
                                (q,) * n, (found * q,) * n), None
-        if "l2a" in sensor:
-            warning = (f"{path}: the file's metadata does not give its processing baseline; --sensor {sensor} "
-                       f"applies no offset (products of baseline 04.00 and later, from 25 January 2022, need "
-                       f"--sensor {sensor}-pb04)")
+        warning = (f"{path}: the file's metadata does not give its processing baseline; --sensor {sensor} "
+                   f"applies no offset (products of baseline 04.00 and later, from 25 January 2022, need "
+                   f"--sensor {sensor}-pb04)")
     return Reflectance(f"--sensor {sensor}", (p.scale,) * n, (offset,) * n), warning
 
 

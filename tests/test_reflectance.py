@@ -21,7 +21,6 @@ def test_explicit_scale_comes_first():
 
 
 @pytest.mark.parametrize("sensor,scale,offset", [
-    ("sentinel2-l1c", 1e-4, 0.0),
     ("sentinel2-l2a-pb04", 1e-4, -0.1),
     ("sentinel2-l1c-pb04", 1e-4, -0.1),
     ("landsat-c2-l1", 2.0e-5, -0.1),
@@ -47,11 +46,13 @@ def test_l2a_offset_from_the_file_metadata(tags, offset):
     assert r.offset == pytest.approx((offset,) * 4) and w is None and "metadata" in r.source
 
 
-def test_l2a_without_baseline_metadata_warns_and_applies_no_offset():
-    r, w = decide("s.tif", "uint16", 4, sensor="sentinel2-l2a")
-    assert r.offset == (0.0,) * 4
+@pytest.mark.parametrize("sensor", ["sentinel2-l2a", "sentinel2-l1c"])
+def test_sentinel2_without_baseline_metadata_warns_and_applies_no_offset(sensor):
+    # L1C products carry the -1000 offset from baseline 04.00 (25 January 2022) as L2A products do
+    r, w = decide("s.tif", "uint16", 4, sensor=sensor, file_scale_offset=((5.0, 0.0),) * 4)
+    assert (r.source, r.scale, r.offset) == (f"--sensor {sensor}", (1e-4,) * 4, (0.0,) * 4)
     assert w is not None and w.startswith("s.tif: the file's metadata does not give its processing baseline") \
-        and "--sensor sentinel2-l2a-pb04" in w
+        and f"--sensor {sensor}-pb04" in w
 
 
 @pytest.mark.parametrize("sensor,dtype,msg", [
