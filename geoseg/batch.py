@@ -294,11 +294,11 @@ def classify_many(
                       "one, so it is ignored (choose a GeoTIFF's bands with --bidx)", GeosegWarning, stacklevel=2)
     info = model if isinstance(model, ModelInfo) else load_model(resolve_model_path(model))
     check_options(info, options)  # once, before any scene
-    remote = runner.remote if runner is not None else "://" in str(scheduler)
-    _make_outdir(outdir, here=not (scene_tasks and remote))  # remote scene tasks: the workers write OUTDIR
     from .providers import provider_name
 
     run = RunResult(provider=provider_name(options.provider))  # an unavailable provider stops the run here
+    remote = runner.remote if runner is not None else "://" in str(scheduler)
+    _make_outdir(outdir, here=not (scene_tasks and remote))  # remote scene tasks: the workers write OUTDIR
     t0 = time.perf_counter()
     if runner is None:
         with Runner(scheduler, workers, ort_threads) as r:
