@@ -250,22 +250,30 @@ def brandenburg_clouds(window) -> tuple[np.ndarray, object]:
     return s2cloudless_mask(BRB, window)
 
 
-def _brandenburg_reference(out: str, window) -> str:
-    """OSM land use with s2cloudless's clouds drawn over it (``fclass`` ``cloud``, last, so it wins)."""
+def clouds_over(polygons, mask: np.ndarray, transform):
+    """``polygons`` (a GeoDataFrame with ``fclass``) with the cloud pixels of ``mask`` (bool, on the grid of
+    ``transform``, in their CRS) appended as polygons of ``fclass`` ``cloud``: last, so where they overlap
+    the land use, evaluate-scene's vector reference takes the cloud (the later polygon wins)."""
     import geopandas as gpd
     import pandas as pd
-    import pyogrio
     import shapely
     from rasterio.features import shapes
+
+    clouds = [shapely.geometry.shape(g) for g, _ in shapes(mask.astype(np.uint8), mask=mask, transform=transform)]
+    cloud = gpd.GeoDataFrame({"fclass": ["cloud"] * len(clouds)}, geometry=clouds, crs=polygons.crs)
+    return gpd.GeoDataFrame(pd.concat([polygons[["fclass", "geometry"]], cloud], ignore_index=True),
+                            crs=polygons.crs)
+
+
+def _brandenburg_reference(out: str, window) -> str:
+    """OSM land use with s2cloudless's clouds drawn over it (:func:`clouds_over`)."""
+    import pyogrio
 
     path = os.path.join(out, "brandenburg_east_ref.gpkg")
     if os.path.exists(path):
         return path
     mask, transform = brandenburg_clouds(window)
-    osm = pyogrio.read_dataframe(OSM, columns=["fclass"])
-    clouds = [shapely.geometry.shape(g) for g, _ in shapes(mask.astype(np.uint8), mask=mask, transform=transform)]
-    cloud = gpd.GeoDataFrame({"fclass": ["cloud"] * len(clouds)}, geometry=clouds, crs=osm.crs)
-    ref = gpd.GeoDataFrame(pd.concat([osm[["fclass", "geometry"]], cloud], ignore_index=True), crs=osm.crs)
+    ref = clouds_over(pyogrio.read_dataframe(OSM, columns=["fclass"]), mask, transform)
     tmp = path + ".tmp.gpkg"
     ref.to_file(tmp, driver="GPKG", layer="reference")
     os.replace(tmp, path)

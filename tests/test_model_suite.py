@@ -44,6 +44,24 @@ def test_iou_is_undefined_where_the_reference_has_none_of_the_class():
     assert got["water_iou"] is None and got["water_model_share"] == pytest.approx(0.3)
 
 
+def test_clouds_are_drawn_over_the_land_use_and_win_where_they_overlap():
+    import geopandas as gpd
+    import shapely
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    t = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5800000.0)
+    forest = gpd.GeoDataFrame({"fclass": ["forest"], "osm_id": [1]}, geometry=[shapely.box(500000, 5799920, 500080, 5800000)],
+                              crs="EPSG:32633")  # 8 x 8 pixels
+    mask = np.zeros((8, 8), bool)
+    mask[:, :3] = True  # the west three columns under cloud
+    ref = model_suite.clouds_over(forest, mask, t)
+    assert list(ref.columns) == ["fclass", "geometry"] and list(ref["fclass"]) == ["forest", "cloud"]
+    # evaluate-scene burns the polygons in order (the later one wins where they overlap)
+    burnt = rasterize(zip(ref.geometry, range(1, len(ref) + 1)), out_shape=(8, 8), transform=t)
+    assert (burnt[:, :3] == 2).all() and (burnt[:, 3:] == 1).all()
+
+
 @pytest.mark.parametrize("name", RECORDED)
 def test_recorded_figures_belong_to_the_shipped_model_file(name):
     """A model re-exported or re-contracted without re-recording its suite figures is caught without ../shared."""
