@@ -206,9 +206,8 @@ def _stack(path: str, files: list[str], window=None, nodata=None) -> str:
     try:
         s0 = srcs[0]
         t = s0.transform
-        if window is not None:  # (rasterio's window_transform multiplies Affines: affine 3 warns about it)
-            c, r = window.col_off, window.row_off
-            t = Affine(t.a, t.b, t.c + c * t.a + r * t.b, t.d, t.e, t.f + c * t.d + r * t.e)
+        if window is not None:
+            t = t @ Affine.translation(window.col_off, window.row_off)
         transform = t
         h, w = (int(window.height), int(window.width)) if window is not None else (s0.height, s0.width)
         prof = {"driver": "GTiff", "count": len(files), "dtype": s0.dtypes[0], "crs": s0.crs,
@@ -241,15 +240,6 @@ def _spain(out: str) -> list[Part]:
     return [Part(f"{SPAIN}S2Hand.tif", ref, "4,3,2", "2,3,4,8", [], "int16", (1e-4, 0.0))]
 
 
-def brandenburg_clouds(window) -> tuple[np.ndarray, object]:
-    """s2cloudless's cloud mask of the Brandenburg L1C tile inside ``window`` (10 m grid) and its transform:
-    :func:`geoseg.training.msdata.s2cloudless_mask` over the whole tile (the window's edges see their
-    neighbours), cut to the window.  Independent of every geoseg model."""
-    from geoseg.training.msdata import s2cloudless_mask
-
-    return s2cloudless_mask(BRB, window)
-
-
 def clouds_over(polygons, mask: np.ndarray, transform):
     """``polygons`` (a GeoDataFrame with ``fclass``) with the cloud pixels of ``mask`` (bool, on the grid of
     ``transform``, in their CRS) appended as polygons of ``fclass`` ``cloud``: last, so where they overlap
@@ -272,7 +262,10 @@ def _brandenburg_reference(out: str, window) -> str:
     path = os.path.join(out, "brandenburg_east_ref.gpkg")
     if os.path.exists(path):
         return path
-    mask, transform = brandenburg_clouds(window)
+    from geoseg.training.msdata import s2cloudless_mask
+
+    # over the whole tile, so the window's edges see their neighbours; independent of every geoseg model
+    mask, transform = s2cloudless_mask(BRB, window)
     ref = clouds_over(pyogrio.read_dataframe(OSM, columns=["fclass"]), mask, transform)
     tmp = path + ".tmp.gpkg"
     ref.to_file(tmp, driver="GPKG", layer="reference")

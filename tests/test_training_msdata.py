@@ -28,7 +28,7 @@ def test_majority_label_by_ndwi_then_ndvi(x, want):
 @pytest.mark.parametrize("x, cloud, want", [(flat(LAND), 0.5, "cloudy"), (flat(WATER), 0.0, "water"),
                                             (flat(WATER), 0.2, None), (flat(LAND), 0.0, None)])
 def test_index_label_takes_cloud_then_clear_water_only(x, cloud, want):
-    assert M.index_label(x, cloud) == want
+    assert M.tile_label(x, cloud, ("water",)) == want
 
 
 @pytest.mark.parametrize("share", [0.1, 0.5, 0.9])

@@ -110,7 +110,16 @@ class Writer:
 
     def __init__(self, out: str):
         self.out, self.rows = out, []
+        self._read: dict[str, np.ndarray] = {}
         os.makedirs(out, exist_ok=True)
+
+    def chip(self, row: dict) -> np.ndarray:
+        """The pixels of a chip written here (float32, read once)."""
+        from geoseg.chips import read_chip
+
+        if row["chip"] not in self._read:
+            self._read[row["chip"]] = read_chip(os.path.join(self.out, row["chip"]))[0].astype(np.float32)
+        return self._read[row["chip"]]
 
     def add(self, x: np.ndarray, cls: str, source: str, name: str, group: str, crs=None, transform=None,
             pixel_size: float | None = None) -> None:
@@ -184,6 +193,25 @@ def _read1(path: str) -> np.ndarray:
             return src.read(1)
 
 
+def block_tiles(height: int, width: int, block: int, step: int = 32):
+    """(k, r, c) of the SIZE px tiles at ``step`` inside each ``block`` x ``block`` block of a height x width
+    grid (k: the block's index, row by row; a block is a split group, so overlapping tiles share one)."""
+    blocks = [(r0, c0) for r0 in range(0, height - block + 1, block) for c0 in range(0, width - block + 1, block)]
+    for k, (r0, c0) in enumerate(blocks):
+        for r in range(r0, r0 + block - SIZE + 1, step):
+            for c in range(c0, c0 + block - SIZE + 1, step):
+                yield k, r, c
+
+
+def tile_label(tile: np.ndarray, cloud_share: float, clear: tuple[str, ...] = ("water", "green_area")) -> str | None:
+    """The 38-Cloud rule for a tile under a cloud mask: cloudy where half of it is cloud; where it is clear
+    (< 5 % cloud) its :func:`majority_label` at 60 % if that is one of ``clear``; else None (left out)."""
+    if cloud_share >= 0.5:
+        return "cloudy"
+    cls = majority_label(tile, 0.6) if cloud_share < 0.05 else None
+    return cls if cls in clear else None
+
+
 def add_cloud38(w: Writer, root: str, split_file: str, doc: dict, step: int = 32) -> None:
     with open(split_file, encoding="utf-8") as f:
         split = json.load(f)
@@ -199,20 +227,15 @@ def add_cloud38(w: Writer, root: str, split_file: str, doc: dict, step: int = 32
         gt = _read1(os.path.join(root, "train_gt", f"gt_{stem}.TIF")) > 0
         x = np.where(dn > 0, dn * 2.0e-5 - 0.1, 0.0).astype(np.float32)
         valid = (dn > 0).all(0)
-        h = x.shape[1] // 2
-        for q, (r0, c0) in enumerate(((0, 0), (0, h), (h, 0), (h, h))):
-            for r in range(r0, r0 + h - SIZE + 1, step):
-                for c in range(c0, c0 + h - SIZE + 1, step):
-                    if not valid[r : r + SIZE, c : c + SIZE].all():
-                        continue
-                    tile = x[:, r : r + SIZE, c : c + SIZE]
-                    cloud = gt[r : r + SIZE, c : c + SIZE].mean()
-                    cls = "cloudy" if cloud >= 0.5 else majority_label(tile, 0.6) if cloud < 0.05 else None
-                    if cls is None:
-                        left += 1
-                        continue
-                    w.add(tile, cls, "cloud38", f"{stem[9:40]}_r{r:03d}_c{c:03d}", f"cloud38:{stem}:{q}",
-                          pixel_size=None)
+        for q, r, c in block_tiles(x.shape[1], x.shape[2], x.shape[1] // 2, step):  # q: the patch's quadrant
+            if not valid[r : r + SIZE, c : c + SIZE].all():
+                continue
+            tile = x[:, r : r + SIZE, c : c + SIZE]
+            cls = tile_label(tile, float(gt[r : r + SIZE, c : c + SIZE].mean()))
+            if cls is None:
+                left += 1
+                continue
+            w.add(tile, cls, "cloud38", f"{stem[9:40]}_r{r:03d}_c{c:03d}", f"cloud38:{stem}:{q}", pixel_size=None)
     doc["cloud38"] = {"folder": root, "split_file": split_file, "patches": train, "tile_step": step,
                       "left_out": left, "rule": "cloud share >= 0.5: cloudy; < 0.05: water / green_area by "
                       "60 % NDWI > 0 / NDVI > 0.3, else left out; 0.05-0.5 left out",
@@ -248,6 +271,7 @@ def s2cloudless_mask(prefix: str, window, read_window=None):
     S2_CLOUD_DILATION.  Needs ``s2cloudless`` (dev extra).
     """
     import rasterio
+    from affine import Affine
     from rasterio.enums import Resampling
     from rasterio.windows import Window
     from s2cloudless import S2PixelCloudDetector
@@ -264,29 +288,14 @@ def s2cloudless_mask(prefix: str, window, read_window=None):
                                dilation_size=S2_CLOUD_DILATION, all_bands=False)
     mask = det.get_cloud_masks(np.stack(bands, axis=-1)[None])[0].astype(bool)
     r, c = int(window.row_off - rw.row_off), int(window.col_off - rw.col_off)
-    return mask[r : r + int(window.height), c : c + int(window.width)], _offset(t, window.col_off, window.row_off)
-
-
-def _offset(t, col: float, row: float):
-    """``t`` moved to pixel (col, row) (rasterio's window_transform multiplies Affines: affine 3 warns about it)."""
-    from affine import Affine
-
-    return Affine(t.a, t.b, t.c + col * t.a + row * t.b, t.d, t.e, t.f + col * t.d + row * t.e)
-
-
-def index_label(tile: np.ndarray, cloud_share: float) -> str | None:
-    """The class of a tile of the Brandenburg index chips: cloudy where half of it is cloud, water where it is
-    clear (< 5 % cloud) and 60 % of its pixels have NDWI > 0, else None (left out)."""
-    if cloud_share >= 0.5:
-        return "cloudy"
-    if cloud_share < 0.05 and majority_label(tile, 0.6) == "water":
-        return "water"
-    return None
+    window_t = t @ Affine.translation(window.col_off, window.row_off)
+    return mask[r : r + int(window.height), c : c + int(window.width)], window_t
 
 
 def add_brandenburg_index(w: Writer, shared: str, doc: dict, step: int = 32, block: int = 256) -> None:
     """Water and cloud tiles of the Brandenburg west half by NDWI and s2cloudless (module docstring)."""
     import rasterio
+    from affine import Affine
     from rasterio.windows import Window
 
     prefix = os.path.join(shared, "scenes", "s2_brandenburg", BRANDENBURG_PREFIX)
@@ -302,20 +311,18 @@ def add_brandenburg_index(w: Writer, shared: str, doc: dict, step: int = 32, blo
     valid = (x > 0).all(0)
     x = x.astype(np.float32) * 1e-4
     counts: dict[str, int] = {"cloudy": 0, "water": 0, "left_out": 0}
-    for br in range(0, height - block + 1, block):
-        for bc in range(0, BRANDENBURG_WEST_COLS - block + 1, block):
-            for r in range(br, br + block - SIZE + 1, step):
-                for c in range(bc, bc + block - SIZE + 1, step):
-                    if not valid[r : r + SIZE, c : c + SIZE].all():
-                        continue
-                    tile = x[:, r : r + SIZE, c : c + SIZE]
-                    cls = index_label(tile, float(cloud[r : r + SIZE, c : c + SIZE].mean()))
-                    if cls is None:
-                        counts["left_out"] += 1
-                        continue
-                    counts[cls] += 1
-                    w.add(tile, cls, "brandenburg_index", f"r{r:04d}_c{c:04d}", f"brandenburg_index:{br}:{bc}",
-                          crs, _offset(transform, c, r), 10.0)
+    for _, r, c in block_tiles(height, BRANDENBURG_WEST_COLS, block, step):
+        if not valid[r : r + SIZE, c : c + SIZE].all():
+            continue
+        tile = x[:, r : r + SIZE, c : c + SIZE]
+        cls = tile_label(tile, float(cloud[r : r + SIZE, c : c + SIZE].mean()), ("water",))
+        if cls is None:
+            counts["left_out"] += 1
+            continue
+        counts[cls] += 1
+        group = f"brandenburg_index:{r - r % block}:{c - c % block}"
+        w.add(tile, cls, "brandenburg_index", f"r{r:04d}_c{c:04d}", group, crs,
+              transform @ Affine.translation(c, r), 10.0)
     doc["brandenburg_index"] = {"region": f"columns 0-{BRANDENBURG_WEST_COLS - 1} of the 10 m grid (west half)",
                                 "tile_step": step, "group_block": block, "counts": counts,
                                 "cloud": f"s2cloudless, threshold {S2_CLOUD_THRESHOLD}, average_over "
@@ -475,24 +482,16 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
     mask; a cell's label is its majority: water share 0.5-1.0 -> water
     (two thirds of them), 0.1-0.5 -> the land chip's class.  Each mixture is
     in its water chip's split group."""
-    from geoseg.chips import read_chip
 
     rng = np.random.default_rng(seed)
     water = [r for r in w.rows if r["class"] == "water"]
     land = [r for r in w.rows if r["class"] in ("green_area", "desert")]
     if not water or not land:
         raise ValueError("water mixtures need water and land chips")
-    cache: dict[str, np.ndarray] = {}
-
-    def chip(r: dict) -> np.ndarray:
-        if r["chip"] not in cache:
-            cache[r["chip"]] = read_chip(os.path.join(w.out, r["chip"]))[0].astype(np.float32)
-        return cache[r["chip"]]
-
     counts = {"water": 0, "land": 0}
     for i in range(n):
         rw, rl = water[rng.integers(len(water))], land[rng.integers(len(land))]
-        xw, xl = chip(rw).copy(), chip(rl)
+        xw, xl = w.chip(rw).copy(), w.chip(rl)
         if rng.uniform() < 0.7:
             target = spectra[rng.integers(len(spectra))] * np.exp(rng.uniform(np.log(0.7), np.log(brightness_max)))
             if colour_jitter:  # other water colours (algae, sediment): visible bands x 0.75-1.35 each,
@@ -519,7 +518,6 @@ def add_cloud_mixtures(w: Writer, doc: dict, n: int = 400, seed: int = 0, alpha:
     the linear mixing model x = (1 - a) x ground + a x cloud; a cell is cloudy where a >= 0.5 (the cloud
     is more of what the sensor sees than the ground), else its ground chip's class.  In the ground chip's
     split group."""
-    from geoseg.chips import read_chip
 
     rng = np.random.default_rng(seed + 7)
     clouds = [r for r in w.rows if r["class"] == "cloudy" and r["scene"] == "cloud38"]
@@ -529,8 +527,7 @@ def add_cloud_mixtures(w: Writer, doc: dict, n: int = 400, seed: int = 0, alpha:
     counts = {"cloudy": 0, "ground": 0}
     for i in range(n):
         rc, rg = clouds[rng.integers(len(clouds))], ground[rng.integers(len(ground))]
-        c = read_chip(os.path.join(w.out, rc["chip"]))[0].astype(np.float32)
-        g = read_chip(os.path.join(w.out, rg["chip"]))[0].astype(np.float32)
+        c, g = w.chip(rc), w.chip(rg)
         if c.shape != g.shape:
             continue
         a = float(rng.uniform(*alpha))
