@@ -55,6 +55,7 @@ _WORDS: tuple[tuple[str, str], ...] = (
     ("blue", "blue"), ("green", "green"), ("red", "red"), ("coastal", "coastal"), ("swir16", "swir16"),
     ("swir22", "swir22"), ("swir", "swir"), ("cirrus", "cirrus"), ("pan", "pan"), ("alpha", "alpha"),
 )
+_RGB = ("red", "green", "blue")  # the order of a file that names none of its bands (geoseg's RGB scenes)
 # colour interpretations (GDAL >= 3.10 names infrared bands too) that name a band
 _CI = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "coastal": "coastal", "rededge": "rededge",
        "swir": "swir", "pan": "pan"}
@@ -250,11 +251,13 @@ def choose_bands(
         how = "band names" if any(named[b - 1][1] for b in found.values()) else "colour interpretation"
         return BandChoice(tuple(found[w] for w in want), how, want)
     if not found and set(want) == {"red", "green", "blue"}:
-        chosen = tuple(data[:need])
+        # the first data bands as red, green, blue, handed over in the model's order
+        chosen = tuple(data[_RGB.index(w)] for w in want)
         warning = None
         if len(data) > need:
             warning = (f"{path}: {len(data)} bands without colour interpretation; using bands "
-                       f"{','.join(map(str, chosen))} as {txt} (no band names either: choose others with --bidx)")
+                       f"{','.join(map(str, data[:need]))} as red, green, blue (no band names either: choose others "
+                       "with --bidx)")
         return BandChoice(chosen, "first bands", want, warning)
     codes = [c for d in descriptions for c in _codes(_tokens(d))]
     coded = "landsat" if any(p in ("sr", "st") for p, _ in codes) else "any" if codes else ""

@@ -86,6 +86,11 @@ def test_unnamed_bands_feed_an_rgb_model_by_position():
     assert (c.bidx, c.how, c.warning) == ((1, 2, 3), "first bands", None)
 
 
+def test_unnamed_bands_feed_a_blue_green_red_model_as_red_green_blue():
+    c = choose_bands("p.tif", ("blue", "green", "red"), 3, grey(3), [None] * 3)
+    assert (c.bidx, c.how) == ((3, 2, 1), "first bands")
+
+
 def test_unnamed_extra_bands_warn_for_an_rgb_model():
     c = choose_bands("p.tif", RGB, 4, grey(4), [None] * 4)
     assert c.bidx == (1, 2, 3) and "p.tif: 4 bands without colour interpretation; using bands 1,2,3" in c.warning
