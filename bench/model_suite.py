@@ -427,6 +427,7 @@ def _pooled(matrices: list[np.ndarray], labels: list[str], classes: list[str]) -
 def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, scaling: str | None) -> dict:
     """Classify every part of ``sc`` with ``model`` and pool the evaluate-scene confusions."""
     reflectance = contract.get("input_kind") == "reflectance"
+    rgb = sorted(contract.get("bands") or []) == ["blue", "green", "red"]  # an RGB model (any order)
     row: dict = {"scene": sc.name, "what": sc.what}
     os.makedirs(os.path.join(out, "scenes"), exist_ok=True)
     try:
@@ -436,12 +437,12 @@ def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, sca
     tag = label + "_" + hashlib.sha1(f"{model}|{scaling}".encode()).hexdigest()[:8]
     mats, labels = [], None
     for i, p in enumerate(parts):
-        if reflectance and p.ms_bidx is None:
+        if reflectance and not rgb and p.ms_bidx is None:
             return row | {"why": "the scene has no near-infrared band for a reflectance model"}
         args = ["classify", p.scene, "-m", model, "--no-polygons", "--no-quicklook", "--no-probs", "--overwrite", "-q",
                 *p.classify]
-        if reflectance:
-            args += ["-b", p.ms_bidx or "", *p.reflectance]
+        if reflectance:  # the scene's calibration; an RGB reflectance model reads its red, green, blue bands
+            args += ["-b", _rgb_bidx(p.rgb_bidx, contract["bands"]) if rgb else p.ms_bidx or "", *p.reflectance]
         else:
             args += ["-b", p.rgb_bidx]
             if scaling and scaling.startswith("reflectance:"):
@@ -468,6 +469,12 @@ def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, sca
     return row
 
 
+def _rgb_bidx(rgb_bidx: str, bands: list[str]) -> str:
+    """``-b`` of an RGB model whose contract bands are red, green, blue in ``bands``' order."""
+    pos = dict(zip(("red", "green", "blue"), rgb_bidx.split(","), strict=True))
+    return ",".join(pos[b] for b in bands)
+
+
 def test_split(model: str, out: str) -> dict:
     """Accuracy and lowest class recall on the 4-class test split (cached pixels)."""
     from geoseg.model import load_model, new_session
@@ -475,8 +482,10 @@ def test_split(model: str, out: str) -> dict:
     info = load_model(model)
     c = info.contract
     row: dict = {"scene": "test_split", "what": "satellite4 held-out test split (prepare --seed 0), 759 images"}
-    if c.to_dict().get("input_kind", "dn") != "dn" or c.n_bands != 3:
-        return row | {"why": "RGB JPEGs: not an input of a reflectance / multi-band model"}
+    cd = c.to_dict()
+    reflectance = cd.get("input_kind", "dn") == "reflectance"
+    if c.n_bands != 3 or sorted(cd["bands"]) != ["blue", "green", "red"]:
+        return row | {"why": "RGB JPEGs: not an input of a multi-band model"}
     cache = os.path.join(out, "test_split_64.npz")
     if not os.path.exists(cache):
         split = os.path.join(out, "split")
@@ -490,6 +499,12 @@ def test_split(model: str, out: str) -> dict:
         os.replace(cache + ".tmp.npz", cache)
     z = np.load(cache)
     x, y = z["x"].astype(np.float32), [str(v) for v in z["y"]]
+    x = x[..., [("red", "green", "blue").index(b) for b in cd["bands"]]]
+    if reflectance:  # the 8-bit images as the runtime reads an uncalibrated 8-bit scene: the contract's uint8 rule
+        from geoseg.patches import to_model_input
+
+        x = to_model_input(np.moveaxis(z["x"], -1, 1)[:, [("red", "green", "blue").index(b) for b in cd["bands"]]],
+                           None, c.scaling["uint8"], tuple(cd["input_range"]), None, "NHWC", "float32")
     sess = new_session(model, 2)
     name = sess.get_inputs()[0].name
     from geoseg.export.graph import feed

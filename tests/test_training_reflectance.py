@@ -182,6 +182,7 @@ def test_export_refuses_what_a_reflectance_model_cannot_take(run, tmp_path, kw, 
     (["--index-stats"], "only with --input-kind reflectance"),
     (["--input-kind", "reflectance", "--feature-dropout", "0.5"], "only with --index-stats"),
     (["--haze", "0.15"], "only with --input-kind reflectance"),
+    (["--band-jitter", "0.02"], "only with --input-kind reflectance"),
     (["--input-kind", "reflectance", "--index-stats-pool", "4"], "only with --index-stats"),
 ])
 def test_train_cli_refuses_reflectance_options_that_cannot_work(chips, tmp_path, args, match):
@@ -253,3 +254,11 @@ def test_haze_options_reach_the_reflectance_augmentation():
     aug = ReflectanceAugment(**extra["reflectance_params"])
     assert (aug.haze, aug.p_haze) == (0.15, 0.5)
     assert _reflectance_params(None, None) == {}  # the defaults stay ReflectanceAugment's
+
+
+def test_band_jitter_sets_per_band_gain_and_offset():
+    from geoseg.training.augment import ReflectanceAugment
+    from geoseg.training.cli import _reflectance_params
+
+    aug = ReflectanceAugment(**_reflectance_params(None, None, 0.02)["reflectance_params"])
+    assert (aug.gain, aug.offset, aug.haze) == (0.02, 0.003, ReflectanceAugment().haze)

@@ -48,9 +48,11 @@ def prepare_cmd(data_dir, run_dir, input_size, seed, verbose, quiet):
     click.echo(f"{len(records)} images in {len(classes)} classes; see {run_dir}/data_report.md")
 
 
-def _reflectance_params(haze: float | None, haze_share: float | None) -> dict:
-    """``TrainConfig.extra`` for other haze augmentation strengths than the defaults."""
+def _reflectance_params(haze: float | None, haze_share: float | None, band_jitter: float | None = None) -> dict:
+    """``TrainConfig.extra`` for other haze or per-band jitter strengths than the defaults."""
     params = {k: v for k, v in (("haze", haze), ("p_haze", haze_share)) if v is not None}
+    if band_jitter is not None:  # per-band gain +-J and offset +-0.15 J (defaults 0.1 and 0.015)
+        params |= {"gain": band_jitter, "offset": round(0.15 * band_jitter, 6)}
     return {"reflectance_params": params} if params else {}
 
 
@@ -92,13 +94,15 @@ def _reflectance_params(haze: float | None, haze_share: float | None) -> dict:
 @click.option("--feature-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="With --index-stats: probability that a training image's backbone features are dropped whole, so the head also learns to classify from the index statistics alone.")
 @click.option("--index-stats-pool", type=click.IntRange(1, 16), default=1, show_default=True, help="With --index-stats: compute the statistics on the means of POOL x POOL pixels (4: 16 times less work at run time).")
 @click.option("--haze", type=click.FloatRange(0, 0.5), default=None, help="With --input-kind reflectance: haze augmentation, path radiance added up to this reflectance in blue (0.75, 0.55, 0.35 of it in green, red, nir) [default: 0.08].")
+@click.option("--band-jitter", type=click.FloatRange(0, 0.5), default=None, help="With --input-kind reflectance: per-band gain in 1 +- J and offset in +- 0.15 J reflectance (a sensor's or calibration's colour change) [default: 0.1]; RGB-only models lose the colour that tells sand from cloud to it.")
 @click.option("--haze-share", type=click.FloatRange(0, 1), default=None, help="With --input-kind reflectance: share of the training images given haze [default: 0.3].")
 @verbose_opt
 @quiet_opt
 def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_epochs, fine_tune_fraction,
               batch_size, lr, fine_tune_lr, seed, split_from, no_augment, scale_augment, sensor_augment, stretch_augment, target_stretch, patience, water_colour, mix_cells, mix_skip, jpeg_augment, extra_data, extra_map,
               extra_limit, input_kind, reflectance_scale, reflectance_offset, uint8_scale, first_conv_init, spectral_indices,
-              init_from, index_stats, feature_dropout, index_stats_pool, haze, haze_share, verbose, quiet):
+              init_from, index_stats, feature_dropout, index_stats_pool, haze, haze_share, band_jitter, verbose,
+              quiet):
     """Prepare DATA_DIR (class folders, or chips from `geoseg chips`: any band
     count with --arch scratch), train, and write the model and its evaluation
     report into RUN_DIR."""
@@ -112,7 +116,8 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
         raise click.BadParameter(f"{reflectance_scale}: expected a positive scale, e.g. 0.0001",
                                  param_hint="--reflectance-scale")
     for name, flag in (("--spectral-indices", spectral_indices), ("--index-stats", index_stats),
-                       ("--haze", haze is not None), ("--haze-share", haze_share is not None)):
+                       ("--haze", haze is not None), ("--haze-share", haze_share is not None),
+                       ("--band-jitter", band_jitter is not None)):
         if flag and input_kind != "reflectance":
             raise click.BadParameter("only with --input-kind reflectance", param_hint=name)
     if reflectance_offset is not None and reflectance_scale is None:
@@ -135,7 +140,7 @@ def train_cmd(data_dir, run_dir, arch, weights, input_size, epochs, fine_tune_ep
                       uint8_scale=uint8_scale, first_conv_init=first_conv_init,
                       spectral_indices=spectral_indices, init_from=init_from, index_stats=index_stats,
                       feature_dropout=feature_dropout, index_stats_pool=index_stats_pool,
-                      extra=_reflectance_params(haze, haze_share))
+                      extra=_reflectance_params(haze, haze_share, band_jitter))
     try:
         rep = train(cfg)
     except (ValueError, FileNotFoundError, GeosegError) as exc:

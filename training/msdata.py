@@ -106,10 +106,10 @@ def majority_label(x: np.ndarray, share: float = 0.5) -> str | None:
 
 
 class Writer:
-    """Writes float32 4-band chips and their chips.csv rows."""
+    """Writes float32 chips (``bands``, default blue, green, red, nir) and their chips.csv rows."""
 
-    def __init__(self, out: str):
-        self.out, self.rows = out, []
+    def __init__(self, out: str, bands: tuple[str, ...] = BANDS):
+        self.out, self.rows, self.bands = out, [], tuple(bands)
         self._read: dict[str, np.ndarray] = {}
         os.makedirs(out, exist_ok=True)
 
@@ -135,11 +135,12 @@ class Writer:
         t = transform or Affine(pixel_size or 1.0, 0, 0, 0, -(pixel_size or 1.0), 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with rasterio.open(path, "w", driver="GTiff", width=x.shape[2], height=x.shape[1], count=4,
+            with rasterio.open(path, "w", driver="GTiff", width=x.shape[2], height=x.shape[1], count=len(self.bands),
                                dtype="float32", crs=crs, transform=t, compress="deflate") as dst:
                 dst.write(x)
-                dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
-                for i, b in enumerate(BANDS, 1):
+                dst.colorinterp = [getattr(ColorInterp, b, ColorInterp.undefined) if b in ("red", "green", "blue")
+                                   else ColorInterp.undefined for b in self.bands]
+                for i, b in enumerate(self.bands, 1):
                     dst.set_band_description(i, b)
                 dst.update_tags(CLASS=cls, SOURCE=source, UNITS="top-of-atmosphere reflectance")
         self.rows.append({"chip": rel, "class": cls, "scene": source, "col_off": 0, "row_off": 0,
@@ -160,7 +161,7 @@ class Writer:
             key = f"{r['scene']}/{r['class']}"
             doc["counts"][key] = doc["counts"].get(key, 0) + 1
         with open(os.path.join(self.out, "chips.json"), "w", encoding="utf-8") as f:
-            json.dump({"block_size": "per source (see sources.json)", "bands": list(BANDS)}, f, indent=2)
+            json.dump({"block_size": "per source (see sources.json)", "bands": list(self.bands)}, f, indent=2)
         with open(os.path.join(self.out, "sources.json"), "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
 

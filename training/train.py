@@ -321,7 +321,8 @@ def train(cfg: TrainConfig) -> dict:
                                          index_stats_pool=cfg.index_stats_pool)
         # a random backbone has nothing to keep frozen: train it whole
         backbone.trainable = not pretrained
-        if pretrained and refl:  # the new bands' kernels learn from the first phase on
+        new_bands = refl and bool(set(chips["band_names"]) - {"red", "green", "blue"})
+        if pretrained and new_bands:  # the new bands' kernels learn from the first phase on
             freeze_but_first_conv(backbone, cfg.arch)
         if cfg.init_from:
             from .soup import load_init_weights
