@@ -2,7 +2,8 @@
 regress.
 
 Scores any model (a path, or the built-in names ``default``,
-``default.int8`` and ``multispectral``: ``geoseg/models/NAME.onnx``) on
+``default.int8``, ``multispectral`` and ``rgb-reflectance``:
+``geoseg/models/NAME.onnx``) on
 every scene of ../shared that has a reference, through the real CLI as a
 user would run it (``geoseg classify`` then ``geoseg evaluate-scene``, as
 subprocesses of the venv's ``geoseg``), plus the held-out test split of the
@@ -91,7 +92,7 @@ ROOT = os.path.dirname(HERE)
 SHARED = os.environ.get("GEOSEG_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 GEOSEG = os.path.join(os.path.dirname(sys.executable), "geoseg")
 MODELS = os.path.join(ROOT, "geoseg", "models")
-BUILTINS = ("default", "default.int8", "multispectral")
+BUILTINS = ("default", "default.int8", "multispectral", "rgb-reflectance")
 SCENES = os.path.join(SHARED, "scenes")
 NAIP = os.path.join(SCENES, "naip_m_4709963_se_14_1_20200831.tif")
 AMS = os.path.join(SCENES, "s2_amsterdam", "s2_amsterdam_")
@@ -763,7 +764,7 @@ def write_card(path: str, results: list[dict]) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="*", help="ONNX paths or built-in names (default, default.int8, multispectral) "
+    ap.add_argument("models", nargs="*", help="ONNX paths or built-in names (default, default.int8, multispectral, rgb-reflectance) "
                     "[default: every built-in present]")
     ap.add_argument("-o", "--output", default=os.path.join(ROOT, "bench", "out", "suite"))
     ap.add_argument("--md", default=None, help="Markdown table [default: OUTPUT/suite.md].")

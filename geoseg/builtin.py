@@ -40,6 +40,10 @@ BUILTINS: dict[str, Builtin] = {
     "multispectral": Builtin("multispectral", "MULTISPECTRAL_CARD.md",
                              "scenes with blue, green, red and near-infrared bands in reflectance or calibrated "
                              "DN (Sentinel-2, Landsat, NAIP, PlanetScope)"),
+    "rgb-reflectance": Builtin("rgb-reflectance", "RGB_REFLECTANCE_CARD.md",
+                               "RGB-only 16-bit or float scenes of known calibration (true-colour Sentinel-2 or "
+                               "Landsat exports: --sensor, --reflectance-scale) where clouds matter; not the default: "
+                               "see its card"),
 }
 
 

@@ -43,7 +43,7 @@ def test_a_missing_path_is_left_to_the_loader(models_dir):
 
 def test_unknown_name_lists_the_built_ins(models_dir):
     with pytest.raises(ModelError, match=r"^rgbnir: no such model file and not a built-in model \(built-ins: "
-                                         r"default, multispectral; `geoseg models` lists them\)"):
+                                         r"default, multispectral, rgb-reflectance; `geoseg models` lists them\)"):
         builtin.resolve("rgbnir")
 
 
@@ -63,7 +63,7 @@ def test_built_in_not_installed(models_dir):
 
 def test_classify_with_an_unknown_name_is_one_error_line(tmp_path, scene_u8):
     line = one_error_line(run_cli("classify", scene_u8, "-o", tmp_path / "out", "-m", "rgbnir", "-q"))
-    assert "rgbnir: no such model file and not a built-in model (built-ins: default, multispectral" in line
+    assert "rgbnir: no such model file and not a built-in model (built-ins: default, multispectral, rgb-reflectance" in line
 
 
 def test_classify_with_a_built_in_name(models_dir, tmp_path, scene_u8):
