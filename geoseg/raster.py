@@ -244,6 +244,9 @@ def _describe(src, path, contract, bidx, nodata, family=None) -> SceneInfo:
                          f"({', '.join(sorted(dtypes))}); expected bands of one dtype: choose such bands with --bidx, "
                          "or convert the file to one dtype (`gdal_translate -ot UInt16 in out.tif`)")
     dtype = dtypes.pop()
+    hint = stretch_hint(contract, dtype) if nir is None else None
+    if hint:
+        log.info("%s: %s", path, hint)
     check_pixel_dtype(path, dtype)
     check_nodata_value(path, nodata, dtype)
     alpha = "alpha" in ci
@@ -299,6 +302,22 @@ def _mask_kind(flags: list) -> MaskKind:
         if any(flag in f for f in flags):
             return kind  # type: ignore[return-value]
     return "none"
+
+
+def stretch_hint(contract: ModelContract, dtype: str) -> str | None:
+    """For an RGB model that stretches ``dtype`` scenes per scene (a
+    percentile rule): that the stretch greys bright cloud, and which
+    built-in model reads such a scene as reflectance instead; else None."""
+    if contract.input_kind == "reflectance" or set(contract.bands) != {"red", "green", "blue"} or dtype == "uint8":
+        return None
+    rule = contract.scaling.get(dtype)
+    if rule is None:
+        rule = contract.scaling.get("float" if dtype.startswith("float") else "uint16")
+    if rule is None or rule.method != "percentile":
+        return None
+    return (f"{dtype} pixels are stretched per scene ({rule.describe()}), which turns bright cloud grey; "
+            "`-m rgb-reflectance` reads them as reflectance (with --sensor or --reflectance-scale where the file "
+            "does not say its calibration) and answers cloud (docs/multispectral.md)")
 
 
 def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | None) -> Scaling:

@@ -7,8 +7,8 @@ from rasterio.windows import Window
 
 from geoseg.contract import Scaling
 from geoseg.errors import InputError, MaskWarning, ScalingWarning
-from geoseg.raster import open_scene, read_window, scaling_for
-from helpers import make_contract, paint, write_rgba, write_scene
+from geoseg.raster import open_scene, read_window, scaling_for, stretch_hint
+from helpers import make_contract, make_reflectance_contract, paint, write_rgba, write_scene
 
 
 @pytest.fixture
@@ -218,3 +218,21 @@ def test_a_missing_scene_path_says_what_to_fix(tmp_path, contract, given, hint):
     with pytest.raises(InputError) as e:
         open_scene(path, contract)
     assert str(e.value).startswith(f"{path}: file not found; {hint.format(d=tmp_path)}")
+
+
+STRETCH = {"uint8": Scaling("identity"), "uint16": Scaling.parse("percentile:2,98"), "float": Scaling.parse("linear:1000")}
+
+
+@pytest.mark.parametrize("dtype, contract, hinted", [
+    ("uint16", make_contract(scaling=STRETCH), True),
+    ("int16", make_contract(scaling=STRETCH), True),  # other integers take the uint16 rule
+    ("uint8", make_contract(scaling=STRETCH), False),
+    ("float32", make_contract(scaling=STRETCH), False),  # a linear rule keeps cloud white
+    ("uint16", make_contract(), False),  # linear uint16 rule
+    ("uint16", make_reflectance_contract(), False),
+])
+def test_stretch_hint_names_the_reflectance_model_where_cloud_goes_grey(dtype, contract, hinted):
+    hint = stretch_hint(contract, dtype)
+    assert (hint is not None) == hinted
+    if hinted:
+        assert hint.startswith(f"{dtype} pixels are stretched per scene (percentile:2,98)") and "rgb-reflectance" in hint
