@@ -5,7 +5,7 @@ DEMO_VENV ?= .venv-demo
 LOCK   := requirements/lock.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model backbone model-suite qgis-plugin multispectral-model
+.PHONY: help venv test test-fast test-deps demo serve bench lint clean default-model backbone model-suite qgis-plugin multispectral-model rgb-reflectance-model
 
 help:
 	@echo "make test   - create $(VENV) (runtime + train + serve + dev extras, locked), install the"
@@ -83,6 +83,11 @@ model-suite: $(VENV)/.installed
 # (training chips, two seeds, export, suite; about 15 min on 2 cores): docs/multispectral.md
 multispectral-model: $(VENV)/.installed
 	grep -v '^#' docs/multispectral_model_commands.txt | sed 's/^geoseg /$(VENV)\/bin\/geoseg /; s/^python /$(VENV)\/bin\/python /' | bash -ex
+
+# Rebuild the built-in rgb-reflectance model (RGB read as reflectance) from ../shared
+# (4-class split, multispectral chips, RGB chips, two seeds, export, suite; about 40 min on 2 cores)
+rgb-reflectance-model: $(VENV)/.installed
+	grep -v '^#' docs/rgb_reflectance_model_commands.txt | sed 's/^geoseg /$(VENV)\/bin\/geoseg /; s/^python /$(VENV)\/bin\/python /' | bash -ex
 
 # Re-run the EuroSAT pre-training of the committed backbone (about 30 min on 2 cores).
 backbone: $(VENV)/.installed
