@@ -107,6 +107,17 @@ def test_reflectance_augment_keeps_shape_and_range():
     np.testing.assert_allclose(reflectance_augment(tf, x, off).numpy(), x.numpy())
 
 
+@pytest.mark.parametrize("bands, want", [
+    (("blue", "green", "red", "nir"), [1.0, 0.75, 0.55, 0.35]),
+    (("red", "green", "blue"), [0.55, 0.75, 1.0]),  # blue's haze in the third band
+    (("blue", "green", "red", "nir", "swir16"), [1.0, 0.75, 0.55, 0.35, 0.35]),
+])
+def test_haze_follows_the_band_names(bands, want):
+    from geoseg.training.augment import haze_weights
+
+    assert haze_weights(bands, len(bands)) == want
+
+
 def test_prepare_reads_float_chips_as_reflectance(chips, tmp_path):
     recs, x, classes = D.prepare(chips, str(tmp_path), size=None, reflectance=(None, None))
     assert x.dtype == np.float32 and x.shape == (36, SIZE, SIZE, 4)

@@ -233,6 +233,7 @@ class ReflectanceAugment:
     haze: float = 0.08  # path radiance added to blue, up to this (green, red, nir: 0.75, 0.55, 0.35 of it)
     noise: float = 0.004  # gaussian noise sigma up to this
     top: float = 1.5  # clip (the model's input range)
+    bands: tuple[str, ...] = ("blue", "green", "red", "nir")  # the images' band names (the haze is by name)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -240,7 +241,15 @@ class ReflectanceAugment:
 
 HAZE_SPECTRUM = (1.0, 0.75, 0.55, 0.35)
 """Relative path radiance of blue, green, red and near-infrared in a hazy
-(Rayleigh + aerosol) atmosphere; bands beyond the fourth take the last."""
+(Rayleigh + aerosol) atmosphere; other bands (red edge, short-wave
+infrared...) take the near-infrared's."""
+
+
+def haze_weights(bands: tuple[str, ...], n: int) -> list[float]:
+    """:data:`HAZE_SPECTRUM` for ``n`` image bands named ``bands`` (by name:
+    an image of red, green, blue gets blue's haze in its third band)."""
+    by_name = dict(zip(("blue", "green", "red", "nir"), HAZE_SPECTRUM, strict=True))
+    return [by_name.get(bands[i] if i < len(bands) else "", HAZE_SPECTRUM[-1]) for i in range(n)]
 
 
 def reflectance_augment(tf, x, a: ReflectanceAugment):
@@ -257,7 +266,7 @@ def reflectance_augment(tf, x, a: ReflectanceAugment):
     if a.offset:
         x = x + u(-a.offset, a.offset, (1, 1, bands))
     if a.p_haze and a.haze:
-        spec = tf.constant([HAZE_SPECTRUM[min(i, len(HAZE_SPECTRUM) - 1)] for i in range(bands)], tf.float32)
+        spec = tf.constant(haze_weights(a.bands, bands), tf.float32)
         h = tf.where(u(0.0, 1.0) < a.p_haze, u(0.0, a.haze), 0.0)
         x = x + h * spec[None, None, :]
     if a.noise:

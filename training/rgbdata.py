@@ -40,7 +40,7 @@ import numpy as np
 
 from .msdata import EUROSAT_RGB_SCALE, Writer
 
-BANDS = ("blue", "green", "red")  # the order of the reflectance augmentation's haze spectrum
+BANDS = ("blue", "green", "red")  # the multispectral chips' order, less near-infrared
 EXTRA_MAP = {"Residential": "desert", "Industrial": "desert", "Highway": "desert", "AnnualCrop": "green_area",
              "Pasture": "green_area", "HerbaceousVegetation": "green_area", "PermanentCrop": "green_area",
              "River": "water"}  # the default recipe's --extra-map

@@ -292,7 +292,7 @@ def train(cfg: TrainConfig) -> dict:
     if refl:
         from .augment import ReflectanceAugment
 
-        refl_aug = ReflectanceAugment(**cfg.extra.get("reflectance_params", {}))
+        refl_aug = ReflectanceAugment(**cfg.extra.get("reflectance_params", {}), bands=tuple(chips["band_names"]))
     unknown = sorted(set(cfg.mix_skip) - set(classes))
     if unknown:
         raise ValueError(f"--mix-skip: {cfg.data_dir} has no class called {', '.join(unknown)} "
