@@ -87,6 +87,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from geoseg.bands import RGB, is_rgb
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.environ.get("GEOSEG_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
@@ -428,7 +430,7 @@ def _pooled(matrices: list[np.ndarray], labels: list[str], classes: list[str]) -
 def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, scaling: str | None) -> dict:
     """Classify every part of ``sc`` with ``model`` and pool the evaluate-scene confusions."""
     reflectance = contract.get("input_kind") == "reflectance"
-    rgb = sorted(contract.get("bands") or []) == ["blue", "green", "red"]  # an RGB model (any order)
+    rgb = is_rgb(contract.get("bands") or [])  # an RGB model (any order)
     row: dict = {"scene": sc.name, "what": sc.what}
     os.makedirs(os.path.join(out, "scenes"), exist_ok=True)
     try:
@@ -472,7 +474,7 @@ def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, sca
 
 def _rgb_bidx(rgb_bidx: str, bands: list[str]) -> str:
     """``-b`` of an RGB model whose contract bands are red, green, blue in ``bands``' order."""
-    pos = dict(zip(("red", "green", "blue"), rgb_bidx.split(","), strict=True))
+    pos = dict(zip(RGB, rgb_bidx.split(","), strict=True))
     return ",".join(pos[b] for b in bands)
 
 
@@ -485,7 +487,7 @@ def test_split(model: str, out: str) -> dict:
     row: dict = {"scene": "test_split", "what": "satellite4 held-out test split (prepare --seed 0), 759 images"}
     cd = c.to_dict()
     reflectance = cd.get("input_kind", "dn") == "reflectance"
-    if c.n_bands != 3 or sorted(cd["bands"]) != ["blue", "green", "red"]:
+    if not is_rgb(cd["bands"]):
         return row | {"why": "RGB JPEGs: not an input of a multi-band model"}
     cache = os.path.join(out, "test_split_64.npz")
     if not os.path.exists(cache):
@@ -499,13 +501,14 @@ def test_split(model: str, out: str) -> dict:
         np.savez_compressed(cache + ".tmp.npz", x=np.stack(xs).astype(np.uint8), y=np.array([r.label for r in recs]))
         os.replace(cache + ".tmp.npz", cache)
     z = np.load(cache)
-    x, y = z["x"].astype(np.float32), [str(v) for v in z["y"]]
-    x = x[..., [("red", "green", "blue").index(b) for b in cd["bands"]]]
+    raw, y = z["x"][..., [RGB.index(b) for b in cd["bands"]]], [str(v) for v in z["y"]]  # the contract's order
     if reflectance:  # the 8-bit images as the runtime reads an uncalibrated 8-bit scene: the contract's uint8 rule
         from geoseg.patches import to_model_input
 
-        x = to_model_input(np.moveaxis(z["x"], -1, 1)[:, [("red", "green", "blue").index(b) for b in cd["bands"]]],
-                           None, c.scaling["uint8"], tuple(cd["input_range"]), None, "NHWC", "float32")
+        x = to_model_input(np.moveaxis(raw, -1, 1), None, c.scaling["uint8"], tuple(cd["input_range"]), None,
+                           "NHWC", "float32")
+    else:
+        x = raw.astype(np.float32)
     sess = new_session(model, 2)
     name = sess.get_inputs()[0].name
     from geoseg.export.graph import feed

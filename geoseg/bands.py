@@ -55,7 +55,7 @@ _WORDS: tuple[tuple[str, str], ...] = (
     ("blue", "blue"), ("green", "green"), ("red", "red"), ("coastal", "coastal"), ("swir16", "swir16"),
     ("swir22", "swir22"), ("swir", "swir"), ("cirrus", "cirrus"), ("pan", "pan"), ("alpha", "alpha"),
 )
-_RGB = ("red", "green", "blue")  # the order of a file that names none of its bands (geoseg's RGB scenes)
+RGB = ("red", "green", "blue")  # the order of a file that names none of its bands (geoseg's RGB scenes)
 # colour interpretations (GDAL >= 3.10 names infrared bands too) that name a band
 _CI = {"red": "red", "green": "green", "blue": "blue", "nir": "nir", "coastal": "coastal", "rededge": "rededge",
        "swir": "swir", "pan": "pan"}
@@ -193,6 +193,11 @@ def unused_nir(want: Sequence[str], colorinterp: Sequence[str], descriptions: Se
     return None
 
 
+def is_rgb(bands: Sequence[str]) -> bool:
+    """Whether ``bands`` are red, green and blue, in any order (an RGB model's contract)."""
+    return len(bands) == 3 and set(bands) == set(RGB)
+
+
 def _code_name(code: str, family: str | None) -> str | None:
     code = code.lstrip("0") or "0"
     if family is not None:
@@ -250,9 +255,9 @@ def choose_bands(
     if len(found) == need:
         how = "band names" if any(named[b - 1][1] for b in found.values()) else "colour interpretation"
         return BandChoice(tuple(found[w] for w in want), how, want)
-    if not found and set(want) == {"red", "green", "blue"}:
+    if not found and is_rgb(want):
         # the first data bands as red, green, blue, handed over in the model's order
-        chosen = tuple(data[_RGB.index(w)] for w in want)
+        chosen = tuple(data[RGB.index(w)] for w in want)
         warning = None
         if len(data) > need:
             warning = (f"{path}: {len(data)} bands without colour interpretation; using bands "

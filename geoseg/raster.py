@@ -23,7 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from . import styles
-from .bands import check_sensor_family, choose_bands, family_from_tags, unused_nir
+from .bands import check_sensor_family, choose_bands, family_from_tags, is_rgb, unused_nir
 from .checks import check_georeferenced, check_nodata_value, check_pixel_dtype
 from .contract import ModelContract, Scaling
 from .errors import BandWarning, InputError, MaskWarning, OutputError, ScalingWarning, first_line, ignoring
@@ -308,16 +308,28 @@ def stretch_hint(contract: ModelContract, dtype: str) -> str | None:
     """For an RGB model that stretches ``dtype`` scenes per scene (a
     percentile rule): that the stretch greys bright cloud, and which
     built-in model reads such a scene as reflectance instead; else None."""
-    if contract.input_kind == "reflectance" or set(contract.bands) != {"red", "green", "blue"} or dtype == "uint8":
+    if contract.input_kind == "reflectance" or not is_rgb(contract.bands) or dtype == "uint8":
         return None
-    rule = contract.scaling.get(dtype)
-    if rule is None:
-        rule = contract.scaling.get("float" if dtype.startswith("float") else "uint16")
+    rule, _ = dtype_rule(contract, dtype)
     if rule is None or rule.method != "percentile":
         return None
     return (f"{dtype} pixels are stretched per scene ({rule.describe()}), which turns bright cloud grey; "
             "`-m rgb-reflectance` reads them as reflectance (with --sensor or --reflectance-scale where the file "
             "does not say its calibration) and answers cloud (docs/multispectral.md)")
+
+
+def dtype_rule(contract: ModelContract, dtype: str) -> tuple[Scaling | None, bool]:
+    """The contract's rule for ``dtype`` scenes: its own, else the float rule
+    for floats, else for other wide integers (int16 reflectance, uint32 ...,
+    which hold the same kind of values as uint16 products) the uint16 rule;
+    and whether it is that uint16 stand-in."""
+    s = contract.scaling.get(dtype)
+    if s is None and dtype.startswith("float"):
+        s = contract.scaling.get("float")
+    if s is None and dtype != "uint8" and np.issubdtype(np.dtype(dtype), np.integer):
+        s = contract.scaling.get("uint16")
+        return s, s is not None
+    return s, False
 
 
 def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | None) -> Scaling:
@@ -340,16 +352,10 @@ def scaling_for(scene: SceneInfo, contract: ModelContract, override: Scaling | N
             raise InputError(f"{scene.path}: its bands have scales or offsets of their own ({rule.describe()}); "
                              "expected one rule for every band here: classify it with `geoseg classify`")
         return scaling
-    s = contract.scaling.get(scene.dtype)
-    if s is None and scene.dtype.startswith("float"):
-        s = contract.scaling.get("float")
-    if s is None and scene.dtype != "uint8" and np.issubdtype(np.dtype(scene.dtype), np.integer):
-        # other wide integers (int16 reflectance, uint32 ...) hold the same
-        # kind of values as uint16 products: the model's uint16 rule applies
-        s = contract.scaling.get("uint16")
-        if s is not None:
-            warnings.warn(f"{scene.path}: the model declares no scaling for {scene.dtype}; using its uint16 "
-                          f"rule ({s.describe()}); choose another with --scaling", ScalingWarning, stacklevel=2)
+    s, stand_in = dtype_rule(contract, scene.dtype)
+    if stand_in and s is not None:
+        warnings.warn(f"{scene.path}: the model declares no scaling for {scene.dtype}; using its uint16 "
+                      f"rule ({s.describe()}); choose another with --scaling", ScalingWarning, stacklevel=2)
     if s is None:
         declared = ", ".join(sorted(contract.scaling)) or "none"
         raise InputError(

@@ -38,13 +38,15 @@ import sys
 
 import numpy as np
 
+from geoseg.bands import RGB
+
 from .msdata import EUROSAT_RGB_SCALE, Writer
 
 BANDS = ("blue", "green", "red")  # the multispectral chips' order, less near-infrared
 EXTRA_MAP = {"Residential": "desert", "Industrial": "desert", "Highway": "desert", "AnnualCrop": "green_area",
              "Pasture": "green_area", "HerbaceousVegetation": "green_area", "PermanentCrop": "green_area",
              "River": "water"}  # the default recipe's --extra-map
-RGB = [("red", "green", "blue").index(b) for b in BANDS]  # BANDS from an RGB image's red, green, blue
+FROM_RGB = [RGB.index(b) for b in BANDS]  # BANDS from an RGB image's red, green, blue
 MS_SKIP_SCENES = ("desert4",)
 SPLIT_COLUMNS = ["file", "class", "split", "sha1", "near_sha1", "group", "width", "height", "mode"]
 
@@ -70,12 +72,15 @@ def build(sat4: str, manifest: str, eurosat_rgb: str, ms_chips: str, out: str, e
         split_rows.append({"file": w.rows[-1]["chip"], "class": cls, "split": split, "sha1": "", "near_sha1": "",
                            "group": len(split_rows), "width": x.shape[2], "height": x.shape[1], "mode": "F"})
 
+    def image(path: str) -> tuple[str, np.ndarray]:
+        """An 8-bit image brought to 64 px as training does: its pixels' sha1 and (BANDS, 64, 64) reflectance."""
+        rgb = resize_rgb(decode_rgb(path)[0], 64)
+        return hashlib.sha1(rgb.tobytes()).hexdigest(), np.moveaxis(rgb * np.float32(EUROSAT_RGB_SCALE), -1, 0)[FROM_RGB]
+
     recs = read_manifest(manifest)
     for r in recs:
-        rgb = resize_rgb(decode_rgb(os.path.join(sat4, r.file))[0], 64)
-        digest = hashlib.sha1(rgb.tobytes()).hexdigest()
+        digest, x = image(os.path.join(sat4, r.file))
         seen.add(digest)
-        x = np.moveaxis(rgb.astype(np.float32) * EUROSAT_RGB_SCALE, -1, 0)[RGB]
         add(x, r.label, "sat4", digest[:12], f"sat4:{r.group}", r.split)
     doc["sat4"] = {"manifest": manifest, "n": len(recs)}
 
@@ -87,12 +92,10 @@ def build(sat4: str, manifest: str, eurosat_rgb: str, ms_chips: str, out: str, e
             files = [files[i] for i in sorted(rng.choice(len(files), extra_limit, replace=False))]
         n = 0
         for f in files:
-            rgb = resize_rgb(decode_rgb(os.path.join(eurosat_rgb, folder, f))[0], 64)
-            digest = hashlib.sha1(rgb.tobytes()).hexdigest()
+            digest, x = image(os.path.join(eurosat_rgb, folder, f))
             if digest in seen:
                 continue
             seen.add(digest)
-            x = np.moveaxis(rgb.astype(np.float32) * EUROSAT_RGB_SCALE, -1, 0)[RGB]
             add(x, cls, "eurosat_rgb", f"{folder}_{os.path.splitext(f)[0]}", f"eurosat_rgb:{folder}/{f}", "train")
             n += 1
         doc["eurosat_rgb"][folder] = {"class": cls, "n": n}

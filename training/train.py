@@ -230,7 +230,7 @@ def train(cfg: TrainConfig) -> dict:
 
     from . import data as D
     from .evaluate import evaluate_arrays
-    from .models import build_scratch, build_transfer, freeze_but_first_conv, set_fine_tune
+    from .models import RGB_ORDER, build_scratch, build_transfer, freeze_but_first_conv, set_fine_tune
 
     if cfg.arch == "scratch" and cfg.weights is not None:
         raise ValueError(f"--weights {cfg.weights}: weights are for the pretrained backbones (mobilenetv2, "
@@ -321,7 +321,7 @@ def train(cfg: TrainConfig) -> dict:
                                          index_stats_pool=cfg.index_stats_pool)
         # a random backbone has nothing to keep frozen: train it whole
         backbone.trainable = not pretrained
-        new_bands = refl and bool(set(chips["band_names"]) - {"red", "green", "blue"})
+        new_bands = refl and bool(set(chips["band_names"]) - set(RGB_ORDER))
         if pretrained and new_bands:  # the new bands' kernels learn from the first phase on
             freeze_but_first_conv(backbone, cfg.arch)
         if cfg.init_from:
