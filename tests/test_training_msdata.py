@@ -61,6 +61,16 @@ def test_writer_and_mixtures_label_cells_by_their_majority(tmp_path):
     assert json.loads((tmp_path / "sources.json").read_text())["counts"]["mixture/water"] > 0
 
 
+@pytest.mark.parametrize("water_share, want", [(0.0, {"water": 0, "land": 30}), (1.0, {"water": 30, "land": 0})])
+def test_mixture_water_share_sets_how_many_cells_are_mostly_water(tmp_path, water_share, want):
+    w = M.Writer(str(tmp_path))
+    w.add(flat(WATER), "water", "t", "w", "gw")
+    w.add(flat(LAND), "green_area", "t", "l", "gl")
+    doc: dict = {}
+    M.add_water_mixtures(w, doc, WATER[None], n=30, seed=0, water_share=water_share)
+    assert doc["mixtures"]["counts"] == want
+
+
 def test_cloud_mixtures_are_cloudy_where_the_cloud_is_opaque_enough(tmp_path):
     cloud = np.array([0.45, 0.44, 0.43, 0.42], np.float32)
     w = M.Writer(str(tmp_path))

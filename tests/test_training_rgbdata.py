@@ -64,3 +64,20 @@ def test_chips_carry_red_green_blue_reflectance_and_the_manifest_split(sources):
     assert split[water] == "test"
     y, _ = read_chip(str(out / by_source["ms"][0]))
     np.testing.assert_allclose(y[:, 0, 0], [0.1, 0.2, 0.3], rtol=1e-6)  # blue, green, red of blue, green, red, nir
+
+
+def test_sat4_repeat_copies_training_images_only(sources):
+    out = sources / "chips"
+    R.build(str(sources / "sat4"), str(sources / "manifest.csv"), str(sources / "eurosat"), str(sources / "ms"),
+            str(out), sat4_repeat=3)
+    with open(out / "split.csv", newline="") as f:
+        sat4 = [r["split"] for r in csv.DictReader(f) if "/sat4_" in r["file"]]
+    assert sorted(sat4) == ["test", "train", "train", "train", "val"]
+
+
+def test_ms_sources_limits_the_multispectral_chips(sources):
+    out = sources / "chips"
+    R.build(str(sources / "sat4"), str(sources / "manifest.csv"), str(sources / "eurosat"), str(sources / "ms"),
+            str(out), ms_sources=("cloud38",))
+    with open(out / "chips.csv", newline="") as f:
+        assert not [r for r in csv.DictReader(f) if r["scene"] == "ms"]

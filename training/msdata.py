@@ -473,7 +473,7 @@ def mix_mask_np(rng: np.random.Generator, size: int, share: float) -> np.ndarray
 
 
 def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, seed: int = 0,
-                       colour_jitter: bool = False, brightness_max: float = 2.0) -> None:
+                       colour_jitter: bool = False, brightness_max: float = 2.0, water_share: float = 2 / 3) -> None:
     """Synthetic water/land cells from the chips already written: a water
     chip (EuroSAT MS SeaLake or a water-majority River chip), 70 % of the
     time re-coloured to a real water spectrum of :func:`water_spectra` times
@@ -481,8 +481,8 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
     and the bright water of uncalibrated 8-bit products) with its
     texture kept (scaled 0.5-1.2), takes a land chip's part by a blob or band
     mask; a cell's label is its majority: water share 0.5-1.0 -> water
-    (two thirds of them), 0.1-0.5 -> the land chip's class.  Each mixture is
-    in its water chip's split group."""
+    (``water_share`` of them, two thirds by default), 0.1-0.5 -> the land
+    chip's class.  Each mixture is in its water chip's split group."""
 
     rng = np.random.default_rng(seed)
     water = [r for r in w.rows if r["class"] == "water"]
@@ -501,14 +501,14 @@ def add_water_mixtures(w: Writer, doc: dict, spectra: np.ndarray, n: int = 600, 
                 target[3] = min(target[3], 0.9 * target[1])
             mean = xw.mean((1, 2), keepdims=True)
             xw = np.clip((xw - mean) * rng.uniform(0.5, 1.2) + target[:, None, None], 0.0, None)
-        is_water = rng.uniform() < 2 / 3
+        is_water = rng.uniform() < water_share
         share_water = rng.uniform(0.5, 1.0) if is_water else rng.uniform(0.1, 0.5)
         m = mix_mask_np(rng, xw.shape[1], share_water)
         x = np.where(m[None], xw, xl)
         cls = "water" if is_water else rl["class"]
         counts["water" if is_water else "land"] += 1
         w.add(x, cls, "mixture", f"{i:04d}", rw["group"], pixel_size=None)
-    doc["mixtures"] = {"n": n, "counts": counts, "colour_jitter": colour_jitter, "brightness_max": brightness_max, "rule": add_water_mixtures.__doc__.split("\n\n")[0].strip()
+    doc["mixtures"] = {"n": n, "counts": counts, "water_share": water_share, "colour_jitter": colour_jitter, "brightness_max": brightness_max, "rule": add_water_mixtures.__doc__.split("\n\n")[0].strip()
                        if add_water_mixtures.__doc__ else "", "water_spectra": doc.get("water_spectra")}
 
 
@@ -543,7 +543,7 @@ def add_cloud_mixtures(w: Writer, doc: dict, n: int = 400, seed: int = 0, alpha:
 def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None, seed: int = 0,
           desert_limit: int | None = 400, brandenburg_scene: str | None = None, mixtures: int = 600,
           colour_jitter: bool = False, brightness_max: float = 2.0, desert_veg_max: float = 0.0,
-          brandenburg_index: bool = False, cloud_mixtures: int = 0) -> dict:
+          brandenburg_index: bool = False, cloud_mixtures: int = 0, mixture_water_share: float = 2 / 3) -> dict:
     w = Writer(out)
     doc: dict = {"bands": list(BANDS), "units": "top-of-atmosphere reflectance (float32)", "size": SIZE,
                  "held_back_never_read": ["scenes/sen1floods11_spain", "scenes/s2_amsterdam", "scenes/naip_*",
@@ -555,7 +555,7 @@ def build(shared: str, out: str, split_file: str, brandenburg_chips: str | None,
     add_desert(w, os.path.join(shared, "data", "satellite4", "desert"), doc, seed, desert_limit, desert_veg_max)
     if mixtures:
         spectra, doc["water_spectra"] = water_spectra(shared, split_file, brandenburg_scene, seed=seed)
-        add_water_mixtures(w, doc, spectra, mixtures, seed, colour_jitter, brightness_max)
+        add_water_mixtures(w, doc, spectra, mixtures, seed, colour_jitter, brightness_max, mixture_water_share)
     if brandenburg_index:  # after the mixtures: they draw from the chips written so far
         add_brandenburg_index(w, shared, doc)
     if cloud_mixtures:  # last: every chip before is the same with and without them
@@ -587,14 +587,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="also water (NDWI) and cloud (s2cloudless) tiles of the Brandenburg west half")
     p.add_argument("--cloud-mixtures", type=int, default=0,
                    help="synthetic thin-cloud cells: ground chips seen through 38-Cloud cloud (opacity 0.2-0.8)")
+    p.add_argument("--mixture-water-share", type=float, default=2 / 3,
+                   help="share of the mixtures that are mostly water (the others: 10-50 %% water, the land's class)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    if not 0.0 <= a.mixture_water_share <= 1.0:
+        p.error(f"--mixture-water-share {a.mixture_water_share}: expected 0-1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if a.work and not a.brandenburg_chips:
         a.brandenburg_scene, a.brandenburg_chips = brandenburg_west(a.shared, a.work)
     doc = build(a.shared, a.output, a.split, a.brandenburg_chips, a.seed, a.desert_limit, a.brandenburg_scene,
                 a.mixtures, a.water_colour_jitter, a.water_brightness_max, a.desert_veg_max,
-                a.brandenburg_index_chips, a.cloud_mixtures)
+                a.brandenburg_index_chips, a.cloud_mixtures, a.mixture_water_share)
     print(json.dumps(doc["counts"], indent=1))
     return 0
 

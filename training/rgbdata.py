@@ -57,14 +57,21 @@ def _hash_split(group: str, seed: int) -> str:
 
 
 def build(sat4: str, manifest: str, eurosat_rgb: str, ms_chips: str, out: str, extra_limit: int = 400,
-          seed: int = 0) -> dict:
+          seed: int = 0, sat4_repeat: int = 1, ms_sources: tuple[str, ...] | None = None) -> dict:
+    """Write the chips folder ``out`` (module docstring); ``sat4_repeat``: each
+    4-class *training* image written that many times (its weight in training
+    against the other sources; validation and test images once);
+    ``ms_sources``: the multispectral chips' sources taken (their ``scene``
+    column: ``cloud38``, ``brandenburg``, ``eurosat_ms``, ``mixture``; None:
+    all).  Returns what was written (also ``sources.json``)."""
     from geoseg.chips import read_chip
 
     from .data import decode_rgb, read_manifest, resize_rgb
 
     w = Writer(out, BANDS)
     split_rows: list[dict] = []
-    doc: dict = {"bands": list(BANDS), "uint8_reflectance": EUROSAT_RGB_SCALE}
+    doc: dict = {"bands": list(BANDS), "uint8_reflectance": EUROSAT_RGB_SCALE, "sat4_repeat": sat4_repeat,
+                 "ms_sources": None if ms_sources is None else list(ms_sources)}
     seen: set[str] = set()
 
     def add(x: np.ndarray, cls: str, source: str, name: str, group: str, split: str) -> None:
@@ -82,6 +89,8 @@ def build(sat4: str, manifest: str, eurosat_rgb: str, ms_chips: str, out: str, e
         digest, x = image(os.path.join(sat4, r.file))
         seen.add(digest)
         add(x, r.label, "sat4", digest[:12], f"sat4:{r.group}", r.split)
+        for k in range(1, sat4_repeat if r.split == "train" else 1):
+            add(x, r.label, "sat4", f"{digest[:12]}_copy{k}", f"sat4:{r.group}", r.split)
     doc["sat4"] = {"manifest": manifest, "n": len(recs)}
 
     rng = np.random.default_rng(seed)
@@ -106,7 +115,7 @@ def build(sat4: str, manifest: str, eurosat_rgb: str, ms_chips: str, out: str, e
     n_ms: dict[str, int] = {}
     with open(os.path.join(ms_chips, "chips.csv"), newline="") as f:
         for row in csv.DictReader(f):
-            if row["scene"] in MS_SKIP_SCENES:
+            if row["scene"] in MS_SKIP_SCENES or (ms_sources is not None and row["scene"] not in ms_sources):
                 continue
             x = read_chip(os.path.join(ms_chips, row["chip"]))[0].astype(np.float32)[take]
             name = os.path.splitext(os.path.basename(row["chip"]))[0]
@@ -130,9 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", required=True, help="chips folder to write")
     p.add_argument("--extra-limit", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sat4-repeat", type=int, default=1,
+                   help="write each 4-class training image this many times (its weight against the other sources)")
+    p.add_argument("--ms-sources", default=None,
+                   help="comma-separated multispectral chip sources to take (cloud38, brandenburg, eurosat_ms, "
+                        "mixture) [default: all]")
     a = p.parse_args(argv)
+    if a.sat4_repeat < 1:
+        p.error(f"--sat4-repeat {a.sat4_repeat}: expected 1 or more")
     doc = build(os.path.join(a.shared, "data", "satellite4"), a.manifest, os.path.join(a.shared, "data", "eurosat"),
-                a.ms_chips, a.output, a.extra_limit, a.seed)
+                a.ms_chips, a.output, a.extra_limit, a.seed, a.sat4_repeat,
+                None if a.ms_sources is None else tuple(x.strip() for x in a.ms_sources.split(",") if x.strip()))
     print(json.dumps(doc.get("counts", {}), indent=1))
     return 0
 
