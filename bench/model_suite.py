@@ -427,6 +427,31 @@ def _pooled(matrices: list[np.ndarray], labels: list[str], classes: list[str]) -
     return res
 
 
+def classify_args(p: Part, model: str, contract: dict, scaling: str | None = None) -> list[str]:
+    """``geoseg classify`` arguments (no ``-o``) of ``model`` on part ``p``, as a user would run it: a
+    reflectance model with the scene's calibration (an RGB one on its red, green, blue bands), an 8-bit
+    model on the RGB bands with its contract's rule (or ``scaling``, an experiment's override)."""
+    args = ["classify", p.scene, "-m", model, "--no-polygons", "--no-quicklook", "--overwrite", "-q", *p.classify]
+    if contract.get("input_kind") == "reflectance":
+        rgb = is_rgb(contract.get("bands") or [])
+        return args + ["-b", _rgb_bidx(p.rgb_bidx, contract["bands"]) if rgb else p.ms_bidx or "", *p.reflectance]
+    args += ["-b", p.rgb_bidx]
+    if scaling and scaling.startswith("reflectance:"):
+        args += p.rgb_reflectance(float(scaling.split(":", 1)[1]))
+    elif scaling and p.dtype != "uint8":
+        args += ["--scaling", scaling]
+    return args
+
+
+def evaluate_map(sc: Scene, p: Part, classes_tif: str, out: str) -> tuple[list[str], np.ndarray]:
+    """``geoseg evaluate-scene`` of a class raster against part ``p``'s reference: (labels, cell confusion)."""
+    ev = [osm_map() if v == "@osm" else v for v in sc.evaluate]
+    run_geoseg("evaluate-scene", classes_tif, "--reference", p.reference, *ev, "-o", out, "--overwrite", "-q")
+    with open(os.path.join(out, "report.json")) as f:
+        rep = json.load(f)
+    return rep["confusion"]["labels"], np.array(rep["confusion"]["cells"])
+
+
 def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, scaling: str | None) -> dict:
     """Classify every part of ``sc`` with ``model`` and pool the evaluate-scene confusions."""
     reflectance = contract.get("input_kind") == "reflectance"
@@ -442,29 +467,14 @@ def score_scene(sc: Scene, model: str, label: str, contract: dict, out: str, sca
     for i, p in enumerate(parts):
         if reflectance and not rgb and p.ms_bidx is None:
             return row | {"why": "the scene has no near-infrared band for a reflectance model"}
-        args = ["classify", p.scene, "-m", model, "--no-polygons", "--no-quicklook", "--no-probs", "--overwrite", "-q",
-                *p.classify]
-        if reflectance:  # the scene's calibration; an RGB reflectance model reads its red, green, blue bands
-            args += ["-b", _rgb_bidx(p.rgb_bidx, contract["bands"]) if rgb else p.ms_bidx or "", *p.reflectance]
-        else:
-            args += ["-b", p.rgb_bidx]
-            if scaling and scaling.startswith("reflectance:"):
-                args += p.rgb_reflectance(float(scaling.split(":", 1)[1]))
-            elif scaling and p.dtype != "uint8":
-                args += ["--scaling", scaling]
         d = os.path.join(out, "runs", tag, f"{sc.name}_{i}")
         try:
-            run_geoseg(*args, "-o", d + "_map")
+            run_geoseg(*classify_args(p, model, contract, scaling), "--no-probs", "-o", d + "_map")
             stem = os.path.splitext(os.path.basename(p.scene))[0]
-            ev = [osm_map() if v == "@osm" else v for v in sc.evaluate]
-            run_geoseg("evaluate-scene", os.path.join(d + "_map", f"{stem}_classes.tif"), "--reference", p.reference,
-                       *ev, "-o", d + "_eval", "--overwrite", "-q")
+            labels, cells = evaluate_map(sc, p, os.path.join(d + "_map", f"{stem}_classes.tif"), d + "_eval")
         except SuiteError as e:
             return row | {"why": str(e)}
-        with open(os.path.join(d + "_eval", "report.json")) as f:
-            rep = json.load(f)
-        labels = rep["confusion"]["labels"]
-        mats.append(np.array(rep["confusion"]["cells"]))
+        mats.append(cells)
     assert labels is not None
     row.update(_pooled(mats, labels, sc.classes))
     if len(parts) > 1:

@@ -56,16 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             avg, first_classes = None, None
             for k, m in enumerate(a.models):
                 _, path = M.resolve_model(m)
-                c = M.model_contract(path)
-                args = ["classify", p.scene, "-m", path, "--no-polygons", "--no-quicklook", "--overwrite", "-q",
-                        *p.classify]
-                if c.get("input_kind") == "reflectance":
-                    args += ["-b", M._rgb_bidx(p.rgb_bidx, c["bands"]), *p.reflectance]
-                else:
-                    args += ["-b", p.rgb_bidx]
                 d = os.path.join(a.out, "runs", f"m{k}", f"{sc.name}_{i}_map")
                 if not glob.glob(os.path.join(d, "*_probs.tif")):
-                    M.run_geoseg(*args, "-o", d)
+                    M.run_geoseg(*M.classify_args(p, path, M.model_contract(path)), "-o", d)
                 q = weights[k] * _probs(os.path.join(d, f"{stem}_probs.tif"))
                 avg = q if avg is None else avg + q
                 first_classes = first_classes or os.path.join(d, f"{stem}_classes.tif")
@@ -83,13 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 dst.write(new, 1)
                 dst.update_tags(**tags)
                 dst.write_colormap(1, cmap)
-            ev = [M.osm_map() if v == "@osm" else v for v in sc.evaluate]
-            M.run_geoseg("evaluate-scene", cp, "--reference", p.reference, *ev, "-o", e + "_eval", "--overwrite",
-                         "-q")
-            with open(os.path.join(e + "_eval", "report.json")) as f:
-                rep = json.load(f)
-            labels = rep["confusion"]["labels"]
-            mats.append(np.array(rep["confusion"]["cells"]))
+            labels, cells = M.evaluate_map(sc, p, cp, e + "_eval")
+            mats.append(cells)
         assert labels is not None
         rows.append({"scene": sc.name} | M._pooled(mats, labels, sc.classes))
         print(sc.name, {k: round(v, 3) for k, v in rows[-1].items() if isinstance(v, float)

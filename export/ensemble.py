@@ -120,9 +120,11 @@ def build(paths: list[str], weights: list[float] | None = None, name: str | None
     inits: list = []
     value_info: list = []
     opsets: dict[str, int] = {}
+    ir_versions = []
     outs = []
     for i, (path, c) in enumerate(zip(paths, contracts, strict=True)):
         m = onnx.load(path)
+        ir_versions.append(m.ir_version)
         for o in m.opset_import:
             opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
         p = f"m{i}_"
@@ -143,7 +145,7 @@ def build(paths: list[str], weights: list[float] | None = None, name: str | None
     out = helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, ["N", len(first.class_names)])
     graph = helper.make_graph(nodes, "geoseg_ensemble", [inp], [out], initializer=inits, value_info=value_info)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
-    model.ir_version = min(onnx.load(p, load_external_data=False).ir_version for p in paths)
+    model.ir_version = min(ir_versions)
     onnx.checker.check_model(model)
     members = [{"name": c.name, "weight": round(float(wi), 6), "input_kind": c.input_kind,
                 "bands": list(c.bands)} for c, wi in zip(contracts, w, strict=True)]
